@@ -1,0 +1,5 @@
+import sys
+
+from qzoo.cli import main
+
+sys.exit(main())

@@ -1,0 +1,119 @@
+"""The one deep Q-learning agent. Variants (Double DQN, and later dueling, PER, n-step, noisy, C51) are
+settings that change which pure target/loss function it calls or which network it was given, never a
+subclass. Components are passed in and wired in one place (:func:`build_agent`)."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+
+from qzoo.config import Config
+from qzoo.losses import q_learning_target, td_loss
+from qzoo.networks import build_q_network
+from qzoo.replay import Batch
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class QAgent:
+    def __init__(self, q_net: nn.Module, optimizer: torch.optim.Optimizer, n_actions: int, *, double: bool,
+                 loss: str, max_grad_norm: float, device: torch.device):
+        self.q_net = q_net.to(device)
+        self.target_net = copy.deepcopy(q_net).to(device).requires_grad_(False)
+        self.optimizer = optimizer
+        self.n_actions = n_actions
+        self.double = double
+        self.loss_kind = loss
+        self.max_grad_norm = max_grad_norm
+        self.device = device
+        self._metrics = torch.zeros(3, device=device)  # running sums: loss, mean Q, updates
+        self.updates = 0
+
+    # ---- acting -------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def greedy(self, obs: np.ndarray) -> np.ndarray:
+        q = self.q_net(torch.as_tensor(obs, device=self.device))
+        return q.argmax(dim=1).cpu().numpy()
+
+    def act(self, obs: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
+        """epsilon-greedy over a batch of observations (one per environment)."""
+        n = len(obs)
+        explore = rng.random(n) < epsilon
+        actions = rng.integers(0, self.n_actions, n)
+        if not explore.all():  # skip the network entirely while every env explores
+            greedy = self.greedy(obs)
+            actions = np.where(explore, actions, greedy)
+        return actions
+
+    # ---- learning -----------------------------------------------------------------------------------------
+    def _tensors(self, batch: Batch):
+        as_t = lambda x: torch.as_tensor(x, device=self.device)  # noqa: E731
+        return (as_t(batch.obs_tm1), as_t(batch.action_tm1), as_t(batch.reward_t), as_t(batch.discount_t),
+                as_t(batch.obs_t), as_t(batch.weights))
+
+    def update(self, batch: Batch) -> torch.Tensor:
+        """One gradient step on a batch. Returns |TD error| per sample (detached) for priority updates."""
+        obs_tm1, action_tm1, reward_t, discount_t, obs_t, weights = self._tensors(batch)
+        with torch.no_grad():
+            q_target_t = self.target_net(obs_t)
+            q_select_t = self.q_net(obs_t) if self.double else None
+            target = q_learning_target(reward_t, discount_t, q_target_t, q_select_t)
+        q_tm1 = self.q_net(obs_tm1).gather(1, action_tm1.long().unsqueeze(1)).squeeze(1)
+        loss = (weights * td_loss(q_tm1, target, self.loss_kind)).mean()
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.q_net.parameters(), self.max_grad_norm)
+        self.optimizer.step()
+
+        self.updates += 1
+        self._metrics += torch.stack([loss.detach(), q_tm1.detach().mean(), torch.ones((), device=self.device)])
+        return (target - q_tm1).detach().abs()
+
+    def pop_metrics(self) -> dict:
+        """Mean loss and Q since the last call (one device sync per log interval, not per update)."""
+        loss_sum, q_sum, n = self._metrics.tolist()
+        self._metrics.zero_()
+        if n == 0:
+            return {"loss": float("nan"), "q_mean": float("nan"), "interval_updates": 0}
+        return {"loss": loss_sum / n, "q_mean": q_sum / n, "interval_updates": int(n)}
+
+    @torch.no_grad()
+    def sync_target(self, tau: float = 1.0) -> None:
+        """theta_target <- tau * theta + (1 - tau) * theta_target  (tau = 1: hard copy)."""
+        online, target = list(self.q_net.parameters()), list(self.target_net.parameters())
+        if tau >= 1.0:
+            torch._foreach_copy_(target, online)
+        else:
+            torch._foreach_lerp_(target, online, tau)
+
+    # ---- persistence --------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"q_net": self.q_net.state_dict(), "target_net": self.target_net.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.q_net.load_state_dict(state["q_net"])
+        self.target_net.load_state_dict(state["target_net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.updates = state["updates"]
+
+
+def make_optimizer(config: Config, params) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.learning_rate, eps=config.optimizer_eps)
+    return torch.optim.RMSprop(params, lr=config.learning_rate, eps=config.optimizer_eps, alpha=0.95,
+                               centered=True)
+
+
+def build_agent(config: Config, observation_space, n_actions: int, device: torch.device) -> QAgent:
+    q_net = build_q_network(config, observation_space, n_actions)
+    return QAgent(q_net, make_optimizer(config, q_net.parameters()), n_actions, double=config.double,
+                  loss=config.loss, max_grad_norm=config.max_grad_norm, device=device)

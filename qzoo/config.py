@@ -1,0 +1,370 @@
+"""Typed, validated run configuration.
+
+One flat dataclass, :class:`Config`, holds every setting of a run. Names follow Stable-Baselines3 / RL Zoo
+where the concept is the same, so a tuned RL Zoo ``dqn.yml`` entry carries over unchanged.
+
+Resolution order (later wins)::
+
+    Config defaults  <  preset (qzoo/presets/<algo>.yml: ``default`` entry, then the env id's entry)
+                     <  --preset FILE  <  dedicated CLI flags (--seed, --total-timesteps, ...)  <  --set key=value
+
+Every value passes through :func:`coerce` (type) and its field's ``check`` (range) before anything runs;
+a problem raises :class:`ConfigError` whose message is one line naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import math
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+PRESET_DIR = Path(__file__).parent / "presets"
+ALGOS = ("dqn",)
+
+
+class ConfigError(ValueError):
+    """A bad setting, value, env id or path. ``str(err)`` is a one-line message for the user."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Checks: each returns None when the value is fine, or a phrase saying what is allowed.
+# --------------------------------------------------------------------------------------------------------------
+Check = Callable[[Any], "str | None"]
+
+
+def positive(v) -> str | None:
+    return None if v > 0 and math.isfinite(v) else "a finite number > 0"
+
+
+def non_negative(v) -> str | None:
+    return None if v >= 0 and math.isfinite(v) else "a finite number >= 0"
+
+
+def unit_interval(v) -> str | None:
+    return None if 0.0 <= v <= 1.0 else "a number in [0, 1]"
+
+
+def at_least(lo: int) -> Check:
+    return lambda v: None if v >= lo else f"an integer >= {lo}"
+
+
+def one_of(*choices: str) -> Check:
+    return lambda v: None if v in choices else "one of " + ", ".join(repr(c) for c in choices)
+
+
+def gradient_steps_check(v) -> str | None:
+    return None if v >= 1 or v == -1 else "an integer >= 1, or -1 (as many as environment steps collected)"
+
+
+def net_arch_check(v) -> str | None:
+    return None if all(n >= 1 for n in v) else "a list of positive layer sizes, e.g. [256, 256]"
+
+
+def tau_check(v) -> str | None:
+    return None if 0.0 < v <= 1.0 else "a number in (0, 1] (1 = hard copy)"
+
+
+def device_check(v) -> str | None:
+    ok = v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit())
+    return None if ok else "'auto', 'cpu', 'cuda' or 'cuda:N'"
+
+
+def setting(default, help: str, check: Check | None = None, group: str = "agent"):
+    """A config field carrying its own help text and range check (shown by ``qzoo train --help``)."""
+    kw = {"default_factory": lambda: list(default)} if isinstance(default, list) else (
+        {"default_factory": lambda: dict(default)} if isinstance(default, dict) else {"default": default})
+    return field(metadata={"help": help, "check": check, "group": group}, **kw)
+
+
+@dataclass(frozen=True)
+class Config:
+    # --- environment ---------------------------------------------------------------------------------------
+    env_id: str = setting("CartPole-v1", "Gymnasium environment id", group="env")
+    env_kwargs: dict = setting({}, "keyword arguments passed to gymnasium.make", group="env")
+    gym_packages: list = setting([], "extra modules to import so that they register their env ids", group="env")
+    n_envs: int = setting(1, "environments stepped in parallel (one batched action selection)", at_least(1), "env")
+    seed: int = setting(0, "random seed (torch, numpy, environments)", at_least(0), "env")
+    # --- network ----------------------------------------------------------------------------------------------
+    algo: str = setting("dqn", "algorithm preset family", one_of(*ALGOS), "network")
+    network: str = setting("mlp", "Q-network torso", one_of("mlp"), "network")
+    net_arch: list = setting([64, 64], "hidden layer sizes of the MLP torso", net_arch_check, "network")
+    # --- learner ----------------------------------------------------------------------------------------------
+    learning_rate: float = setting(1e-4, "optimizer step size", positive)
+    optimizer: str = setting("adam", "optimizer", one_of("adam", "rmsprop"))
+    optimizer_eps: float = setting(1e-8, "epsilon of Adam / RMSprop", positive)
+    gamma: float = setting(0.99, "discount factor", unit_interval)
+    double: bool = setting(False, "Double DQN target: online net picks argmax_a' Q(s',a'), target net evaluates it")
+    loss: str = setting("huber", "TD loss", one_of("huber", "mse"))
+    max_grad_norm: float = setting(10.0, "clip the global gradient norm to this value", positive)
+    target_update_interval: int = setting(
+        10000, "environment steps between target network updates", at_least(1))
+    tau: float = setting(1.0, "target update coefficient (1 = hard copy, < 1 = Polyak averaging)", tau_check)
+    # --- exploration ------------------------------------------------------------------------------------------
+    exploration_initial_eps: float = setting(1.0, "epsilon at the start", unit_interval, "exploration")
+    exploration_final_eps: float = setting(0.05, "epsilon after the decay", unit_interval, "exploration")
+    exploration_fraction: float = setting(
+        0.1, "fraction of n_timesteps over which epsilon decays linearly", unit_interval, "exploration")
+    # --- replay -----------------------------------------------------------------------------------------------
+    buffer_size: int = setting(1_000_000, "replay capacity in transitions", at_least(1), "replay")
+    batch_size: int = setting(32, "transitions per gradient step", at_least(1), "replay")
+    learning_starts: int = setting(100, "environment steps of random actions before learning", at_least(0),
+                                   "replay")
+    # --- training loop ----------------------------------------------------------------------------------------
+    n_timesteps: int = setting(100_000, "total environment steps (all envs together)", at_least(1), "train")
+    train_freq: int = setting(4, "vector-env steps between training phases", at_least(1), "train")
+    gradient_steps: int = setting(1, "gradient steps per training phase (-1: one per environment step collected)",
+                                  gradient_steps_check, "train")
+    device: str = setting("auto", "torch device: auto (CUDA when present), cpu, cuda, cuda:N", device_check,
+                          "train")
+    torch_threads: int = setting(0, "torch intra-op threads (0 = torch's default)", at_least(0), "train")
+    # --- logging, evaluation, checkpoints ---------------------------------------------------------------------
+    log_interval: int = setting(1000, "environment steps between progress.csv rows", at_least(1), "logging")
+    stats_window: int = setting(100, "recent episodes averaged in the logged mean return", at_least(1), "logging")
+    eval_freq: int = setting(10_000, "environment steps between evaluations (0 = only at the end)", at_least(0),
+                             "logging")
+    eval_episodes: int = setting(10, "episodes per evaluation", at_least(1), "logging")
+    eval_epsilon: float = setting(0.0, "epsilon used by evaluation", unit_interval, "logging")
+    checkpoint_freq: int = setting(0, "environment steps between checkpoints (0 = every 10% of training)",
+                                   at_least(0), "logging")
+    keep_checkpoints: int = setting(3, "periodic checkpoints kept on disk (older ones are deleted)", at_least(1),
+                                    "logging")
+    progress_bar: bool = setting(True, "show a live progress bar", group="logging")
+    tensorboard: bool = setting(True, "write TensorBoard event files", group="logging")
+
+    # ----------------------------------------------------------------------------------------------------------
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            check = f.metadata["check"]
+            problem = check(getattr(self, f.name)) if check else None
+            if problem:
+                raise ConfigError(f"setting '{f.name}' must be {problem}, got {getattr(self, f.name)!r}")
+        if self.batch_size > self.buffer_size:
+            raise ConfigError(f"setting 'batch_size' ({self.batch_size}) must not exceed "
+                              f"'buffer_size' ({self.buffer_size})")
+        if self.exploration_final_eps > self.exploration_initial_eps:
+            raise ConfigError("setting 'exploration_final_eps' must not exceed 'exploration_initial_eps' "
+                              f"({self.exploration_final_eps} > {self.exploration_initial_eps})")
+
+    # helpers -------------------------------------------------------------------------------------------------
+    @property
+    def updates_per_phase(self) -> int:
+        return self.train_freq * self.n_envs if self.gradient_steps == -1 else self.gradient_steps
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> "Config":
+        return from_dict({**self.to_dict(), **changes})
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+_TYPES = typing.get_type_hints(Config)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Coercion: YAML, CLI strings and Python values into each field's type.
+# --------------------------------------------------------------------------------------------------------------
+def _parse_number(text: str) -> float:
+    return float(text.replace("_", ""))
+
+
+def coerce(key: str, value: Any) -> Any:
+    """Convert ``value`` to the type of setting ``key``; raise ConfigError with a one-line message."""
+    if key not in FIELDS:
+        raise ConfigError(unknown_key_message(key))
+    typ = _TYPES[key]
+    bad = ConfigError(f"setting '{key}' must be {_type_phrase(typ)}, got {value!r}")
+    try:
+        if typ is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on", "1", "false", "no", "off",
+                                                                    "0"):
+                return value.strip().lower() in ("true", "yes", "on", "1")
+            raise bad
+        if typ is int:
+            if isinstance(value, bool):
+                raise bad
+            number = _parse_number(value) if isinstance(value, str) else value
+            if isinstance(number, (int, float)) and math.isfinite(number) and float(number).is_integer():
+                return int(number)
+            raise bad
+        if typ is float:
+            if isinstance(value, bool):
+                raise bad
+            number = _parse_number(value) if isinstance(value, str) else value
+            if isinstance(number, (int, float)) and not math.isnan(number):
+                return float(number)
+            raise bad
+        if typ is str:
+            if isinstance(value, str) and value:
+                return value
+            raise bad
+        if typ is list:
+            parsed = yaml.safe_load(value) if isinstance(value, str) else value
+            if isinstance(parsed, (list, tuple)):
+                if key == "net_arch":
+                    if all(isinstance(n, int) and not isinstance(n, bool) for n in parsed):
+                        return list(parsed)
+                    raise bad
+                return [str(x) for x in parsed]
+            raise bad
+        if typ is dict:
+            parsed = yaml.safe_load(value) if isinstance(value, str) else value
+            if parsed is None:
+                return {}
+            if isinstance(parsed, dict):
+                return dict(parsed)
+            raise bad
+    except (ValueError, TypeError, yaml.YAMLError):
+        raise bad from None
+    raise AssertionError(f"unhandled type {typ} for {key}")
+
+
+def _type_phrase(typ) -> str:
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a non-empty string",
+            list: "a list such as [256, 256]", dict: "a mapping such as {key: value}"}[typ]
+
+
+def unknown_key_message(key: str) -> str:
+    close = difflib.get_close_matches(key, FIELDS, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"unknown setting '{key}'{hint}; `qzoo train --help` lists every setting"
+
+
+def from_dict(values: dict) -> Config:
+    """Build a validated Config from a mapping of setting names to (possibly string) values."""
+    return Config(**{k: coerce(k, v) for k, v in values.items()})
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Presets, in RL Zoo's hyperparams/*.yml format.
+# --------------------------------------------------------------------------------------------------------------
+# RL Zoo keys that map onto qzoo settings.
+_POLICIES = {"MlpPolicy": "mlp"}
+_RLZOO_IGNORED = {"n_envs_eval"}
+
+
+def _parse_policy_kwargs(text: str, where: str) -> dict:
+    """Parse RL Zoo's ``"dict(net_arch=[256, 256])"`` safely (a literal, never ``eval``)."""
+    try:
+        node = ast.parse(text.strip(), mode="eval").body
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" \
+                and not node.args:
+            return {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords}
+        value = ast.literal_eval(node)
+        if isinstance(value, dict):
+            return value
+    except (SyntaxError, ValueError):
+        pass
+    raise ConfigError(f"{where}: policy_kwargs must be a literal like \"dict(net_arch=[256, 256])\", got {text!r}")
+
+
+def normalise_preset_entry(entry: dict, where: str) -> dict:
+    """Translate one RL Zoo style entry (policy, policy_kwargs, ...) into qzoo setting names."""
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: expected a mapping of settings, got {type(entry).__name__}")
+    out: dict = {}
+    for key, value in entry.items():
+        if key in _RLZOO_IGNORED:
+            continue
+        if key == "policy":
+            if value not in _POLICIES:
+                raise ConfigError(f"{where}: policy must be one of {', '.join(_POLICIES)}, got {value!r}")
+            out["network"] = _POLICIES[value]
+        elif key == "policy_kwargs":
+            kwargs = _parse_policy_kwargs(value, where) if isinstance(value, str) else value
+            for k, v in (kwargs or {}).items():
+                if k != "net_arch":
+                    raise ConfigError(f"{where}: policy_kwargs key '{k}' is not supported (allowed: net_arch)")
+                out["net_arch"] = v
+        else:
+            if key not in FIELDS:
+                raise ConfigError(f"{where}: {unknown_key_message(key)}")
+            out[key] = value
+    return out
+
+
+def load_yaml(path: Path) -> Any:
+    try:
+        with open(path) as f:
+            return yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"preset file '{path}' does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"preset file '{path}' is a directory, expected a YAML file") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" (line {mark.line + 1})" if mark else ""
+        raise ConfigError(f"preset file '{path}' is not valid YAML{at}") from None
+
+
+def preset_values(algo: str, env_id: str) -> dict:
+    """Built-in preset for (algo, env_id): the ``default`` entry overlaid with the env id's own entry."""
+    table = load_yaml(PRESET_DIR / f"{algo}.yml") or {}
+    values = normalise_preset_entry(table.get("default", {}), f"preset {algo}.yml:default")
+    if env_id in table:
+        values.update(normalise_preset_entry(table[env_id], f"preset {algo}.yml:{env_id}"))
+    return values
+
+
+def preset_file_values(path: str | Path, env_id: str) -> dict:
+    """A user preset file: either RL Zoo's format (keyed by env id) or a flat mapping of settings."""
+    path = Path(path)
+    data = load_yaml(path)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"preset file '{path}' must hold a mapping of settings")
+    if env_id in data and isinstance(data[env_id], dict):
+        return normalise_preset_entry(data[env_id], f"{path}:{env_id}")
+    if all(isinstance(v, dict) for v in data.values()) and not any(k in FIELDS for k in data):
+        raise ConfigError(f"preset file '{path}' has no entry for '{env_id}' (it has: {', '.join(map(str, data))})")
+    return normalise_preset_entry(data, str(path))
+
+
+def parse_set(items: list[str]) -> dict:
+    """``["learning_rate=1e-3", "double=true"]`` -> ``{"learning_rate": "1e-3", "double": "true"}``."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        if key not in FIELDS:
+            raise ConfigError(unknown_key_message(key))
+        out[key] = value.strip()
+    return out
+
+
+def resolve(env_id: str, algo: str = "dqn", preset_file: str | None = None, flags: dict | None = None,
+            sets: list[str] | None = None) -> Config:
+    """defaults < built-in preset < preset file < CLI flags < --set; validated."""
+    if algo not in ALGOS:
+        raise ConfigError(f"unknown algorithm '{algo}'; allowed: {', '.join(ALGOS)}")
+    values: dict = preset_values(algo, env_id)
+    if preset_file:
+        values.update(preset_file_values(preset_file, env_id))
+    values.update({k: v for k, v in (flags or {}).items() if v is not None})
+    values.update(parse_set(sets or []))
+    values["env_id"], values["algo"] = env_id, algo
+    return from_dict(values)
+
+
+def settings_help() -> str:
+    """Every setting with its type, default and help text, grouped, for ``qzoo train --help``."""
+    lines, group = [], None
+    for f in dataclasses.fields(Config):
+        if f.metadata["group"] != group:
+            group = f.metadata["group"]
+            lines.append(f"\n  [{group}]")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        lines.append(f"  {f.name:<24} {_TYPES[f.name].__name__:<5} default {default!r:<12} {f.metadata['help']}")
+    return "\n".join(lines)

@@ -1,0 +1,89 @@
+"""Environment factory: env ids -> validated, seeded Gymnasium vector environments.
+
+The vector env uses SAME_STEP autoreset: when an episode ends, ``step`` returns the first observation of
+the next episode and puts the true last observation in ``info["final_obs"]``. The trainer stores that final
+observation as s' so a truncated episode still bootstraps from where it really ended.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass
+from typing import Callable
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+from qzoo.config import Config, ConfigError
+
+gym.register(id="qzoo/Corridor-v0", entry_point="qzoo.envs.toy:Corridor", max_episode_steps=30)
+
+
+@dataclass(frozen=True)
+class EnvInfo:
+    observation_space: gym.spaces.Space
+    n_actions: int
+
+
+def import_gym_packages(packages) -> None:
+    for name in packages:
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise ConfigError(f"setting 'gym_packages': cannot import '{name}' ({e})") from None
+
+
+def check_env(config: Config) -> EnvInfo:
+    """Refuse env ids that do not exist, bad env_kwargs and unsupported spaces, before anything runs."""
+    import_gym_packages(config.gym_packages)
+    try:
+        gym.spec(config.env_id)
+    except gym.error.Error:
+        close = difflib.get_close_matches(config.env_id, list(gym.registry), n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else \
+            "; `python -c \"import gymnasium; gymnasium.pprint_registry()\"` lists the registered ids"
+        raise ConfigError(f"unknown environment id '{config.env_id}'{hint}") from None
+    try:
+        env = gym.make(config.env_id, **config.env_kwargs)
+    except TypeError as e:
+        raise ConfigError(f"setting 'env_kwargs' is not accepted by '{config.env_id}': {e}") from None
+    except gym.error.DependencyNotInstalled as e:
+        raise ConfigError(f"environment '{config.env_id}' needs a package that is not installed: {e}") from None
+    try:
+        if not isinstance(env.action_space, gym.spaces.Discrete):
+            raise ConfigError(f"environment '{config.env_id}' has action space {env.action_space}; DQN needs a "
+                              "Discrete action space")
+        obs_space = env.observation_space
+        if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
+            raise ConfigError(f"environment '{config.env_id}' has observation space {obs_space}; the 'mlp' network "
+                              "needs a flat Box observation")
+        return EnvInfo(obs_space, int(env.action_space.n))
+    finally:
+        env.close()
+
+
+def make_env(env_id: str, env_kwargs: dict | None = None) -> Callable[[], gym.Env]:
+    """A thunk building one environment. Episode statistics are recorded before any reward transform."""
+
+    def thunk() -> gym.Env:
+        env = gym.make(env_id, **(env_kwargs or {}))
+        return gym.wrappers.RecordEpisodeStatistics(env)
+
+    return thunk
+
+
+def make_vec_env(config: Config, n_envs: int | None = None) -> gym.vector.VectorEnv:
+    import_gym_packages(config.gym_packages)
+    fns = [make_env(config.env_id, config.env_kwargs) for _ in range(n_envs or config.n_envs)]
+    return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+def finished_episodes(infos: dict) -> list[tuple[int, float, int]]:
+    """(env index, return, length) for each episode that ended in this vector step."""
+    final = infos.get("final_info")
+    if not final or "episode" not in final:
+        return []
+    ep, mask = final["episode"], final["_episode"]
+    return [(int(i), float(ep["r"][i]), int(ep["l"][i])) for i in np.flatnonzero(mask)]

@@ -1,0 +1,27 @@
+"""Load a trained agent from a run directory, a model file or a checkpoint, checking that it fits its env."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qzoo import checkpoint as ckpt
+from qzoo.agent import build_agent, resolve_device
+from qzoo.config import Config, ConfigError, from_dict
+from qzoo.envs import check_env
+
+
+def load_policy(path: Path, which: str = "final", device: str = "cpu"):
+    """Returns (agent, config, model_path). The agent's ``act`` is ready for evaluation."""
+    model_path = ckpt.find_model(path, which)
+    payload = ckpt.load(model_path)
+    config: Config = from_dict(payload["config"])
+    info = check_env(config)
+    if tuple(info.observation_space.shape) != tuple(payload["obs_shape"]) or info.n_actions != payload["n_actions"]:
+        raise ConfigError(f"'{model_path}' was trained on observations {tuple(payload['obs_shape'])} with "
+                          f"{payload['n_actions']} actions; '{config.env_id}' now gives "
+                          f"{tuple(info.observation_space.shape)} and {info.n_actions}")
+    agent = build_agent(config, info.observation_space, info.n_actions, resolve_device(device))
+    weights = payload["q_net"] if "q_net" in payload else payload["agent"]["q_net"]
+    agent.q_net.load_state_dict(weights)
+    agent.q_net.eval()
+    return agent, config, model_path

@@ -1,0 +1,32 @@
+"""Schedules: validated callables of the step (exploration epsilon, later PER's beta)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LinearSchedule:
+    """``start`` at step 0, moving linearly to ``end`` at step ``duration``, then constant.
+
+    value(t) = start + (end - start) * min(1, t / duration);  duration 0 means ``end`` from the start.
+    """
+
+    start: float
+    end: float
+    duration: int
+
+    def __post_init__(self):
+        if self.duration < 0:
+            raise ValueError(f"duration must be >= 0, got {self.duration}")
+
+    def __call__(self, step: int) -> float:
+        if self.duration == 0:
+            return self.end
+        fraction = min(max(step, 0) / self.duration, 1.0)
+        return self.start + fraction * (self.end - self.start)
+
+
+def epsilon_schedule(initial: float, final: float, fraction: float, total_steps: int) -> LinearSchedule:
+    """SB3/RL Zoo's exploration schedule: decay over ``fraction`` of the run."""
+    return LinearSchedule(initial, final, int(fraction * total_steps))

@@ -1,0 +1,243 @@
+"""The training loop, readable top to bottom.
+
+    obs -> agent.act -> env.step -> replay.add -> (every train_freq) replay.sample -> agent.update
+        -> (every target_update_interval) sync target -> log -> evaluate -> checkpoint
+
+Step counting follows Stable-Baselines3 so RL Zoo hyperparameters mean the same thing here: ``step`` counts
+environment transitions (all envs together); ``train_freq`` counts vector-env steps; ``target_update_interval``,
+``log_interval``, ``eval_freq`` and ``checkpoint_freq`` count transitions; learning starts once
+``step > learning_starts``, and before that actions are uniformly random.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from qzoo import checkpoint as ckpt
+from qzoo.agent import build_agent, resolve_device
+from qzoo.config import Config
+from qzoo.envs import check_env, finished_episodes, make_env, make_vec_env
+from qzoo.evaluation import EvalResult, evaluate
+from qzoo.logger import CSVWriter, Logger, TensorBoardWriter
+from qzoo.replay import make_replay
+from qzoo.schedules import epsilon_schedule
+
+PROGRESS_COLUMNS = ["step", "episodes", "return_mean", "return_last", "length_mean", "q_mean", "loss", "epsilon",
+                    "updates", "steps_per_s", "time_s"]
+EVAL_COLUMNS = ["step", "return_mean", "return_std", "length_mean", "episodes", "time_s"]
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+@dataclass
+class RunResult:
+    run_dir: Path | None
+    steps: int
+    episodes: int
+    final_eval: EvalResult | None
+    best_eval_mean: float
+    seconds: float
+    interrupted: bool = False
+
+
+def crossed(step: int, advanced: int, interval: int) -> bool:
+    """True when the step counter passed a multiple of ``interval`` while advancing by ``advanced``."""
+    return interval > 0 and step // interval > (step - advanced) // interval
+
+
+def seed_everything(seed: int) -> None:
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train(config: Config, run_dir: Path | None = None, *, command: str = "",
+          on_eval: Callable[[int, EvalResult], None] | None = None, out=sys.stderr) -> RunResult:
+    """Train ``config``; write everything to ``run_dir`` (None: write nothing, e.g. for tuning trials).
+
+    ``on_eval(step, result)`` is called after each periodic evaluation; it may raise to stop the run
+    (tuning uses this to prune)."""
+    env_info = check_env(config)
+    seed_everything(config.seed)
+    if config.torch_threads:
+        torch.set_num_threads(config.torch_threads)
+    device = resolve_device(config.device)
+
+    envs = make_vec_env(config)
+    eval_env = make_env(config.env_id, config.env_kwargs)()
+    envs.action_space.seed(config.seed)
+    agent = build_agent(config, env_info.observation_space, env_info.n_actions, device)
+    replay = make_replay(config, env_info.observation_space)
+    epsilon_at = epsilon_schedule(config.exploration_initial_eps, config.exploration_final_eps,
+                                  config.exploration_fraction, config.n_timesteps)
+    rng = np.random.default_rng(config.seed)
+    obs_shape = env_info.observation_space.shape
+
+    logger, eval_log, bar = _open_outputs(config, run_dir, command, out)
+    recent_returns, recent_lengths = deque(maxlen=config.stats_window), deque(maxlen=config.stats_window)
+    episodes, last_return = 0, float("nan")
+    best_eval, final_eval, interrupted = -math.inf, None, False
+    checkpoint_freq = config.checkpoint_freq or max(config.n_timesteps // 10, 1)
+    n_envs = config.n_envs
+    start = last_log_time = time.perf_counter()
+    last_log_step = step = vec_steps = 0
+
+    def save_checkpoint() -> None:
+        if run_dir is not None:
+            payload = ckpt.checkpoint_payload(config, agent, step, obs_shape, {"episodes": episodes})
+            ckpt.save_checkpoint(run_dir, payload, config.keep_checkpoints)
+
+    obs, _ = envs.reset(seed=config.seed)
+    try:
+        while step < config.n_timesteps:
+            # ---- act -------------------------------------------------------------------------------------
+            epsilon = epsilon_at(step)
+            if step < config.learning_starts:
+                action = rng.integers(0, env_info.n_actions, n_envs)
+            else:
+                action = agent.act(obs, epsilon, rng)
+            next_obs, reward, terminated, truncated, infos = envs.step(action)
+
+            # ---- store: s_t is the true last observation when an episode ended (autoreset put the next
+            # episode's first observation in next_obs); only `terminated` cuts the bootstrap -------------
+            obs_t = next_obs
+            if "final_obs" in infos:
+                obs_t = next_obs.copy()
+                for i in np.flatnonzero(infos["_final_obs"]):
+                    obs_t[i] = infos["final_obs"][i]
+            replay.add(obs, action, reward, obs_t, terminated)
+            obs = next_obs
+            step += n_envs
+            vec_steps += 1
+            for _, ep_return, ep_length in finished_episodes(infos):
+                episodes += 1
+                last_return = ep_return
+                recent_returns.append(ep_return)
+                recent_lengths.append(ep_length)
+
+            # ---- learn -----------------------------------------------------------------------------------
+            if step > config.learning_starts and vec_steps % config.train_freq == 0:
+                for _ in range(config.updates_per_phase):
+                    agent.update(replay.sample(config.batch_size))
+            if crossed(step, n_envs, config.target_update_interval):
+                agent.sync_target(config.tau)
+
+            # ---- log, evaluate, checkpoint ---------------------------------------------------------------
+            if bar is not None:
+                bar.update(n_envs)
+            if crossed(step, n_envs, config.log_interval) or step >= config.n_timesteps:
+                now = time.perf_counter()
+                metrics = agent.pop_metrics()
+                if metrics["interval_updates"] and not all(map(math.isfinite, (metrics["loss"], metrics["q_mean"]))):
+                    raise TrainingDiverged(f"loss or Q-value became non-finite at step {step} "
+                                           f"(loss {metrics['loss']}, mean Q {metrics['q_mean']}); "
+                                           "try a lower learning_rate or max_grad_norm")
+                row = {"episodes": episodes, "return_mean": _mean(recent_returns), "return_last": last_return,
+                       "length_mean": _mean(recent_lengths), "q_mean": metrics["q_mean"],
+                       "loss": metrics["loss"], "epsilon": epsilon,
+                       "updates": agent.updates, "steps_per_s": (step - last_log_step) / max(now - last_log_time,
+                                                                                               1e-9),
+                       "time_s": now - start}
+                for key, value in row.items():
+                    logger.record(key, value)
+                logger.dump(step)
+                _show(bar, out, row, step, step - last_log_step, config.n_timesteps)
+                last_log_step, last_log_time = step, now
+
+            if crossed(step, n_envs, config.eval_freq) and step < config.n_timesteps:
+                result = evaluate(agent, eval_env, config.eval_episodes, config.eval_epsilon, config.seed + 10_000)
+                best_eval = _record_eval(eval_log, run_dir, config, agent, step, obs_shape, result, best_eval,
+                                         start)
+                if on_eval is not None:
+                    on_eval(step, result)
+            if crossed(step, n_envs, checkpoint_freq):
+                save_checkpoint()
+    except KeyboardInterrupt:
+        interrupted = True
+        save_checkpoint()
+    finally:
+        if bar is not None:
+            bar.close()
+        envs.close()
+
+    if not interrupted:
+        final_eval = evaluate(agent, eval_env, config.eval_episodes, config.eval_epsilon, config.seed + 10_000)
+        best_eval = _record_eval(eval_log, run_dir, config, agent, step, obs_shape, final_eval, best_eval, start)
+        if run_dir is not None:
+            ckpt.save(run_dir / ckpt.MODEL_FILE, ckpt.model_payload(config, agent, step, obs_shape))
+    eval_env.close()
+    logger.close()
+    eval_log.close()
+    return RunResult(run_dir, step, episodes, final_eval, best_eval, time.perf_counter() - start, interrupted)
+
+
+# ---- helpers ---------------------------------------------------------------------------------------------------
+def _mean(values) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _open_outputs(config: Config, run_dir: Path | None, command: str, out):
+    writers, eval_writers = [], []
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.write_config(run_dir, config)
+        (run_dir / "command.txt").write_text(command + "\n")
+        writers.append(CSVWriter(run_dir / "progress.csv", PROGRESS_COLUMNS))
+        eval_writers.append(CSVWriter(run_dir / "evaluations.csv", EVAL_COLUMNS))
+        if config.tensorboard:
+            tb = TensorBoardWriter(run_dir / "tensorboard", "train")
+            writers.append(tb)
+            eval_writers.append(_Prefixed(tb, "eval"))
+    bar = None
+    if config.progress_bar and out is not None and getattr(out, "isatty", lambda: False)():
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.n_timesteps, unit="step", dynamic_ncols=True, file=out, smoothing=0.1)
+    return Logger(writers), Logger(eval_writers), bar
+
+
+class _Prefixed:
+    """Reuse one TensorBoard writer under another tag prefix (so both logs land in one event file)."""
+
+    def __init__(self, tb: TensorBoardWriter, prefix: str):
+        self.tb, self.prefix = tb, prefix
+
+    def write(self, values: dict, step: int) -> None:
+        prefix, self.tb.prefix = self.tb.prefix, self.prefix
+        self.tb.write(values, step)
+        self.tb.prefix = prefix
+
+    def close(self) -> None:
+        pass
+
+
+def _record_eval(eval_log: Logger, run_dir, config, agent, step, obs_shape, result: EvalResult, best: float,
+                 start: float) -> float:
+    for key, value in {"return_mean": result.mean, "return_std": result.std,
+                       "length_mean": float(np.mean(result.lengths)), "episodes": len(result.returns),
+                       "time_s": time.perf_counter() - start}.items():
+        eval_log.record(key, value)
+    eval_log.dump(step)
+    if result.mean > best and run_dir is not None:
+        ckpt.save(run_dir / ckpt.BEST_FILE, ckpt.model_payload(config, agent, step, obs_shape))
+    return max(best, result.mean)
+
+
+def _show(bar, out, row: dict, step: int, advanced: int, total: int) -> None:
+    """Live postfix on the progress bar; without a terminal, one plain line per 10% of training."""
+    text = (f"return {row['return_mean']:.2f}  eps {row['epsilon']:.3f}  loss {row['loss']:.4g}  "
+            f"{row['steps_per_s']:.0f} steps/s")
+    if bar is not None:
+        bar.set_postfix_str(text, refresh=False)
+    elif out is not None and (crossed(step, advanced, max(total // 10, 1)) or step >= total):
+        print(f"step {step}/{total}  episodes {row['episodes']}  {text}", file=out, flush=True)

@@ -28,6 +28,7 @@ class QAgent:
         self.q_net = q_net.to(device)
         self.target_net = copy.deepcopy(q_net).to(device).requires_grad_(False)
         self.optimizer = optimizer
+        self.params = [p for p in self.q_net.parameters() if p.requires_grad]
         self.n_actions = n_actions
         self.double = double
         self.loss_kind = loss
@@ -70,7 +71,7 @@ class QAgent:
 
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(self.q_net.parameters(), self.max_grad_norm)
+        nn.utils.clip_grad_norm_(self.params, self.max_grad_norm, foreach=True)
         self.optimizer.step()
 
         self.updates += 1
@@ -107,10 +108,12 @@ class QAgent:
 
 
 def make_optimizer(config: Config, params) -> torch.optim.Optimizer:
+    """Adam, or centered RMSprop as in the DQN / MinAtar papers. Fused kernels (one pass over all parameters)
+    are several times faster than the per-tensor loop for the small networks of classic control."""
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.learning_rate, eps=config.optimizer_eps)
+        return torch.optim.Adam(params, lr=config.learning_rate, eps=config.optimizer_eps, fused=True)
     return torch.optim.RMSprop(params, lr=config.learning_rate, eps=config.optimizer_eps, alpha=0.95,
-                               centered=True)
+                               centered=True, foreach=True)
 
 
 def build_agent(config: Config, observation_space, n_actions: int, device: torch.device) -> QAgent:

@@ -87,9 +87,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from qzoo.policy import load_policy
-    from qzoo.evaluation import evaluate
     from qzoo.envs import make_env
+    from qzoo.evaluation import evaluate
+    from qzoo.policy import load_policy
 
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")

@@ -19,9 +19,10 @@ import dataclasses
 import difflib
 import math
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -160,7 +161,7 @@ class Config:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def replace(self, **changes) -> "Config":
+    def replace(self, **changes) -> Config:
         return from_dict({**self.to_dict(), **changes})
 
 

@@ -15,9 +15,9 @@ import math
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ import torch
 from qzoo import checkpoint as ckpt
 from qzoo.agent import build_agent, resolve_device
 from qzoo.config import Config
-from qzoo.envs import check_env, finished_episodes, make_env, make_vec_env
+from qzoo.envs import check_env, finished_episodes, make_env, make_vec_env, true_next_obs
 from qzoo.evaluation import EvalResult, evaluate
 from qzoo.logger import CSVWriter, Logger, TensorBoardWriter
 from qzoo.replay import make_replay
@@ -49,6 +49,7 @@ class RunResult:
     best_eval_mean: float
     seconds: float
     interrupted: bool = False
+    agent: object = None
 
 
 def crossed(step: int, advanced: int, interval: int) -> bool:
@@ -108,14 +109,9 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
                 action = agent.act(obs, epsilon, rng)
             next_obs, reward, terminated, truncated, infos = envs.step(action)
 
-            # ---- store: s_t is the true last observation when an episode ended (autoreset put the next
-            # episode's first observation in next_obs); only `terminated` cuts the bootstrap -------------
-            obs_t = next_obs
-            if "final_obs" in infos:
-                obs_t = next_obs.copy()
-                for i in np.flatnonzero(infos["_final_obs"]):
-                    obs_t[i] = infos["final_obs"][i]
-            replay.add(obs, action, reward, obs_t, terminated)
+            # ---- store (s, a, r, s', terminated): s' is the true last observation when an episode ended;
+            # only `terminated` cuts the bootstrap, a time-limit truncation does not ----------------------
+            replay.add(obs, action, reward, true_next_obs(next_obs, infos), terminated)
             obs = next_obs
             step += n_envs
             vec_steps += 1
@@ -178,7 +174,8 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
     eval_env.close()
     logger.close()
     eval_log.close()
-    return RunResult(run_dir, step, episodes, final_eval, best_eval, time.perf_counter() - start, interrupted)
+    return RunResult(run_dir, step, episodes, final_eval, best_eval, time.perf_counter() - start, interrupted,
+                     agent)
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -78,6 +78,17 @@ def make_vec_env(config: Config, n_envs: int | None = None) -> gym.vector.Vector
     import_gym_packages(config.gym_packages)
     fns = [make_env(config.env_id, config.env_kwargs) for _ in range(n_envs or config.n_envs)]
     return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+def true_next_obs(next_obs: np.ndarray, infos: dict) -> np.ndarray:
+    """s' for each env: ``next_obs``, except where an episode just ended, where autoreset already put the next
+    episode's first observation there and the real last observation is in ``infos["final_obs"]``."""
+    if "final_obs" not in infos:
+        return next_obs
+    obs_t = next_obs.copy()
+    for i in np.flatnonzero(infos["_final_obs"]):
+        obs_t[i] = infos["final_obs"][i]
+    return obs_t
 
 
 def finished_episodes(infos: dict) -> list[tuple[int, float, int]]:

@@ -1,0 +1,66 @@
+"""Training-loop behaviour through the Python API."""
+
+import csv
+
+import torch
+
+from qzoo.config import resolve
+from qzoo.trainer import train
+
+FAST = ["progress_bar=false", "tensorboard=false"]
+
+
+def test_same_seed_gives_the_same_learning_numbers(tmp_path):
+    sets = FAST + ["learning_starts=200", "log_interval=250", "eval_freq=500", "eval_episodes=2",
+                   "train_freq=4", "gradient_steps=2", "target_update_interval=100", "n_envs=2"]
+    for name in ("a", "b"):
+        train(resolve("CartPole-v1", flags={"n_timesteps": 1500, "seed": 4}, sets=sets), tmp_path / name, out=None)
+    timing = {"steps_per_s", "time_s"}
+    rows = [[{k: v for k, v in r.items() if k not in timing} for r in csv.DictReader(open(tmp_path / n /
+                                                                                         "progress.csv"))]
+            for n in ("a", "b")]
+    assert rows[0] == rows[1] and len(rows[0]) == 6
+    assert rows[0][-1]["loss"] != ""
+    evals = [[r["return_mean"] for r in csv.DictReader(open(tmp_path / n / "evaluations.csv"))] for n in ("a", "b")]
+    assert evals[0] == evals[1]
+
+
+def test_different_seeds_differ(tmp_path):
+    sets = FAST + ["learning_starts=200", "log_interval=500", "eval_freq=0", "eval_episodes=1"]
+    for seed in (1, 2):
+        train(resolve("CartPole-v1", flags={"n_timesteps": 1000, "seed": seed}, sets=sets), tmp_path / str(seed),
+              out=None)
+    a, b = (list(csv.DictReader(open(tmp_path / str(s) / "progress.csv"))) for s in (1, 2))
+    assert [r["return_mean"] for r in a] != [r["return_mean"] for r in b]
+
+
+def test_truncation_bootstraps_from_the_final_observation():
+    # ConstantReward: reward 1 forever, truncated every 5 steps. With gamma 0.5 the true value is 2.
+    # If truncation were treated as termination, Q would settle near 1/(1 - 0.8*0.5) = 1.67 instead.
+    config = resolve("qzootest/ConstantReward-v0", flags={"n_timesteps": 3000}, sets=FAST + [
+        "gamma=0.5", "learning_rate=3e-3", "net_arch=[]", "learning_starts=100", "train_freq=1",
+        "target_update_interval=50", "buffer_size=3000", "eval_freq=0", "eval_episodes=1", "loss=mse"])
+    agent = train(config, None, out=None).agent
+    q = agent.q_net(torch.ones(1, 1))[0]
+    torch.testing.assert_close(q, torch.tensor([2.0, 2.0]), atol=0.03, rtol=0)
+
+
+def test_interrupt_keeps_logs_and_writes_a_checkpoint(tmp_path, monkeypatch):
+    from qzoo import trainer
+
+    calls = {"n": 0}
+    real = trainer.evaluate
+
+    def interrupting_evaluate(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(trainer, "evaluate", interrupting_evaluate)
+    config = resolve("qzoo/Corridor-v0", sets=FAST + ["eval_freq=500", "log_interval=250"])
+    result = train(config, tmp_path / "run", out=None)
+    assert result.interrupted and result.steps == 1000
+    assert (tmp_path / "run" / "checkpoints" / "step_1000.pt").is_file()
+    assert len(list(csv.DictReader(open(tmp_path / "run" / "progress.csv")))) == 4
+    assert not (tmp_path / "run" / "model.pt").exists()

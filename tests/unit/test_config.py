@@ -1,0 +1,99 @@
+import pytest
+
+from qzoo.config import Config, ConfigError, coerce, parse_set, preset_file_values, preset_values, resolve
+
+
+def test_rl_zoo_cartpole_preset_values():
+    c = resolve("CartPole-v1")
+    assert (c.n_timesteps, c.learning_rate, c.batch_size, c.buffer_size) == (50_000, 2.3e-3, 64, 100_000)
+    assert (c.target_update_interval, c.train_freq, c.gradient_steps) == (10, 256, 128)
+    assert (c.exploration_fraction, c.exploration_final_eps, c.net_arch) == (0.16, 0.04, [256, 256])
+
+
+def test_lunarlander_gradient_steps_minus_one_means_train_freq():
+    c = resolve("LunarLander-v3")
+    assert c.gradient_steps == -1 and c.updates_per_phase == 4
+    assert c.replace(n_envs=2).updates_per_phase == 8
+
+
+def test_unknown_env_id_gets_the_default_preset():
+    assert preset_values("dqn", "SomethingElse-v0")["net_arch"] == [64, 64]
+
+
+def test_resolution_order_defaults_preset_file_flags_set(tmp_path):
+    f = tmp_path / "p.yml"
+    f.write_text("CartPole-v1:\n  learning_rate: 0.01\n  batch_size: 16\n  seed: 5\n")
+    c = resolve("CartPole-v1", preset_file=str(f), flags={"seed": 3, "n_timesteps": None},
+                sets=["batch_size=8", "double=true"])
+    assert c.learning_rate == 0.01  # file beats preset
+    assert c.seed == 3  # flag beats file
+    assert c.batch_size == 8  # --set beats everything
+    assert c.double is True
+    assert c.n_timesteps == 50_000  # a flag left unset changes nothing
+
+
+def test_flat_preset_file(tmp_path):
+    f = tmp_path / "flat.yml"
+    f.write_text("learning_rate: 0.02\npolicy_kwargs: \"dict(net_arch=[32, 32])\"\n")
+    assert preset_file_values(f, "CartPole-v1") == {"learning_rate": 0.02, "net_arch": [32, 32]}
+
+
+def test_coercion_from_strings():
+    assert coerce("learning_rate", "1e-3") == 1e-3
+    assert coerce("n_timesteps", "5e4") == 50_000
+    assert coerce("n_timesteps", 5e4) == 50_000
+    assert coerce("buffer_size", "100_000") == 100_000
+    assert coerce("double", "true") is True and coerce("double", "0") is False
+    assert coerce("net_arch", "[128, 64]") == [128, 64]
+    assert coerce("env_kwargs", "{length: 4}") == {"length": 4}
+
+
+@pytest.mark.parametrize("key,value,needle", [
+    ("learning_rate", "-1", "'learning_rate' must be a finite number > 0"),
+    ("gamma", "1.5", "'gamma' must be a number in [0, 1]"),
+    ("batch_size", "2.5", "'batch_size' must be an integer"),
+    ("double", "maybe", "'double' must be true or false"),
+    ("loss", "l1", "'loss' must be one of 'huber', 'mse'"),
+    ("net_arch", "[0, 5]", "'net_arch' must be a list of positive layer sizes"),
+    ("gradient_steps", "0", "'gradient_steps' must be an integer >= 1, or -1"),
+    ("tau", "0", "'tau' must be a number in (0, 1]"),
+    ("device", "tpu", "'device' must be 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+])
+def test_bad_values_name_the_key_and_what_is_allowed(key, value, needle):
+    with pytest.raises(ConfigError) as err:
+        resolve("CartPole-v1", sets=[f"{key}={value}"])
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_batch_larger_than_buffer_is_refused():
+    with pytest.raises(ConfigError, match="'batch_size' \\(64\\) must not exceed 'buffer_size' \\(32\\)"):
+        resolve("CartPole-v1", sets=["buffer_size=32"])
+
+
+def test_unknown_key_suggests_the_close_one():
+    with pytest.raises(ConfigError, match="unknown setting 'learnig_rate' \\(did you mean 'learning_rate'\\?\\)"):
+        parse_set(["learnig_rate=1"])
+    with pytest.raises(ConfigError, match="--set expects key=value"):
+        parse_set(["learning_rate"])
+
+
+def test_preset_file_problems(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        resolve("CartPole-v1", preset_file=str(tmp_path / "missing.yml"))
+    bad = tmp_path / "bad.yml"
+    bad.write_text("a: [1,\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        resolve("CartPole-v1", preset_file=str(bad))
+    evil = tmp_path / "evil.yml"
+    evil.write_text("policy_kwargs: \"__import__('os').system('true')\"\n")
+    with pytest.raises(ConfigError, match="policy_kwargs must be a literal"):
+        resolve("CartPole-v1", preset_file=str(evil))
+    other = tmp_path / "other.yml"
+    other.write_text("Acrobot-v1:\n  learning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match="no entry for 'CartPole-v1'"):
+        resolve("CartPole-v1", preset_file=str(other))
+
+
+def test_config_round_trips_through_dict():
+    c = resolve("CartPole-v1", sets=["double=true"])
+    assert Config(**c.to_dict()) == c

@@ -1,0 +1,41 @@
+import numpy as np
+import pytest
+
+from qzoo.config import Config, ConfigError
+from qzoo.envs import check_env, finished_episodes, make_vec_env, true_next_obs
+
+
+def test_unknown_env_id_is_refused_with_a_suggestion():
+    with pytest.raises(ConfigError, match="unknown environment id 'CartPole-v7'; did you mean 'CartPole-v1'"):
+        check_env(Config(env_id="CartPole-v7"))
+
+
+def test_continuous_actions_are_refused():
+    with pytest.raises(ConfigError, match="needs a Discrete action space"):
+        check_env(Config(env_id="Pendulum-v1"))
+
+
+def test_bad_env_kwargs_are_refused():
+    with pytest.raises(ConfigError, match="'env_kwargs' is not accepted by 'CartPole-v1'"):
+        check_env(Config(env_id="CartPole-v1", env_kwargs={"nope": 1}))
+
+
+def test_missing_gym_package_is_refused():
+    with pytest.raises(ConfigError, match="cannot import 'no_such_module'"):
+        check_env(Config(env_id="CartPole-v1", gym_packages=["no_such_module"]))
+
+
+def test_true_next_obs_is_the_final_observation_of_a_truncated_episode():
+    # Corridor truncates after 30 steps; env 0 walks right (reaches goal at step 7, terminated),
+    # env 1 walks left forever (truncated at step 30, at position 0).
+    envs = make_vec_env(Config(env_id="qzoo/Corridor-v0", n_envs=2))
+    obs, _ = envs.reset(seed=0)
+    seen = {}
+    for t in range(1, 31):
+        next_obs, _, terminated, truncated, infos = envs.step(np.array([1, 0]))
+        obs_t = true_next_obs(next_obs, infos)
+        for i, _, _ in finished_episodes(infos):
+            seen.setdefault(i, (t, bool(terminated[i]), bool(truncated[i]), obs_t[i].argmax(), next_obs[i].argmax()))
+    envs.close()
+    assert seen[0] == (7, True, False, 7, 0)  # s' is the goal cell, not the reset cell
+    assert seen[1] == (30, False, True, 0, 0)  # truncated at the wall: final obs position 0

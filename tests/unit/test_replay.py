@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+
+from qzoo.replay import ReplayBuffer
+from qzoo.replay.samplers import UniformSampler
+from qzoo.replay.storage import TransitionStorage
+
+
+def make(capacity=5, gamma=0.9):
+    return ReplayBuffer(TransitionStorage(capacity, (2,)), UniformSampler(), gamma, seed=0)
+
+
+def add_one(buf, k, terminated=False):
+    buf.add(np.full((1, 2), k, np.float32), np.array([k % 3]), np.array([float(k)]),
+            np.full((1, 2), k + 0.5, np.float32), np.array([terminated]))
+
+
+def test_wrap_around_overwrites_oldest_first():
+    buf = make(capacity=5)
+    for k in range(7):
+        add_one(buf, k)
+    s = buf.storage
+    assert len(buf) == 5 and s.pos == 2
+    # rows 0,1 were overwritten by transitions 5,6; rows 2..4 still hold 2..4
+    assert s.reward_t.tolist() == [5.0, 6.0, 2.0, 3.0, 4.0]
+    assert s.obs_tm1[:, 0].tolist() == [5, 6, 2, 3, 4]
+    assert s.obs_t[:, 0].tolist() == [5.5, 6.5, 2.5, 3.5, 4.5]
+
+
+def test_batched_add_across_the_end():
+    buf = make(capacity=4)
+    add_one(buf, 0)
+    add_one(buf, 1)
+    add_one(buf, 2)
+    # three envs at once: rows 3, 0, 1
+    buf.add(np.arange(6, dtype=np.float32).reshape(3, 2), np.array([0, 1, 2]), np.array([10.0, 11.0, 12.0]),
+            np.zeros((3, 2), np.float32), np.array([False, True, False]))
+    assert buf.storage.reward_t.tolist() == [11.0, 12.0, 2.0, 10.0]
+    assert buf.storage.pos == 2 and len(buf) == 4
+
+
+def test_discount_is_gamma_unless_terminated():
+    buf = make(gamma=0.9)
+    add_one(buf, 0, terminated=False)
+    add_one(buf, 1, terminated=True)
+    assert buf.storage.discount_t[:2].tolist() == pytest.approx([0.9, 0.0])
+
+
+def test_sampling_only_from_filled_rows_and_weights_are_one():
+    buf = make(capacity=100)
+    for k in range(10):
+        add_one(buf, k)
+    batch = buf.sample(1000)
+    assert batch.indices.min() >= 0 and batch.indices.max() <= 9
+    assert set(batch.indices.tolist()) == set(range(10))  # every filled row reachable
+    assert np.all(batch.weights == 1.0)
+    # rows are consistent: reward k sits with obs k
+    np.testing.assert_array_equal(batch.obs_tm1[:, 0], batch.reward_t)
+
+
+def test_sampling_an_empty_buffer_is_an_error():
+    with pytest.raises(ValueError):
+        make().sample(4)

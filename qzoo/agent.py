@@ -34,7 +34,9 @@ class QAgent:
         self.loss_kind = loss
         self.max_grad_norm = max_grad_norm
         self.device = device
-        self._metrics = torch.zeros(3, device=device)  # running sums: loss, mean Q, updates
+        self._loss_sum = torch.zeros((), device=device)  # running sums since the last pop_metrics()
+        self._q_sum = torch.zeros((), device=device)
+        self._updates_at_pop = 0
         self.updates = 0
 
     # ---- acting -------------------------------------------------------------------------------------------
@@ -56,8 +58,9 @@ class QAgent:
     # ---- learning -----------------------------------------------------------------------------------------
     def _tensors(self, batch: Batch):
         as_t = lambda x: torch.as_tensor(x, device=self.device)  # noqa: E731
+        weights = None if batch.weights is None else as_t(batch.weights)  # None: uniform sampling
         return (as_t(batch.obs_tm1), as_t(batch.action_tm1), as_t(batch.reward_t), as_t(batch.discount_t),
-                as_t(batch.obs_t), as_t(batch.weights))
+                as_t(batch.obs_t), weights)
 
     def update(self, batch: Batch) -> torch.Tensor:
         """One gradient step on a batch. Returns |TD error| per sample (detached) for priority updates."""
@@ -66,25 +69,31 @@ class QAgent:
             q_target_t = self.target_net(obs_t)
             q_select_t = self.q_net(obs_t) if self.double else None
             target = q_learning_target(reward_t, discount_t, q_target_t, q_select_t)
-        q_tm1 = self.q_net(obs_tm1).gather(1, action_tm1.long().unsqueeze(1)).squeeze(1)
-        loss = (weights * td_loss(q_tm1, target, self.loss_kind)).mean()
+        q_tm1 = self.q_net(obs_tm1).gather(1, action_tm1.unsqueeze(1)).squeeze(1)
+        losses = td_loss(q_tm1, target, self.loss_kind)
+        loss = losses.mean() if weights is None else (weights * losses).mean()
 
-        self.optimizer.zero_grad(set_to_none=True)
+        for p in self.params:  # cheaper than optimizer.zero_grad()
+            p.grad = None
         loss.backward()
         nn.utils.clip_grad_norm_(self.params, self.max_grad_norm, foreach=True)
         self.optimizer.step()
 
         self.updates += 1
-        self._metrics += torch.stack([loss.detach(), q_tm1.detach().mean(), torch.ones((), device=self.device)])
+        self._loss_sum += loss.detach()
+        self._q_sum += q_tm1.detach().mean()
         return (target - q_tm1).detach().abs()
 
     def pop_metrics(self) -> dict:
         """Mean loss and Q since the last call (one device sync per log interval, not per update)."""
-        loss_sum, q_sum, n = self._metrics.tolist()
-        self._metrics.zero_()
+        n = self.updates - self._updates_at_pop
+        loss_sum, q_sum = self._loss_sum.item(), self._q_sum.item()
+        self._loss_sum.zero_()
+        self._q_sum.zero_()
+        self._updates_at_pop = self.updates
         if n == 0:
             return {"loss": float("nan"), "q_mean": float("nan"), "interval_updates": 0}
-        return {"loss": loss_sum / n, "q_mean": q_sum / n, "interval_updates": int(n)}
+        return {"loss": loss_sum / n, "q_mean": q_sum / n, "interval_updates": n}
 
     @torch.no_grad()
     def sync_target(self, tau: float = 1.0) -> None:

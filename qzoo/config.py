@@ -124,7 +124,9 @@ class Config:
                                   gradient_steps_check, "train")
     device: str = setting("auto", "torch device: auto (CUDA when present), cpu, cuda, cuda:N", device_check,
                           "train")
-    torch_threads: int = setting(0, "torch intra-op threads (0 = torch's default)", at_least(0), "train")
+    torch_threads: int = setting(0, "torch intra-op threads (0 = auto: 1 for MLPs, whose small matrices lose more "
+                                    "to thread hand-offs than they gain; torch's default otherwise)", at_least(0),
+                                 "train")
     # --- logging, evaluation, checkpoints ---------------------------------------------------------------------
     log_interval: int = setting(1000, "environment steps between progress.csv rows", at_least(1), "logging")
     stats_window: int = setting(100, "recent episodes averaged in the logged mean return", at_least(1), "logging")

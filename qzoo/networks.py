@@ -18,7 +18,7 @@ def mlp(in_dim: int, sizes: list[int]) -> tuple[nn.Module, int]:
     for size in sizes:
         layers += [nn.Linear(in_dim, size), nn.ReLU()]
         in_dim = size
-    return nn.Sequential(nn.Flatten(), *layers), in_dim
+    return nn.Sequential(*layers), in_dim
 
 
 class QNetwork(nn.Module):
@@ -30,7 +30,9 @@ class QNetwork(nn.Module):
         self.head = nn.Linear(feature_dim, n_actions)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.head(self.torso(obs.float()))
+        if obs.dtype != torch.float32:
+            obs = obs.float()
+        return self.head(self.torso(obs.flatten(1) if obs.dim() > 2 else obs))
 
 
 def build_q_network(config: Config, observation_space: gym.spaces.Space, n_actions: int) -> QNetwork:

@@ -29,7 +29,7 @@ class Batch(NamedTuple):
     reward_t: np.ndarray
     discount_t: np.ndarray
     obs_t: np.ndarray
-    weights: np.ndarray  # importance weights (all ones for uniform sampling)
+    weights: np.ndarray | None  # importance weights; None for uniform sampling (all equal)
     indices: np.ndarray  # storage rows, for priority updates
 
 
@@ -51,7 +51,7 @@ class ReplayBuffer:
     def sample(self, batch_size: int) -> Batch:
         indices = self.sampler.sample(self.storage.size, batch_size, self.rng)
         rows = self.storage.get(indices)
-        return Batch(*rows, weights=np.ones(batch_size, np.float32), indices=indices)
+        return Batch(*rows, weights=None, indices=indices)
 
 
 def make_replay(config, observation_space) -> ReplayBuffer:

@@ -53,7 +53,7 @@ def test_sampling_only_from_filled_rows_and_weights_are_one():
     batch = buf.sample(1000)
     assert batch.indices.min() >= 0 and batch.indices.max() <= 9
     assert set(batch.indices.tolist()) == set(range(10))  # every filled row reachable
-    assert np.all(batch.weights == 1.0)
+    assert batch.weights is None  # uniform: no importance weighting
     # rows are consistent: reward k sits with obs k
     np.testing.assert_array_equal(batch.obs_tm1[:, 0], batch.reward_t)
 

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Create .venv and install qzoo into it. Idempotent.   bash scripts/setup.sh [--dev]
+# The CPU build of PyTorch is installed first and pinned, so pip never pulls a multi-GB CUDA build;
+# the package itself only asks for torch>=2.2,<3, which that build satisfies.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+.venv/bin/python -c "import torch" 2>/dev/null || "${pip[@]}" torch==2.13.0 2> >(grep -v 'is ignored' >&2)
+extra=""
+[ "${1:-}" = "--dev" ] && extra="[dev]"
+"${pip[@]}" -e ".${extra}" 2> >(grep -v 'is ignored' >&2)
+echo "qzoo installed in .venv ($(.venv/bin/python -c 'import torch, gymnasium; print("torch", torch.__version__, "gymnasium", gymnasium.__version__)'))"

@@ -4,6 +4,7 @@ subclass. Components are passed in and wired in one place (:func:`build_agent`).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import numpy as np
@@ -11,8 +12,8 @@ import torch
 from torch import nn
 
 from qzoo.config import Config
-from qzoo.losses import q_learning_target, td_loss
-from qzoo.networks import build_q_network
+from qzoo.losses import categorical_loss, categorical_projection, q_learning_target, td_loss
+from qzoo.networks import QNetwork, build_q_network
 from qzoo.replay import Batch
 
 
@@ -23,14 +24,15 @@ def resolve_device(name: str) -> torch.device:
 
 
 class QAgent:
-    def __init__(self, q_net: nn.Module, optimizer: torch.optim.Optimizer, n_actions: int, *, double: bool,
-                 loss: str, max_grad_norm: float, device: torch.device):
+    def __init__(self, q_net: QNetwork, optimizer: torch.optim.Optimizer, n_actions: int, *, double: bool,
+                 loss: str, max_grad_norm: float, device: torch.device, noisy: bool = False):
         self.q_net = q_net.to(device)
         self.target_net = copy.deepcopy(q_net).to(device).requires_grad_(False)
         self.optimizer = optimizer
         self.params = [p for p in self.q_net.parameters() if p.requires_grad]
         self.n_actions = n_actions
         self.double = double
+        self.noisy = noisy
         self.loss_kind = loss
         self.max_grad_norm = max_grad_norm
         self.device = device
@@ -63,14 +65,16 @@ class QAgent:
                 as_t(batch.obs_t), weights)
 
     def update(self, batch: Batch) -> torch.Tensor:
-        """One gradient step on a batch. Returns |TD error| per sample (detached) for priority updates."""
+        """One gradient step on a batch. Returns the new priority of each sample (|TD error|, or the C51
+        cross-entropy), detached, for a prioritized sampler."""
         obs_tm1, action_tm1, reward_t, discount_t, obs_t, weights = self._tensors(batch)
-        with torch.no_grad():
-            q_target_t = self.target_net(obs_t)
-            q_select_t = self.q_net(obs_t) if self.double else None
-            target = q_learning_target(reward_t, discount_t, q_target_t, q_select_t)
-        q_tm1 = self.q_net(obs_tm1).gather(1, action_tm1.unsqueeze(1)).squeeze(1)
-        losses = td_loss(q_tm1, target, self.loss_kind)
+        if self.noisy:  # fresh noise for this step, in both networks (Rainbow)
+            self.q_net.reset_noise()
+            self.target_net.reset_noise()
+        if self.q_net.support is None:
+            losses, q_tm1, priorities = self._scalar_losses(obs_tm1, action_tm1, reward_t, discount_t, obs_t)
+        else:
+            losses, q_tm1, priorities = self._categorical_losses(obs_tm1, action_tm1, reward_t, discount_t, obs_t)
         loss = losses.mean() if weights is None else (weights * losses).mean()
 
         for p in self.params:  # cheaper than optimizer.zero_grad()
@@ -82,7 +86,42 @@ class QAgent:
         self.updates += 1
         self._loss_sum += loss.detach()
         self._q_sum += q_tm1.detach().mean()
-        return (target - q_tm1).detach().abs()
+        return priorities
+
+    def _scalar_losses(self, obs_tm1, action_tm1, reward_t, discount_t, obs_t):
+        """y = r + discount * Q_target(s_t, argmax Q_select(s_t, .)); loss(Q(s_tm1, a_tm1), y)."""
+        with torch.no_grad():
+            q_target_t = self.target_net(obs_t)
+            q_select_t = self.q_net(obs_t) if self.double else None
+            target = q_learning_target(reward_t, discount_t, q_target_t, q_select_t)
+        q_tm1 = self.q_net(obs_tm1).gather(1, action_tm1.unsqueeze(1)).squeeze(1)
+        return td_loss(q_tm1, target, self.loss_kind), q_tm1, (target - q_tm1).detach().abs()
+
+    def _categorical_losses(self, obs_tm1, action_tm1, reward_t, discount_t, obs_t):
+        """C51: project the target net's distribution at a* = argmax_a Q_select(s_t, a) onto the support and
+        minimise the cross-entropy to the online distribution at a_tm1. Q_select is the online net with
+        ``double`` (its expected Q picks a*), the target net otherwise."""
+        batch = torch.arange(len(action_tm1), device=self.device)
+        support = self.q_net.support
+        with torch.no_grad():
+            probs_t = self.target_net.logits(obs_t).softmax(dim=-1)  # (B, A, N)
+            q_select_t = self.q_net(obs_t) if self.double else (probs_t * support).sum(dim=-1)
+            best = q_select_t.argmax(dim=1)
+            target_probs = categorical_projection(reward_t, discount_t, probs_t[batch, best], support)
+        logits_tm1 = self.q_net.logits(obs_tm1)[batch, action_tm1]  # (B, N)
+        losses = categorical_loss(logits_tm1, target_probs)
+        q_tm1 = (logits_tm1.detach().softmax(dim=-1) * support).sum(dim=-1)
+        return losses, q_tm1, losses.detach()
+
+    @contextlib.contextmanager
+    def evaluating(self):
+        """Evaluation mode for the duration: noisy layers use their mean weights (deterministic)."""
+        was_training = self.q_net.training
+        self.q_net.eval()
+        try:
+            yield self
+        finally:
+            self.q_net.train(was_training)
 
     def pop_metrics(self) -> dict:
         """Mean loss and Q since the last call (one device sync per log interval, not per update)."""
@@ -128,4 +167,4 @@ def make_optimizer(config: Config, params) -> torch.optim.Optimizer:
 def build_agent(config: Config, observation_space, n_actions: int, device: torch.device) -> QAgent:
     q_net = build_q_network(config, observation_space, n_actions)
     return QAgent(q_net, make_optimizer(config, q_net.parameters()), n_actions, double=config.double,
-                  loss=config.loss, max_grad_norm=config.max_grad_norm, device=device)
+                  loss=config.loss, max_grad_norm=config.max_grad_norm, device=device, noisy=config.noisy)

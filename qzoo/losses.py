@@ -34,3 +34,42 @@ def td_loss(q_tm1: torch.Tensor, target: torch.Tensor, kind: str = "huber") -> t
     if kind == "mse":
         return F.mse_loss(q_tm1, target, reduction="none")
     raise ValueError(f"unknown loss {kind!r}")
+
+
+def categorical_projection(reward_t: torch.Tensor, discount_t: torch.Tensor, probs_t: torch.Tensor,
+                           support: torch.Tensor) -> torch.Tensor:
+    """C51 projection (Bellemare et al. 2017) of the target distribution onto the fixed support z_0 < ... < z_{N-1}.
+
+    Atom j of the bootstrap distribution moves to  Tz_j = clamp(r + discount * z_j, v_min, v_max),  i.e. to the
+    fractional position  b_j = (Tz_j - v_min) / dz,  dz = (v_max - v_min) / (N - 1), and its mass p_j is split
+    between the neighbouring atoms l = floor(b_j) and l + 1 in proportion to closeness:
+
+        m_l += p_j * (l + 1 - b_j),    m_{l+1} += p_j * (b_j - l)
+
+    l is clamped to N - 2, so b_j = N - 1 (Tz_j = v_max) puts everything on the last atom, and an integer b_j
+    puts everything on atom b_j: the "l == u" case needs no special branch and no mass is lost.
+    discount_t = 0 (terminal) collapses every atom onto r, i.e. onto the one or two atoms around clamp(r).
+    Shapes: reward_t, discount_t (B,); probs_t (B, N), already taken at the bootstrap action; support (N,),
+    evenly spaced. Returns (B, N), each row summing to the row sum of probs_t (1 for distributions).
+    """
+    n_atoms = support.shape[0]
+    v_min, v_max = support[0], support[-1]
+    delta_z = (v_max - v_min) / (n_atoms - 1)
+    tz = (reward_t[:, None] + discount_t[:, None] * support[None, :]).clamp(v_min, v_max)
+    b = (tz - v_min) / delta_z
+    lower = b.floor().clamp(0, n_atoms - 2)
+    upper_weight = (b - lower).clamp(0.0, 1.0)  # guards rounding of b just outside [0, N-1]
+    lower = lower.long()
+    projected = torch.zeros_like(probs_t)
+    projected.scatter_add_(1, lower, probs_t * (1.0 - upper_weight))
+    projected.scatter_add_(1, lower + 1, probs_t * upper_weight)
+    return projected
+
+
+def categorical_loss(logits_tm1_a: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
+    """Per-sample cross-entropy  -sum_i m_i log softmax(logits)_i  of the online distribution at a_tm1, (B,).
+
+    logits_tm1_a (B, N) are the online net's logits at the taken action; target_probs (B, N) the projected target
+    (no gradient flows into it).
+    """
+    return -(target_probs.detach() * F.log_softmax(logits_tm1_a, dim=-1)).sum(dim=-1)

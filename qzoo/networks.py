@@ -2,42 +2,151 @@
 
 Torsos and heads are separate so that later variants (Nature CNN torso, dueling / noisy / categorical
 heads) compose with each other instead of being copied.
+
+Design decisions (Rainbow building blocks):
+- :class:`NoisyLinear` keeps its factorised noise in two small buffers (eps_in, eps_out), not a full matrix;
+  the weight noise f(eps_out) f(eps_in)^T is formed in ``forward``. The buffers are non-persistent: noise is
+  not learned, so it is neither saved in nor loaded from a state dict. New noise is drawn only by
+  ``reset_noise()`` (the agent decides when: once per update / per acting step), never implicitly.
+- ``eval()`` mode uses the mean weights only, which makes evaluation deterministic.
+- :func:`dueling_combine` is a pure function so it serves both scalar heads (B, A) and distributional heads
+  (B, A, N): the mean is always over the action axis, dim 1.
 """
 
 from __future__ import annotations
 
+import math
+
 import gymnasium as gym
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from qzoo.config import Config
 
 
-def mlp(in_dim: int, sizes: list[int]) -> tuple[nn.Module, int]:
+def mlp(in_dim: int, sizes: list[int], linear=nn.Linear) -> tuple[nn.Module, int]:
     layers: list[nn.Module] = []
     for size in sizes:
-        layers += [nn.Linear(in_dim, size), nn.ReLU()]
+        layers += [linear(in_dim, size), nn.ReLU()]
         in_dim = size
     return nn.Sequential(*layers), in_dim
 
 
 class QNetwork(nn.Module):
-    """Q(s, ·) = head(torso(s)). ``forward`` returns a (batch, n_actions) tensor of action values."""
+    """Q(s, ·) from a torso (features) and a head, whose variants compose:
 
-    def __init__(self, torso: nn.Module, feature_dim: int, n_actions: int):
+    - plain:          Q = W f(s)                                    (one output per action)
+    - dueling:        Q = V(f) + A(f) - mean_a A(f)                 (Wang et al. 2016)
+    - noisy:          every linear layer of the head (and of an MLP torso) is a NoisyLinear (Fortunato et al.)
+    - categorical:    the head gives logits over the atoms of ``support`` for each action, and
+                      Q(s, a) = sum_i z_i softmax(logits(s, a))_i   (C51, Bellemare et al. 2017)
+
+    ``forward`` always returns Q (batch, n_actions); ``logits`` returns (batch, n_actions, n_atoms) (n_atoms = 1
+    without a support).
+    """
+
+    def __init__(self, torso: nn.Module, feature_dim: int, n_actions: int, *, dueling: bool = False,
+                 linear=nn.Linear, support: torch.Tensor | None = None):
         super().__init__()
         self.torso = torso
-        self.head = nn.Linear(feature_dim, n_actions)
+        self.n_actions = n_actions
+        self.n_atoms = 1 if support is None else len(support)
+        self.advantage = linear(feature_dim, n_actions * self.n_atoms)
+        self.value = linear(feature_dim, self.n_atoms) if dueling else None
+        self.register_buffer("support", support)
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+    def logits(self, obs: torch.Tensor) -> torch.Tensor:
         if obs.dtype != torch.float32:
             obs = obs.float()
-        return self.head(self.torso(obs.flatten(1) if obs.dim() > 2 else obs))
+        features = self.torso(obs.flatten(1) if obs.dim() > 2 else obs)
+        out = self.advantage(features).view(-1, self.n_actions, self.n_atoms)
+        if self.value is not None:
+            out = dueling_combine(self.value(features).view(-1, 1, self.n_atoms), out)
+        return out
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        logits = self.logits(obs)
+        if self.support is None:
+            return logits.squeeze(-1)
+        return (logits.softmax(dim=-1) * self.support).sum(dim=-1)
+
+    def reset_noise(self) -> None:
+        for module in self.modules():
+            if isinstance(module, NoisyLinear):
+                module.reset_noise()
 
 
 def build_q_network(config: Config, observation_space: gym.spaces.Space, n_actions: int) -> QNetwork:
+    linear = (lambda i, o: NoisyLinear(i, o, config.noisy_sigma)) if config.noisy else nn.Linear
+    support = None
+    if config.distributional == "c51":
+        support = torch.linspace(config.v_min, config.v_max, config.n_atoms)
     if config.network == "mlp":
         in_dim = int(torch.tensor(observation_space.shape).prod())
-        torso, feature_dim = mlp(in_dim, list(config.net_arch))
-        return QNetwork(torso, feature_dim, n_actions)
+        torso, feature_dim = mlp(in_dim, list(config.net_arch), linear)
+        return QNetwork(torso, feature_dim, n_actions, dueling=config.dueling, linear=linear, support=support)
     raise ValueError(f"unknown network {config.network!r}")
+
+
+def scale_noise(x: torch.Tensor) -> torch.Tensor:
+    """f(x) = sgn(x) sqrt(|x|), applied to the factorised noise of :class:`NoisyLinear`."""
+    return x.sign() * x.abs().sqrt()
+
+
+class NoisyLinear(nn.Module):
+    """Linear layer with factorised Gaussian noise (Fortunato et al. 2018, NoisyNet).
+
+    training:  y = (mu_w + sigma_w * eps_w) x + mu_b + sigma_b * eps_b,
+               eps_w = f(eps_out) f(eps_in)^T,  eps_b = f(eps_out),  eps_in ~ N(0, I_p), eps_out ~ N(0, I_q)
+    eval:      y = mu_w x + mu_b
+    Initialisation, p = in_features:  mu ~ U(-1/sqrt(p), 1/sqrt(p)),  sigma = sigma0 / sqrt(p).
+    """
+
+    def __init__(self, in_features: int, out_features: int, sigma0: float = 0.5):
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.sigma0 = sigma0
+        self.weight_mu = nn.Parameter(torch.empty(out_features, in_features))
+        self.weight_sigma = nn.Parameter(torch.empty(out_features, in_features))
+        self.bias_mu = nn.Parameter(torch.empty(out_features))
+        self.bias_sigma = nn.Parameter(torch.empty(out_features))
+        self.register_buffer("eps_in", torch.zeros(in_features), persistent=False)
+        self.register_buffer("eps_out", torch.zeros(out_features), persistent=False)
+        self.reset_parameters()
+        self.reset_noise()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.in_features)
+        with torch.no_grad():
+            self.weight_mu.uniform_(-bound, bound)
+            self.bias_mu.uniform_(-bound, bound)
+            self.weight_sigma.fill_(self.sigma0 * bound)
+            self.bias_sigma.fill_(self.sigma0 * bound)
+
+    @torch.no_grad()
+    def reset_noise(self, generator: torch.Generator | None = None) -> None:
+        """Draw new eps_in, eps_out (already passed through f); ``forward`` uses them until the next call."""
+        device = self.eps_in.device
+        self.eps_in.copy_(scale_noise(torch.randn(self.in_features, device=device, generator=generator)))
+        self.eps_out.copy_(scale_noise(torch.randn(self.out_features, device=device, generator=generator)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return F.linear(x, self.weight_mu, self.bias_mu)
+        weight = self.weight_mu + self.weight_sigma * torch.outer(self.eps_out, self.eps_in)
+        bias = self.bias_mu + self.bias_sigma * self.eps_out
+        return F.linear(x, weight, bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, sigma0={self.sigma0}"
+
+
+def dueling_combine(value: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
+    """Dueling aggregation (Wang et al. 2016):  Q(s, a) = V(s) + A(s, a) - mean_a' A(s, a').
+
+    value (B, 1) and advantages (B, A) give Q (B, A); for a distributional head value (B, 1, N) and
+    advantages (B, A, N) give (B, A, N) logits. The mean is over the action axis (dim 1).
+    """
+    return value + advantages - advantages.mean(dim=1, keepdim=True)

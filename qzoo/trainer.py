@@ -29,7 +29,7 @@ from qzoo.envs import check_env, finished_episodes, make_env, make_vec_env, true
 from qzoo.evaluation import EvalResult, evaluate
 from qzoo.logger import CSVWriter, Logger, TensorBoardWriter
 from qzoo.replay import make_replay
-from qzoo.schedules import epsilon_schedule
+from qzoo.schedules import LinearSchedule, epsilon_schedule
 
 PROGRESS_COLUMNS = ["step", "episodes", "return_mean", "return_last", "length_mean", "q_mean", "loss", "epsilon",
                     "updates", "steps_per_s", "time_s"]
@@ -86,6 +86,8 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
     replay = make_replay(config, env_info.observation_space)
     epsilon_at = epsilon_schedule(config.exploration_initial_eps, config.exploration_final_eps,
                                   config.exploration_fraction, config.n_timesteps)
+    if config.noisy:
+        epsilon_at = LinearSchedule(0.0, 0.0, 0)
     rng = np.random.default_rng(config.seed)
     obs_shape = env_info.observation_space.shape
 
@@ -98,6 +100,10 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
     timing = dict.fromkeys(("env", "act", "sample", "update"), 0.0)  # seconds spent in each part of the loop
     start = last_log_time = time.perf_counter()
     last_log_step = step = vec_steps = 0
+
+    def run_evaluation() -> EvalResult:
+        with agent.evaluating():  # noisy layers use their mean weights
+            return evaluate(agent, eval_env, config.eval_episodes, config.eval_epsilon, config.seed + 10_000)
 
     def save_checkpoint() -> None:
         if run_dir is not None:
@@ -112,7 +118,7 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
             epsilon = epsilon_at(step)
             if step < config.learning_starts:
                 action = rng.integers(0, env_info.n_actions, n_envs)
-            else:
+            else:  # (noisy nets explore through their weights: epsilon is 0 for them)
                 action = agent.act(obs, epsilon, rng)
             t1 = time.perf_counter()
             next_obs, reward, terminated, truncated, infos = envs.step(action)
@@ -122,7 +128,7 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
 
             # ---- store (s, a, r, s', terminated): s' is the true last observation when an episode ended;
             # only `terminated` cuts the bootstrap, a time-limit truncation does not ----------------------
-            replay.add(obs, action, reward, true_next_obs(next_obs, infos), terminated)
+            replay.add(obs, action, reward, true_next_obs(next_obs, infos), terminated, truncated)
             obs = next_obs
             step += n_envs
             vec_steps += 1
@@ -136,9 +142,9 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
             if step > config.learning_starts and vec_steps % config.train_freq == 0:
                 for _ in range(config.updates_per_phase):
                     t0 = time.perf_counter()
-                    batch = replay.sample(config.batch_size)
+                    batch = replay.sample(config.batch_size, step)
                     t1 = time.perf_counter()
-                    agent.update(batch)
+                    replay.update_priorities(batch.indices, agent.update(batch))
                     timing["sample"] += t1 - t0
                     timing["update"] += time.perf_counter() - t1
             if crossed(step, n_envs, config.target_update_interval):
@@ -167,7 +173,7 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
                 last_log_step, last_log_time = step, now
 
             if crossed(step, n_envs, config.eval_freq) and step < config.n_timesteps:
-                result = evaluate(agent, eval_env, config.eval_episodes, config.eval_epsilon, config.seed + 10_000)
+                result = run_evaluation()
                 best_eval = _record_eval(eval_log, run_dir, config, agent, step, obs_shape, result, best_eval,
                                          start)
                 if on_eval is not None:
@@ -184,7 +190,7 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
         envs.close()
 
     if not interrupted:
-        final_eval = evaluate(agent, eval_env, config.eval_episodes, config.eval_epsilon, config.seed + 10_000)
+        final_eval = run_evaluation()
         best_eval = _record_eval(eval_log, run_dir, config, agent, step, obs_shape, final_eval, best_eval, start)
         if run_dir is not None:
             ckpt.save(run_dir / ckpt.MODEL_FILE, ckpt.model_payload(config, agent, step, obs_shape))

@@ -16,8 +16,8 @@ class TransitionStorage:
         self.pos = 0  # next row to write
         self.size = 0  # rows holding data
 
-    def add(self, obs_tm1, action_tm1, reward_t, discount_t, obs_t) -> None:
-        """Write ``n`` rows (leading axis) at the cursor, wrapping around the end."""
+    def add(self, obs_tm1, action_tm1, reward_t, discount_t, obs_t) -> np.ndarray:
+        """Write ``n`` rows (leading axis) at the cursor, wrapping around the end; returns the rows written."""
         n = len(action_tm1)
         rows = (self.pos + np.arange(n)) % self.capacity
         self.obs_tm1[rows] = obs_tm1
@@ -27,6 +27,7 @@ class TransitionStorage:
         self.obs_t[rows] = obs_t
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
+        return rows
 
     def get(self, rows: np.ndarray):
         return (self.obs_tm1[rows], self.action_tm1[rows], self.reward_t[rows], self.discount_t[rows],

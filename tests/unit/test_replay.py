@@ -2,17 +2,19 @@ import numpy as np
 import pytest
 
 from qzoo.replay import ReplayBuffer
+from qzoo.replay.nstep import NStepAccumulator
 from qzoo.replay.samplers import UniformSampler
 from qzoo.replay.storage import TransitionStorage
 
 
-def make(capacity=5, gamma=0.9):
-    return ReplayBuffer(TransitionStorage(capacity, (2,)), UniformSampler(), gamma, seed=0)
+def make(capacity=5, gamma=0.9, n_envs=1):
+    return ReplayBuffer(TransitionStorage(capacity, (2,)), UniformSampler(), NStepAccumulator(1, gamma, n_envs),
+                        seed=0)
 
 
-def add_one(buf, k, terminated=False):
+def add_one(buf, k, terminated=False, truncated=False):
     buf.add(np.full((1, 2), k, np.float32), np.array([k % 3]), np.array([float(k)]),
-            np.full((1, 2), k + 0.5, np.float32), np.array([terminated]))
+            np.full((1, 2), k + 0.5, np.float32), np.array([terminated]), np.array([truncated]))
 
 
 def test_wrap_around_overwrites_oldest_first():
@@ -28,13 +30,11 @@ def test_wrap_around_overwrites_oldest_first():
 
 
 def test_batched_add_across_the_end():
-    buf = make(capacity=4)
-    add_one(buf, 0)
-    add_one(buf, 1)
-    add_one(buf, 2)
+    buf = make(capacity=4, n_envs=3)
+    buf.storage.add(np.zeros((3, 2)), np.zeros(3), np.array([0.0, 1.0, 2.0]), np.zeros(3), np.zeros((3, 2)))
     # three envs at once: rows 3, 0, 1
     buf.add(np.arange(6, dtype=np.float32).reshape(3, 2), np.array([0, 1, 2]), np.array([10.0, 11.0, 12.0]),
-            np.zeros((3, 2), np.float32), np.array([False, True, False]))
+            np.zeros((3, 2), np.float32), np.array([False, True, False]), np.zeros(3, bool))
     assert buf.storage.reward_t.tolist() == [11.0, 12.0, 2.0, 10.0]
     assert buf.storage.pos == 2 and len(buf) == 4
 
@@ -43,7 +43,8 @@ def test_discount_is_gamma_unless_terminated():
     buf = make(gamma=0.9)
     add_one(buf, 0, terminated=False)
     add_one(buf, 1, terminated=True)
-    assert buf.storage.discount_t[:2].tolist() == pytest.approx([0.9, 0.0])
+    add_one(buf, 2, truncated=True)  # a time limit still bootstraps
+    assert buf.storage.discount_t[:3].tolist() == pytest.approx([0.9, 0.0, 0.9])
 
 
 def test_sampling_only_from_filled_rows_and_weights_are_one():

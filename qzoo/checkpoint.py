@@ -10,6 +10,7 @@ A run directory holds::
     checkpoints/       periodic full checkpoints (agent, optimizer, target net, step): step_<N>.pt
     best_model.pt      Q-network with the best evaluation so far
     model.pt           final Q-network
+    qtable.csv         --algo qlearning: the final Q-table, with best_qtable.csv, in place of the .pt files
 
 Every file is written to a temporary name in the same directory, flushed, fsynced, then renamed, so a crash
 never leaves a half-written file under a real name.

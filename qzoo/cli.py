@@ -33,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "FILE < flags < --set key=value.",
         epilog="settings (use --set key=value; the preset for the env id may change a default):" + settings_help())
     train.add_argument("env_id", help="Gymnasium environment id, e.g. CartPole-v1")
-    train.add_argument("--algo", default="dqn", choices=ALGOS, help="algorithm preset family (default: dqn)")
+    train.add_argument("--algo", default="dqn", choices=ALGOS,
+                       help="dqn (deep Q-network) or qlearning (a Q-table, for Discrete observations such as "
+                            "FrozenLake-v1; default: dqn)")
     train.add_argument("--seed", type=int, help="random seed (default: 0)")
     train.add_argument("--total-timesteps", "-n", type=int, dest="n_timesteps",
                        help="environment steps to train for (default: the preset's n_timesteps)")
@@ -59,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_train(args) -> int:
     from qzoo import checkpoint as ckpt
     from qzoo.envs import check_env
+    from qzoo.tabular import train_tabular
     from qzoo.trainer import TrainingDiverged, train
 
     flags = {"seed": args.seed, "n_timesteps": args.n_timesteps, "n_envs": args.n_envs, "device": args.device}
@@ -70,8 +73,9 @@ def cmd_train(args) -> int:
     print(f"qzoo: training {config.algo} on {config.env_id} for {config.n_timesteps} steps -> {run_dir}",
           file=sys.stderr)
     command = "qzoo " + shlex.join(sys.argv[1:])
+    run = train_tabular if config.is_tabular else train  # the one place a training loop is picked by algo
     try:
-        result = train(config, run_dir, command=command, out=out)
+        result = run(config, run_dir, command=command, out=out)
     except TrainingDiverged as e:
         print(f"qzoo: training stopped: {e}; the last checkpoint in {run_dir}/checkpoints is kept", file=sys.stderr)
         return EXIT_DIVERGED
@@ -80,7 +84,7 @@ def cmd_train(args) -> int:
         return EXIT_INTERRUPTED
     print(f"final evaluation: {result.final_eval.summary()}")
     print(f"run directory:    {run_dir}")
-    print("  config.yaml command.txt progress.csv evaluations.csv model.pt best_model.pt checkpoints/ tensorboard/")
+    print("  " + " ".join(sorted(p.name + "/" * p.is_dir() for p in run_dir.iterdir())))
     print(f"evaluate:         qzoo eval {run_dir}")
     print(f"tensorboard:      tensorboard --logdir {run_dir / 'tensorboard'}")
     return 0
@@ -97,7 +101,7 @@ def cmd_eval(args) -> int:
         raise ConfigError(f"--epsilon must be in [0, 1], got {args.epsilon}")
     agent, config, path = load_policy(Path(args.run_dir), args.model, args.device)
     epsilon = config.eval_epsilon if args.epsilon is None else args.epsilon
-    env = make_env(config.env_id, config.env_kwargs)()
+    env = make_env(config.env_id, config.env_kwargs, one_hot=not config.is_tabular)()
     result = evaluate(agent, env, args.episodes, epsilon, args.seed)
     env.close()
     print(f"{config.env_id}  {path}  epsilon {epsilon}  seed {args.seed}")

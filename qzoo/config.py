@@ -18,6 +18,7 @@ import ast
 import dataclasses
 import difflib
 import math
+import textwrap
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +28,13 @@ from typing import Any
 import yaml
 
 PRESET_DIR = Path(__file__).parent / "presets"
-ALGOS = ("dqn",)
+ALGOS = ("dqn", "rainbow", "qlearning")
+TABULAR_ALGOS = ("qlearning",)
+# The settings --algo qlearning reads; it ignores the others (network, replay, optimizer, n_envs, checkpoints).
+TABULAR_SETTINGS = ("env_id", "env_kwargs", "gym_packages", "seed", "algo", "learning_rate", "gamma",
+                    "exploration_schedule", "exploration_initial_eps", "exploration_final_eps", "exploration_fraction",
+                    "exploration_decay_rate", "n_timesteps", "log_interval", "stats_window", "eval_freq",
+                    "eval_episodes", "eval_epsilon", "progress_bar", "tensorboard")
 
 
 class ConfigError(ValueError):
@@ -97,11 +104,29 @@ class Config:
     network: str = setting("mlp", "Q-network torso", one_of("mlp"), "network")
     net_arch: list = setting([64, 64], "hidden layer sizes of the MLP torso", net_arch_check, "network")
     # --- learner ----------------------------------------------------------------------------------------------
-    learning_rate: float = setting(1e-4, "optimizer step size", positive)
+    learning_rate: float = setting(1e-4, "optimizer step size (dqn); step size alpha of the table update "
+                                         "(qlearning)", positive)
     optimizer: str = setting("adam", "optimizer", one_of("adam", "rmsprop"))
     optimizer_eps: float = setting(1e-8, "epsilon of Adam / RMSprop", positive)
     gamma: float = setting(0.99, "discount factor", unit_interval)
     double: bool = setting(False, "Double DQN target: online net picks argmax_a' Q(s',a'), target net evaluates it")
+    dueling: bool = setting(False, "dueling head: Q = V + A - mean(A) (Wang et al. 2016)", group="network")
+    noisy: bool = setting(False, "factorised Gaussian noisy linear layers (Fortunato et al. 2018); turns "
+                                 "epsilon-greedy off", group="network")
+    noisy_sigma: float = setting(0.5, "initial noise scale sigma0 of noisy layers", positive, "network")
+    distributional: str = setting("none", "distributional head: none or c51 (Bellemare et al. 2017)",
+                                  one_of("none", "c51"), "network")
+    n_atoms: int = setting(51, "atoms of the c51 support", at_least(2), "network")
+    v_min: float = setting(-10.0, "lowest value of the c51 support", group="network")
+    v_max: float = setting(10.0, "highest value of the c51 support", group="network")
+    n_step: int = setting(1, "n-step returns: bootstrap from gamma^n Q(s_t+n) (cut at terminations)", at_least(1),
+                          "replay")
+    prioritized: bool = setting(False, "proportional prioritized replay on a sum tree (Schaul et al. 2016)",
+                                group="replay")
+    prioritized_alpha: float = setting(0.6, "priority exponent alpha (0 = uniform)", unit_interval, "replay")
+    prioritized_beta: float = setting(0.4, "initial importance-sampling exponent beta, annealed to 1 over training",
+                                      unit_interval, "replay")
+    prioritized_eps: float = setting(1e-6, "added to |TD error| so no priority is zero", positive, "replay")
     loss: str = setting("huber", "TD loss", one_of("huber", "mse"))
     max_grad_norm: float = setting(10.0, "clip the global gradient norm to this value", positive)
     target_update_interval: int = setting(
@@ -112,6 +137,12 @@ class Config:
     exploration_final_eps: float = setting(0.05, "epsilon after the decay", unit_interval, "exploration")
     exploration_fraction: float = setting(
         0.1, "fraction of n_timesteps over which epsilon decays linearly", unit_interval, "exploration")
+    exploration_schedule: str = setting(
+        "linear", "epsilon decay: 'linear' over exploration_fraction of n_timesteps, or 'exponential' per episode "
+                  "(qlearning only): final + (initial - final) * exp(-exploration_decay_rate * episode)",
+        one_of("linear", "exponential"), "exploration")
+    exploration_decay_rate: float = setting(
+        5e-4, "per-episode rate of the 'exponential' epsilon schedule (qlearning)", non_negative, "exploration")
     # --- replay -----------------------------------------------------------------------------------------------
     buffer_size: int = setting(1_000_000, "replay capacity in transitions", at_least(1), "replay")
     batch_size: int = setting(32, "transitions per gradient step", at_least(1), "replay")
@@ -151,11 +182,21 @@ class Config:
         if self.batch_size > self.buffer_size:
             raise ConfigError(f"setting 'batch_size' ({self.batch_size}) must not exceed "
                               f"'buffer_size' ({self.buffer_size})")
+        if self.v_min >= self.v_max:
+            raise ConfigError(f"setting 'v_min' ({self.v_min}) must be below 'v_max' ({self.v_max})")
         if self.exploration_final_eps > self.exploration_initial_eps:
             raise ConfigError("setting 'exploration_final_eps' must not exceed 'exploration_initial_eps' "
                               f"({self.exploration_final_eps} > {self.exploration_initial_eps})")
+        if self.exploration_schedule == "exponential" and not self.is_tabular:
+            raise ConfigError("setting 'exploration_schedule' 'exponential' is used by --algo qlearning only; "
+                              f"{self.algo} decays epsilon linearly over exploration_fraction")
 
     # helpers -------------------------------------------------------------------------------------------------
+    @property
+    def is_tabular(self) -> bool:
+        """A Q-table agent (qzoo/tabular.py) rather than the deep Q-learning agent."""
+        return self.algo in TABULAR_ALGOS
+
     @property
     def updates_per_phase(self) -> int:
         return self.train_freq * self.n_envs if self.gradient_steps == -1 else self.gradient_steps
@@ -370,4 +411,7 @@ def settings_help() -> str:
             lines.append(f"\n  [{group}]")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         lines.append(f"  {f.name:<24} {_TYPES[f.name].__name__:<5} default {default!r:<12} {f.metadata['help']}")
+    note = ("--algo qlearning reads only: " + ", ".join(TABULAR_SETTINGS) + "; the deep Q-learning algos read every "
+            "setting except exploration_decay_rate")
+    lines.append("\n" + textwrap.fill(note, 116, initial_indent="  ", subsequent_indent="    "))
     return "\n".join(lines)

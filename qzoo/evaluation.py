@@ -34,7 +34,7 @@ def evaluate(agent, env, n_episodes: int, epsilon: float, seed: int, max_steps: 
     for _ in range(n_episodes):
         total, length, done = 0.0, 0, False
         while not done and length < max_steps:
-            action = int(agent.act(obs[None], epsilon, rng)[0])
+            action = int(agent.act(np.asarray(obs)[None], epsilon, rng)[0])  # asarray: Discrete states are ints
             obs, reward, terminated, truncated, _ = env.step(action)
             total += float(reward)
             length += 1

@@ -6,12 +6,16 @@ from pathlib import Path
 
 from qzoo import checkpoint as ckpt
 from qzoo.agent import build_agent, resolve_device
-from qzoo.config import Config, ConfigError, from_dict
+from qzoo.config import TABULAR_ALGOS, Config, ConfigError, from_dict
 from qzoo.envs import check_env
 
 
 def load_policy(path: Path, which: str = "final", device: str = "cpu"):
     """Returns (agent, config, model_path). The agent's ``act`` is ready for evaluation."""
+    if _trained_algo(Path(path)) in TABULAR_ALGOS:
+        from qzoo.tabular import load_qtable
+
+        return load_qtable(Path(path), which)
     model_path = ckpt.find_model(path, which)
     payload = ckpt.load(model_path)
     config: Config = from_dict(payload["config"])
@@ -25,3 +29,9 @@ def load_policy(path: Path, which: str = "final", device: str = "cpu"):
     agent.q_net.load_state_dict(weights)
     agent.q_net.eval()
     return agent, config, model_path
+
+
+def _trained_algo(path: Path) -> str | None:
+    """The algo in the config.yaml of a run directory (or of the run directory holding a file); None if absent."""
+    run_dir = path if path.is_dir() else path.parent
+    return ckpt.read_config(run_dir).algo if (run_dir / ckpt.CONFIG_FILE).is_file() else None

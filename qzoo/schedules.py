@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -30,3 +31,23 @@ class LinearSchedule:
 def epsilon_schedule(initial: float, final: float, fraction: float, total_steps: int) -> LinearSchedule:
     """SB3/RL Zoo's exploration schedule: decay over ``fraction`` of the run."""
     return LinearSchedule(initial, final, int(fraction * total_steps))
+
+
+@dataclass(frozen=True)
+class ExponentialSchedule:
+    """``start`` at t = 0, approaching ``end`` exponentially (the Hugging Face Deep RL course's epsilon decay,
+    with t counting episodes)::
+
+        value(t) = end + (start - end) * exp(-rate * t)
+    """
+
+    start: float
+    end: float
+    rate: float
+
+    def __post_init__(self):
+        if self.rate < 0:
+            raise ValueError(f"rate must be >= 0, got {self.rate}")
+
+    def __call__(self, t: int) -> float:
+        return self.end + (self.start - self.end) * math.exp(-self.rate * max(t, 0))

@@ -3,6 +3,9 @@
 The vector env uses SAME_STEP autoreset: when an episode ends, ``step`` returns the first observation of
 the next episode and puts the true last observation in ``info["final_obs"]``. The trainer stores that final
 observation as s' so a truncated episode still bootstraps from where it really ended.
+
+Discrete observations (FrozenLake, Taxi: an integer state) reach the deep agent one-hot encoded
+(:class:`OneHotObservation`); the tabular agent indexes its table with the integer itself.
 """
 
 from __future__ import annotations
@@ -19,6 +22,20 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from qzoo.config import Config, ConfigError
 
 gym.register(id="qzoo/Corridor-v0", entry_point="qzoo.envs.toy:Corridor", max_episode_steps=30)
+
+
+class OneHotObservation(gym.ObservationWrapper):
+    """Discrete(n) state s -> float32 vector of length n with a 1 at s - start, so an MLP can read it."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.start, n = int(env.observation_space.start), int(env.observation_space.n)
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (n,), np.float32)
+
+    def observation(self, observation) -> np.ndarray:
+        one_hot = np.zeros(self.observation_space.shape, np.float32)
+        one_hot[int(observation) - self.start] = 1.0
+        return one_hot
 
 
 @dataclass(frozen=True)
@@ -40,6 +57,8 @@ def check_env(config: Config) -> EnvInfo:
     import_gym_packages(config.gym_packages)
     try:
         gym.spec(config.env_id)
+    except gym.error.DeprecatedEnv as e:
+        raise ConfigError(f"environment id '{config.env_id}' is not available in this gymnasium: {e}") from None
     except gym.error.Error:
         close = difflib.get_close_matches(config.env_id, list(gym.registry), n=3, cutoff=0.6)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else \
@@ -53,9 +72,17 @@ def check_env(config: Config) -> EnvInfo:
         raise ConfigError(f"environment '{config.env_id}' needs a package that is not installed: {e}") from None
     try:
         if not isinstance(env.action_space, gym.spaces.Discrete):
-            raise ConfigError(f"environment '{config.env_id}' has action space {env.action_space}; DQN needs a "
-                              "Discrete action space")
+            raise ConfigError(f"environment '{config.env_id}' has action space {env.action_space}; {config.algo} "
+                              "needs a Discrete action space")
         obs_space = env.observation_space
+        if config.is_tabular:
+            if not isinstance(obs_space, gym.spaces.Discrete):
+                raise ConfigError(f"environment '{config.env_id}' has {type(obs_space).__name__} observations of "
+                                  f"shape {obs_space.shape}; --algo {config.algo} needs a Discrete observation space "
+                                  "(one table row per state): use --algo dqn")
+            return EnvInfo(obs_space, int(env.action_space.n))
+        if isinstance(obs_space, gym.spaces.Discrete):
+            obs_space = OneHotObservation(env).observation_space
         if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
             raise ConfigError(f"environment '{config.env_id}' has observation space {obs_space}; the 'mlp' network "
                               "needs a flat Box observation")
@@ -64,11 +91,14 @@ def check_env(config: Config) -> EnvInfo:
         env.close()
 
 
-def make_env(env_id: str, env_kwargs: dict | None = None) -> Callable[[], gym.Env]:
-    """A thunk building one environment. Episode statistics are recorded before any reward transform."""
+def make_env(env_id: str, env_kwargs: dict | None = None, *, one_hot: bool = True) -> Callable[[], gym.Env]:
+    """A thunk building one environment. Episode statistics are recorded before any reward transform.
+    Discrete observations are one-hot encoded unless ``one_hot`` is False (tabular agents)."""
 
     def thunk() -> gym.Env:
         env = gym.make(env_id, **(env_kwargs or {}))
+        if one_hot and isinstance(env.observation_space, gym.spaces.Discrete):
+            env = OneHotObservation(env)
         return gym.wrappers.RecordEpisodeStatistics(env)
 
     return thunk

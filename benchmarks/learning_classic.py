@@ -54,12 +54,13 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--peer", action="store_true", help="also run stable-baselines3 (its own venv)")
+    p.add_argument("--peer-only", action="store_true", help="run only stable-baselines3")
     p.add_argument("--set", action="append", default=[], dest="sets")
     p.add_argument("--out", default=str(HERE / "results" / "learning_classic.json"))
     args = p.parse_args()
 
-    jobs = [(run_qzoo, env, s) for env in args.envs.split(",") for s in range(args.seeds)]
-    if args.peer:
+    jobs = [] if args.peer_only else [(run_qzoo, env, s) for env in args.envs.split(",") for s in range(args.seeds)]
+    if args.peer or args.peer_only:
         from peer import ensure_sb3
 
         ensure_sb3()

@@ -32,7 +32,7 @@ from qzoo.config import Config, ConfigError
 from qzoo.envs import check_env, make_env
 from qzoo.evaluation import EvalResult, evaluate
 from qzoo.schedules import ExponentialSchedule, epsilon_schedule
-from qzoo.trainer import RunResult, _mean, _open_outputs, _record_eval, _show, crossed
+from qzoo.trainer import RunResult, crossed, mean_or_nan, open_outputs, record_eval, show_progress
 
 QTABLE_FILE, BEST_QTABLE_FILE = "qtable.csv", "best_qtable.csv"
 
@@ -158,7 +158,7 @@ def train_tabular(config: Config, run_dir: Path | None = None, *, command: str =
     epsilon_at, per_episode = exploration(config)
     rng = np.random.default_rng(config.seed)
 
-    logger, eval_log, bar = _open_outputs(config, run_dir, command, out)
+    logger, eval_log, bar = open_outputs(config, run_dir, command, out)
     recent_returns, recent_lengths = deque(maxlen=config.stats_window), deque(maxlen=config.stats_window)
     episodes, last_return = 0, float("nan")
     best_eval, final_eval, interrupted = -math.inf, None, False
@@ -170,7 +170,7 @@ def train_tabular(config: Config, run_dir: Path | None = None, *, command: str =
         if result.mean > best and run_dir is not None:
             write_qtable(run_dir / BEST_QTABLE_FILE, agent)
         # run_dir None: the shared recorder only logs; the best table was saved just above
-        return result, _record_eval(eval_log, None, config, agent, step, None, result, best, start)
+        return result, record_eval(eval_log, None, config, agent, step, None, result, best, start)
 
     state, _ = env.reset(seed=config.seed)
     try:
@@ -195,14 +195,14 @@ def train_tabular(config: Config, run_dir: Path | None = None, *, command: str =
             if crossed(step, 1, config.log_interval) or step >= config.n_timesteps:
                 now = time.perf_counter()
                 metrics = agent.pop_metrics()
-                row = {"episodes": episodes, "return_mean": _mean(recent_returns), "return_last": last_return,
-                       "length_mean": _mean(recent_lengths), "q_mean": metrics["q_mean"], "loss": metrics["loss"],
+                row = {"episodes": episodes, "return_mean": mean_or_nan(recent_returns), "return_last": last_return,
+                       "length_mean": mean_or_nan(recent_lengths), "q_mean": metrics["q_mean"], "loss": metrics["loss"],
                        "epsilon": epsilon, "updates": agent.updates,
                        "steps_per_s": (step - last_log_step) / max(now - last_log_time, 1e-9), "time_s": now - start}
                 for key, value in row.items():
                     logger.record(key, value)
                 logger.dump(step)
-                _show(bar, out, row, step, step - last_log_step, config.n_timesteps)
+                show_progress(bar, out, row, step, step - last_log_step, config.n_timesteps)
                 last_log_step, last_log_time = step, now
             if crossed(step, 1, config.eval_freq) and step < config.n_timesteps:
                 _, best_eval = evaluate_and_record(best_eval)

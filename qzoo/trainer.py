@@ -91,7 +91,7 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
     rng = np.random.default_rng(config.seed)
     obs_shape = env_info.observation_space.shape
 
-    logger, eval_log, bar = _open_outputs(config, run_dir, command, out)
+    logger, eval_log, bar = open_outputs(config, run_dir, command, out)
     recent_returns, recent_lengths = deque(maxlen=config.stats_window), deque(maxlen=config.stats_window)
     episodes, last_return = 0, float("nan")
     best_eval, final_eval, interrupted = -math.inf, None, False
@@ -160,8 +160,8 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
                     raise TrainingDiverged(f"loss or Q-value became non-finite at step {step} "
                                            f"(loss {metrics['loss']}, mean Q {metrics['q_mean']}); "
                                            "try a lower learning_rate or max_grad_norm")
-                row = {"episodes": episodes, "return_mean": _mean(recent_returns), "return_last": last_return,
-                       "length_mean": _mean(recent_lengths), "q_mean": metrics["q_mean"],
+                row = {"episodes": episodes, "return_mean": mean_or_nan(recent_returns), "return_last": last_return,
+                       "length_mean": mean_or_nan(recent_lengths), "q_mean": metrics["q_mean"],
                        "loss": metrics["loss"], "epsilon": epsilon,
                        "updates": agent.updates, "steps_per_s": (step - last_log_step) / max(now - last_log_time,
                                                                                                1e-9),
@@ -169,12 +169,12 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
                 for key, value in row.items():
                     logger.record(key, value)
                 logger.dump(step)
-                _show(bar, out, row, step, step - last_log_step, config.n_timesteps)
+                show_progress(bar, out, row, step, step - last_log_step, config.n_timesteps)
                 last_log_step, last_log_time = step, now
 
             if crossed(step, n_envs, config.eval_freq) and step < config.n_timesteps:
                 result = run_evaluation()
-                best_eval = _record_eval(eval_log, run_dir, config, agent, step, obs_shape, result, best_eval,
+                best_eval = record_eval(eval_log, run_dir, config, agent, step, obs_shape, result, best_eval,
                                          start)
                 if on_eval is not None:
                     on_eval(step, result)
@@ -191,7 +191,7 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
 
     if not interrupted:
         final_eval = run_evaluation()
-        best_eval = _record_eval(eval_log, run_dir, config, agent, step, obs_shape, final_eval, best_eval, start)
+        best_eval = record_eval(eval_log, run_dir, config, agent, step, obs_shape, final_eval, best_eval, start)
         if run_dir is not None:
             ckpt.save(run_dir / ckpt.MODEL_FILE, ckpt.model_payload(config, agent, step, obs_shape))
     eval_env.close()
@@ -201,12 +201,12 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
                      interrupted, agent, timing)
 
 
-# ---- helpers ---------------------------------------------------------------------------------------------------
-def _mean(values) -> float:
+# ---- helpers (shared with qzoo.tabular) ---------------------------------------------------------------------
+def mean_or_nan(values) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
-def _open_outputs(config: Config, run_dir: Path | None, command: str, out):
+def open_outputs(config: Config, run_dir: Path | None, command: str, out):
     writers, eval_writers = [], []
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -241,7 +241,7 @@ class _Prefixed:
         pass
 
 
-def _record_eval(eval_log: Logger, run_dir, config, agent, step, obs_shape, result: EvalResult, best: float,
+def record_eval(eval_log: Logger, run_dir, config, agent, step, obs_shape, result: EvalResult, best: float,
                  start: float) -> float:
     for key, value in {"return_mean": result.mean, "return_std": result.std,
                        "length_mean": float(np.mean(result.lengths)), "episodes": len(result.returns),
@@ -253,7 +253,7 @@ def _record_eval(eval_log: Logger, run_dir, config, agent, step, obs_shape, resu
     return max(best, result.mean)
 
 
-def _show(bar, out, row: dict, step: int, advanced: int, total: int) -> None:
+def show_progress(bar, out, row: dict, step: int, advanced: int, total: int) -> None:
     """Live postfix on the progress bar; without a terminal, one plain line per 10% of training."""
     text = (f"return {row['return_mean']:.2f}  eps {row['epsilon']:.3f}  loss {row['loss']:.4g}  "
             f"{row['steps_per_s']:.0f} steps/s")

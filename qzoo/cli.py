@@ -92,7 +92,8 @@ def cmd_train(args) -> int:
 
 def cmd_eval(args) -> int:
     from qzoo.envs import make_env
-    from qzoo.evaluation import evaluate
+    from qzoo.envs.atari import atari_game, is_atari_id
+    from qzoo.evaluation import evaluate, human_normalized
     from qzoo.policy import load_policy
 
     if args.episodes < 1:
@@ -101,12 +102,17 @@ def cmd_eval(args) -> int:
         raise ConfigError(f"--epsilon must be in [0, 1], got {args.epsilon}")
     agent, config, path = load_policy(Path(args.run_dir), args.model, args.device)
     epsilon = config.eval_epsilon if args.epsilon is None else args.epsilon
-    env = make_env(config.env_id, config.env_kwargs, one_hot=not config.is_tabular)()
+    env = make_env(config.env_id, config.env_kwargs, one_hot=not config.is_tabular, config=config)()
     result = evaluate(agent, env, args.episodes, epsilon, args.seed)
     env.close()
     print(f"{config.env_id}  {path}  epsilon {epsilon}  seed {args.seed}")
     print(f"return {result.mean:.2f} ± {result.std:.2f}   length {result.lengths.mean():.1f} "
           f"± {result.lengths.std():.1f}   ({args.episodes} episodes)")
+    if is_atari_id(config.env_id):  # the return of a whole game with its own rewards is the game score
+        game = atari_game(config.env_id)
+        normalized = human_normalized(game, result.mean)
+        hns = "" if normalized is None else f"   human-normalised {normalized:.1%} (random 0%, human 100%)"
+        print(f"game score {result.mean:.1f} ± {result.std:.1f} ({game}, whole games, unclipped){hns}")
     return 0
 
 

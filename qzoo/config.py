@@ -79,6 +79,11 @@ def tau_check(v) -> str | None:
     return None if 0.0 < v <= 1.0 else "a number in (0, 1] (1 = hard copy)"
 
 
+def crop_check(v) -> str | None:
+    ok = len(v) in (0, 4) and all(n >= 0 for n in v)
+    return None if ok else "[] (no crop) or [top, bottom, left, right]: pixel rows/columns >= 0 to drop"
+
+
 def device_check(v) -> str | None:
     ok = v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit())
     return None if ok else "'auto', 'cpu', 'cuda' or 'cuda:N'"
@@ -99,9 +104,34 @@ class Config:
     gym_packages: list = setting([], "extra modules to import so that they register their env ids", group="env")
     n_envs: int = setting(1, "environments stepped in parallel (one batched action selection)", at_least(1), "env")
     seed: int = setting(0, "random seed (torch, numpy, environments)", at_least(0), "env")
+    # Atari (ALE ids only; qzoo/envs/atari.py): the DQN preprocessing, defaults as in Mnih et al. 2015.
+    atari_protocol: str = setting(
+        "nature", "(ALE) 'nature': no sticky actions, noop_max no-op starts, episodic_life; 'machado': sticky "
+                  "actions (p=0.25), no no-op starts, no life-loss episodes (Machado et al. 2018, as ALE v5 "
+                  "recommends; noop_max and episodic_life are then not used)", one_of("nature", "machado"), "env")
+    noop_max: int = setting(30, "(ALE) up to this many no-op actions after a reset (random count; 0 = none)",
+                            at_least(0), "env")
+    frame_skip: int = setting(4, "(ALE) emulator frames per agent step (action repeated; max-pool of the last two "
+                                 "frames)", at_least(1), "env")
+    screen_size: int = setting(84, "(ALE) observation frames are resized to screen_size x screen_size (the Nature "
+                                   "CNN needs >= 36)", at_least(36), "env")
+    grayscale: bool = setting(True, "(ALE) grayscale frames (false: RGB, 3 channels per stacked frame)", group="env")
+    frame_stack: int = setting(4, "(ALE) most recent frames stacked into one observation", at_least(1), "env")
+    episodic_life: bool = setting(True, "(ALE) training episodes end at a life loss (the game goes on; evaluation "
+                                        "always plays whole games)", group="env")
+    fire_reset: bool = setting(True, "(ALE) press FIRE after a reset in games whose actions include it",
+                               group="env")
+    clip_reward: bool = setting(True, "(ALE) training rewards clipped to their sign {-1, 0, 1} (evaluation and "
+                                      "game_score stay unclipped)", group="env")
+    atari_crop: list = setting([], "(ALE) screen pixels dropped before resizing: [top, bottom, left, right] "
+                                   "([] = none)", crop_check, "env")
+    max_episode_frames: int = setting(108_000, "(ALE) a game is truncated after this many emulator frames (108000 "
+                                               "= 30 minutes, the evaluation cap)", at_least(1), "env")
     # --- network ----------------------------------------------------------------------------------------------
     algo: str = setting("dqn", "algorithm preset family", one_of(*ALGOS), "network")
-    network: str = setting("mlp", "Q-network torso", one_of("mlp"), "network")
+    network: str = setting("auto", "Q-network torso: mlp, nature_cnn (Mnih et al. 2015) or auto (mlp for flat "
+                                   "observations, nature_cnn for images)", one_of("auto", "mlp", "nature_cnn"),
+                           "network")
     net_arch: list = setting([64, 64], "hidden layer sizes of the MLP torso", net_arch_check, "network")
     # --- learner ----------------------------------------------------------------------------------------------
     learning_rate: float = setting(1e-4, "optimizer step size (dqn); step size alpha of the table update "
@@ -201,6 +231,13 @@ class Config:
     def updates_per_phase(self) -> int:
         return self.train_freq * self.n_envs if self.gradient_steps == -1 else self.gradient_steps
 
+    def resolved_network(self, obs_shape: tuple) -> str:
+        """The torso actually built: ``network``, with 'auto' read as nature_cnn for image observations
+        (channels, height, width) and mlp otherwise. The one place 'auto' is resolved."""
+        if self.network != "auto":
+            return self.network
+        return "nature_cnn" if len(obs_shape) == 3 else "mlp"
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -254,7 +291,7 @@ def coerce(key: str, value: Any) -> Any:
         if typ is list:
             parsed = yaml.safe_load(value) if isinstance(value, str) else value
             if isinstance(parsed, (list, tuple)):
-                if key == "net_arch":
+                if key in ("net_arch", "atari_crop"):
                     if all(isinstance(n, int) and not isinstance(n, bool) for n in parsed):
                         return list(parsed)
                     raise bad
@@ -292,7 +329,7 @@ def from_dict(values: dict) -> Config:
 # Presets, in RL Zoo's hyperparams/*.yml format.
 # --------------------------------------------------------------------------------------------------------------
 # RL Zoo keys that map onto qzoo settings.
-_POLICIES = {"MlpPolicy": "mlp"}
+_POLICIES = {"MlpPolicy": "mlp", "CnnPolicy": "nature_cnn"}
 _RLZOO_IGNORED = {"n_envs_eval"}
 
 
@@ -351,11 +388,16 @@ def load_yaml(path: Path) -> Any:
 
 
 def preset_values(algo: str, env_id: str) -> dict:
-    """Built-in preset for (algo, env_id): the ``default`` entry overlaid with the env id's own entry."""
+    """Built-in preset for (algo, env_id): the ``default`` entry, overlaid with the ``atari`` entry for ALE
+    ids, overlaid with the env id's own entry (default < atari < env id)."""
+    from qzoo.envs.atari import is_atari_id  # imported here: qzoo.envs imports this module
+
     table = load_yaml(PRESET_DIR / f"{algo}.yml") or {}
-    values = normalise_preset_entry(table.get("default", {}), f"preset {algo}.yml:default")
-    if env_id in table:
-        values.update(normalise_preset_entry(table[env_id], f"preset {algo}.yml:{env_id}"))
+    groups = ["default"] + (["atari"] if is_atari_id(env_id) else []) + [env_id]
+    values: dict = {}
+    for group in groups:
+        if group in table:
+            values.update(normalise_preset_entry(table[group], f"preset {algo}.yml:{group}"))
     return values
 
 

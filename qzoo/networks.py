@@ -1,7 +1,8 @@
 """Q-networks: a torso (features) followed by a head (one value per action).
 
-Torsos and heads are separate so that later variants (Nature CNN torso, dueling / noisy / categorical
-heads) compose with each other instead of being copied.
+Torsos (MLP, Nature CNN) and heads (plain / dueling / noisy / categorical) are separate, so every torso
+composes with every head instead of being copied. ``network: auto`` is resolved by
+:meth:`qzoo.config.Config.resolved_network` (mlp for flat observations, nature_cnn for images).
 
 Design decisions (Rainbow building blocks):
 - :class:`NoisyLinear` keeps its factorised noise in two small buffers (eps_in, eps_out), not a full matrix;
@@ -33,12 +34,38 @@ def mlp(in_dim: int, sizes: list[int], linear=nn.Linear) -> tuple[nn.Module, int
     return nn.Sequential(*layers), in_dim
 
 
+class NatureCNN(nn.Module):
+    """The Nature DQN torso (Mnih et al. 2015): frames (B, C, H, W), uint8 in [0, 255], are scaled by 1/255
+    inside the network (so replay keeps uint8), then conv 32 8x8 stride 4, conv 64 4x4 stride 2, conv 64 3x3
+    stride 1, fully connected 512, each followed by a ReLU. ``linear`` builds the fully connected layer (a
+    NoisyLinear for noisy nets, as in Rainbow)."""
+
+    image_input = True  # QNetwork hands it (B, C, H, W) observations as they are (not flattened, not cast)
+
+    def __init__(self, obs_shape: tuple[int, int, int], features: int = 512, linear=nn.Linear):
+        super().__init__()
+        channels, height, width = obs_shape
+        self.convs = nn.Sequential(
+            nn.Conv2d(channels, 32, kernel_size=8, stride=4), nn.ReLU(),
+            nn.Conv2d(32, 64, kernel_size=4, stride=2), nn.ReLU(),
+            nn.Conv2d(64, 64, kernel_size=3, stride=1), nn.ReLU(),
+            nn.Flatten())
+        with torch.no_grad():
+            conv_out = self.convs(torch.zeros(1, channels, height, width)).shape[1]  # 3136 for 84x84
+        self.fc = linear(conv_out, features)
+        self.feature_dim = features
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs.float() * (1.0 / 255.0)
+        return F.relu(self.fc(self.convs(x)))
+
+
 class QNetwork(nn.Module):
     """Q(s, ·) from a torso (features) and a head, whose variants compose:
 
     - plain:          Q = W f(s)                                    (one output per action)
     - dueling:        Q = V(f) + A(f) - mean_a A(f)                 (Wang et al. 2016)
-    - noisy:          every linear layer of the head (and of an MLP torso) is a NoisyLinear (Fortunato et al.)
+    - noisy:          every linear layer of the head and torso (the MLP, the CNN's fc 512) is a NoisyLinear
     - categorical:    the head gives logits over the atoms of ``support`` for each action, and
                       Q(s, a) = sum_i z_i softmax(logits(s, a))_i   (C51, Bellemare et al. 2017)
 
@@ -55,11 +82,14 @@ class QNetwork(nn.Module):
         self.advantage = linear(feature_dim, n_actions * self.n_atoms)
         self.value = linear(feature_dim, self.n_atoms) if dueling else None
         self.register_buffer("support", support)
+        self.flat_input = not getattr(torso, "image_input", False)
 
     def logits(self, obs: torch.Tensor) -> torch.Tensor:
-        if obs.dtype != torch.float32:
-            obs = obs.float()
-        features = self.torso(obs.flatten(1) if obs.dim() > 2 else obs)
+        if self.flat_input:  # an image torso casts and scales its own (uint8) input
+            if obs.dtype != torch.float32:
+                obs = obs.float()
+            obs = obs.flatten(1) if obs.dim() > 2 else obs
+        features = self.torso(obs)
         out = self.advantage(features).view(-1, self.n_actions, self.n_atoms)
         if self.value is not None:
             out = dueling_combine(self.value(features).view(-1, 1, self.n_atoms), out)
@@ -82,11 +112,16 @@ def build_q_network(config: Config, observation_space: gym.spaces.Space, n_actio
     support = None
     if config.distributional == "c51":
         support = torch.linspace(config.v_min, config.v_max, config.n_atoms)
-    if config.network == "mlp":
+    network = config.resolved_network(observation_space.shape)
+    if network == "mlp":
         in_dim = int(torch.tensor(observation_space.shape).prod())
         torso, feature_dim = mlp(in_dim, list(config.net_arch), linear)
-        return QNetwork(torso, feature_dim, n_actions, dueling=config.dueling, linear=linear, support=support)
-    raise ValueError(f"unknown network {config.network!r}")
+    elif network == "nature_cnn":
+        torso = NatureCNN(tuple(observation_space.shape), linear=linear)
+        feature_dim = torso.feature_dim
+    else:
+        raise ValueError(f"unknown network {network!r}")
+    return QNetwork(torso, feature_dim, n_actions, dueling=config.dueling, linear=linear, support=support)
 
 
 def scale_noise(x: torch.Tensor) -> torch.Tensor:

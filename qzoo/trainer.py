@@ -25,14 +25,16 @@ import torch
 from qzoo import checkpoint as ckpt
 from qzoo.agent import build_agent, resolve_device
 from qzoo.config import Config
-from qzoo.envs import check_env, finished_episodes, make_env, make_vec_env, true_next_obs
+from qzoo.envs import check_env, finished_episodes, finished_games, make_env, make_vec_env, true_next_obs
 from qzoo.evaluation import EvalResult, evaluate
 from qzoo.logger import CSVWriter, Logger, TensorBoardWriter
 from qzoo.replay import make_replay
 from qzoo.schedules import LinearSchedule, epsilon_schedule
 
-PROGRESS_COLUMNS = ["step", "episodes", "return_mean", "return_last", "length_mean", "q_mean", "loss", "epsilon",
-                    "updates", "steps_per_s", "time_s"]
+# return_*: episodes as the agent learns from them (for Atari: one life, clipped rewards); game_score_mean: the raw
+# score of recent whole games (Atari only, empty otherwise).
+PROGRESS_COLUMNS = ["step", "episodes", "return_mean", "return_last", "game_score_mean", "length_mean", "q_mean",
+                    "loss", "epsilon", "updates", "steps_per_s", "time_s"]
 EVAL_COLUMNS = ["step", "return_mean", "return_std", "length_mean", "episodes", "time_s"]
 
 
@@ -72,7 +74,7 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
     (tuning uses this to prune)."""
     env_info = check_env(config)
     seed_everything(config.seed)
-    if config.torch_threads or config.network == "mlp":
+    if config.torch_threads or config.resolved_network(env_info.observation_space.shape) == "mlp":
         torch.set_num_threads(config.torch_threads or 1)
     # Adam's second-moment estimates of small networks drift into denormal floats, which x86 CPUs process
     # ~5x slower; flushing them to zero changes no result that matters and keeps updates fast.
@@ -80,7 +82,7 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
     device = resolve_device(config.device)
 
     envs = make_vec_env(config)
-    eval_env = make_env(config.env_id, config.env_kwargs)()
+    eval_env = make_env(config.env_id, config.env_kwargs, config=config)()  # Atari: whole games, raw score
     envs.action_space.seed(config.seed)
     agent = build_agent(config, env_info.observation_space, env_info.n_actions, device)
     replay = make_replay(config, env_info.observation_space)
@@ -93,6 +95,7 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
 
     logger, eval_log, bar = open_outputs(config, run_dir, command, out)
     recent_returns, recent_lengths = deque(maxlen=config.stats_window), deque(maxlen=config.stats_window)
+    recent_scores = deque(maxlen=config.stats_window)  # whole-game raw scores (Atari)
     episodes, last_return = 0, float("nan")
     best_eval, final_eval, interrupted = -math.inf, None, False
     checkpoint_freq = config.checkpoint_freq or max(config.n_timesteps // 10, 1)
@@ -137,6 +140,7 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
                 last_return = ep_return
                 recent_returns.append(ep_return)
                 recent_lengths.append(ep_length)
+            recent_scores.extend(finished_games(infos))
 
             # ---- learn -----------------------------------------------------------------------------------
             if step > config.learning_starts and vec_steps % config.train_freq == 0:
@@ -161,6 +165,7 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
                                            f"(loss {metrics['loss']}, mean Q {metrics['q_mean']}); "
                                            "try a lower learning_rate or max_grad_norm")
                 row = {"episodes": episodes, "return_mean": mean_or_nan(recent_returns), "return_last": last_return,
+                       "game_score_mean": mean_or_nan(recent_scores),
                        "length_mean": mean_or_nan(recent_lengths), "q_mean": metrics["q_mean"],
                        "loss": metrics["loss"], "epsilon": epsilon,
                        "updates": agent.updates, "steps_per_s": (step - last_log_step) / max(now - last_log_time,
@@ -255,8 +260,9 @@ def record_eval(eval_log: Logger, run_dir, config, agent, step, obs_shape, resul
 
 def show_progress(bar, out, row: dict, step: int, advanced: int, total: int) -> None:
     """Live postfix on the progress bar; without a terminal, one plain line per 10% of training."""
-    text = (f"return {row['return_mean']:.2f}  eps {row['epsilon']:.3f}  loss {row['loss']:.4g}  "
-            f"{row['steps_per_s']:.0f} steps/s")
+    score = row.get("game_score_mean", math.nan)
+    text = (f"return {row['return_mean']:.2f}  " + (f"game score {score:.1f}  " if math.isfinite(score) else "")
+            + f"eps {row['epsilon']:.3f}  loss {row['loss']:.4g}  {row['steps_per_s']:.0f} steps/s")
     if bar is not None:
         bar.set_postfix_str(text, refresh=False)
     elif out is not None and (crossed(step, advanced, max(total // 10, 1)) or step >= total):

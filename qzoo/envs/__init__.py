@@ -6,6 +6,10 @@ observation as s' so a truncated episode still bootstraps from where it really e
 
 Discrete observations (FrozenLake, Taxi: an integer state) reach the deep agent one-hot encoded
 (:class:`OneHotObservation`); the tabular agent indexes its table with the integer itself.
+
+Atari games (ALE ids) go through the DQN preprocessing of :mod:`qzoo.envs.atari`: the training vector env
+(``training=True``) ends episodes at a life loss and clips rewards; the evaluation env plays whole games with
+the game's own score. Either reports a finished game's raw score in ``info["game_score"]``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from qzoo.config import Config, ConfigError
+from qzoo.envs.atari import is_atari_id, make_atari_env
 
 gym.register(id="qzoo/Corridor-v0", entry_point="qzoo.envs.toy:Corridor", max_episode_steps=30)
 
@@ -65,11 +70,16 @@ def check_env(config: Config) -> EnvInfo:
             "; `python -c \"import gymnasium; gymnasium.pprint_registry()\"` lists the registered ids"
         raise ConfigError(f"unknown environment id '{config.env_id}'{hint}") from None
     try:
-        env = gym.make(config.env_id, **config.env_kwargs)
+        if is_atari_id(config.env_id):
+            env = make_atari_env(config, training=False)
+        else:
+            env = gym.make(config.env_id, **config.env_kwargs)
     except TypeError as e:
         raise ConfigError(f"setting 'env_kwargs' is not accepted by '{config.env_id}': {e}") from None
     except gym.error.DependencyNotInstalled as e:
         raise ConfigError(f"environment '{config.env_id}' needs a package that is not installed: {e}") from None
+    except (ValueError, gym.error.Error) as e:  # e.g. an Atari setting the game or the screen cannot take
+        raise ConfigError(f"environment '{config.env_id}': {e}") from None
     try:
         if not isinstance(env.action_space, gym.spaces.Discrete):
             raise ConfigError(f"environment '{config.env_id}' has action space {env.action_space}; {config.algo} "
@@ -83,20 +93,33 @@ def check_env(config: Config) -> EnvInfo:
             return EnvInfo(obs_space, int(env.action_space.n))
         if isinstance(obs_space, gym.spaces.Discrete):
             obs_space = OneHotObservation(env).observation_space
-        if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
+        network = config.resolved_network(getattr(obs_space, "shape", None) or ())
+        is_box = isinstance(obs_space, gym.spaces.Box)
+        if network == "mlp" and not (is_box and len(obs_space.shape) == 1):
             raise ConfigError(f"environment '{config.env_id}' has observation space {obs_space}; the 'mlp' network "
                               "needs a flat Box observation")
+        if network == "nature_cnn" and not (is_box and len(obs_space.shape) == 3 and min(obs_space.shape[1:]) >= 36):
+            raise ConfigError(f"environment '{config.env_id}' has observation space {obs_space}; the 'nature_cnn' "
+                              "network needs image observations (channels, height, width) of at least 36x36")
         return EnvInfo(obs_space, int(env.action_space.n))
     finally:
         env.close()
 
 
-def make_env(env_id: str, env_kwargs: dict | None = None, *, one_hot: bool = True) -> Callable[[], gym.Env]:
-    """A thunk building one environment. Episode statistics are recorded before any reward transform.
-    Discrete observations are one-hot encoded unless ``one_hot`` is False (tabular agents)."""
+def make_env(env_id: str, env_kwargs: dict | None = None, *, one_hot: bool = True, config: Config | None = None,
+             training: bool = False) -> Callable[[], gym.Env]:
+    """A thunk building one environment. Episode statistics are recorded as the agent sees its rewards.
+    Discrete observations are one-hot encoded unless ``one_hot`` is False (tabular agents). ALE ids get the
+    Atari pipeline with the settings of ``config`` (the defaults when None): ``training`` for the training env
+    (life-loss episodes, clipped rewards), otherwise whole games with raw rewards (evaluation)."""
+    atari_config = (config or Config()).replace(env_id=env_id, env_kwargs=dict(env_kwargs or {})) \
+        if is_atari_id(env_id) else None
 
     def thunk() -> gym.Env:
-        env = gym.make(env_id, **(env_kwargs or {}))
+        if atari_config is not None:
+            env = make_atari_env(atari_config, training=training)
+        else:
+            env = gym.make(env_id, **(env_kwargs or {}))
         if one_hot and isinstance(env.observation_space, gym.spaces.Discrete):
             env = OneHotObservation(env)
         return gym.wrappers.RecordEpisodeStatistics(env)
@@ -105,8 +128,10 @@ def make_env(env_id: str, env_kwargs: dict | None = None, *, one_hot: bool = Tru
 
 
 def make_vec_env(config: Config, n_envs: int | None = None) -> gym.vector.VectorEnv:
+    """The training environments (for Atari: life-loss episodes, clipped rewards)."""
     import_gym_packages(config.gym_packages)
-    fns = [make_env(config.env_id, config.env_kwargs) for _ in range(n_envs or config.n_envs)]
+    fns = [make_env(config.env_id, config.env_kwargs, config=config, training=True)
+           for _ in range(n_envs or config.n_envs)]
     return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
 
 
@@ -119,6 +144,14 @@ def true_next_obs(next_obs: np.ndarray, infos: dict) -> np.ndarray:
     for i in np.flatnonzero(infos["_final_obs"]):
         obs_t[i] = infos["final_obs"][i]
     return obs_t
+
+
+def finished_games(infos: dict) -> list[float]:
+    """Raw scores of the Atari games (all lives, unclipped) that really ended in this vector step; [] otherwise."""
+    final = infos.get("final_info")
+    if not final or "game_score" not in final:
+        return []
+    return [float(final["game_score"][i]) for i in np.flatnonzero(final["_game_score"])]
 
 
 def finished_episodes(infos: dict) -> list[tuple[int, float, int]]:

@@ -29,8 +29,9 @@ def test_train_cartpole_then_eval(runs_dir):
     assert len(list((run_dir / "checkpoints").glob("step_*.pt"))) == 3  # every 10% of 2000, 3 kept
     rows = list(csv.DictReader(open(run_dir / "progress.csv")))
     assert [int(r["step"]) for r in rows] == [500, 1000, 1500, 2000]
-    assert set(rows[0]) == {"step", "episodes", "return_mean", "return_last", "length_mean", "q_mean", "loss",
-                            "epsilon", "updates", "steps_per_s", "time_s"}
+    assert set(rows[0]) == {"step", "episodes", "return_mean", "return_last", "game_score_mean", "length_mean",
+                            "q_mean", "loss", "epsilon", "updates", "steps_per_s", "time_s"}
+    assert all(r["game_score_mean"] == "" for r in rows)  # not an Atari game
     assert rows[0]["loss"] == "" and float(rows[-1]["loss"]) >= 0  # no updates before learning_starts
     assert int(rows[-1]["updates"]) == (2000 - 512) // 16 * 8 + 8  # phases at vec steps 512, 528, ... 2000
     evals = list(csv.DictReader(open(run_dir / "evaluations.csv")))

@@ -1,0 +1,311 @@
+"""The Atari pipeline (qzoo/envs/atari.py), the Nature CNN and the Atari presets.
+
+ALE steps are cheap (~1 ms for an agent step of 4 frames), so these play real games for a few hundred steps.
+"""
+
+import cv2
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from ale_py.vector_env import AtariVectorEnv
+from gymnasium.wrappers import AtariPreprocessing
+
+from qzoo import config as config_module
+from qzoo.config import Config, ConfigError, normalise_preset_entry, preset_values, resolve
+from qzoo.envs import check_env, finished_episodes, finished_games, make_env, make_vec_env
+from qzoo.envs.atari import CropResize, FireReset, atari_game, is_atari_id, make_atari_env
+from qzoo.evaluation import human_normalized
+from qzoo.networks import NatureCNN, NoisyLinear, QNetwork, build_q_network
+
+
+def actions(n_actions: int, n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, n_actions, n)
+
+
+def lives(env: gym.Env) -> int:
+    return env.unwrapped.ale.lives()
+
+
+def frame_number(env: gym.Env) -> int:
+    return env.unwrapped.ale.getEpisodeFrameNumber()
+
+
+# ---- (a) the pipeline against an independently built reference ----------------------------------------------
+@pytest.mark.parametrize("env_id,rom,n_steps", [("ALE/Breakout-v5", "breakout", 300),
+                                               ("ALE/SpaceInvaders-v5", "space_invaders", 200)])
+def test_training_pipeline_matches_ales_own_vector_env_step_by_step(env_id, rom, n_steps):
+    """Reference: ale-py's C++ ``AtariVectorEnv``, a separate implementation of the same preprocessing (frame
+    skip 4 with a max over the last two frames, grayscale, 84x84 area resize, 4-frame stack zero-padded at a
+    reset, sign reward clipping), sharing only the emulator with qzoo's gymnasium-wrapper pipeline. Both are
+    deterministic given the actions, so they must agree exactly: observations byte for byte, rewards and flags.
+
+    Settings where the two differ by design are switched off here and tested on their own below: no-op starts
+    (a random count from different generators), fire reset (C++ presses FIRE for one frame; qzoo, as SB3, FIRE
+    then action 2 as agent steps) and episodic life (C++ restarts the game at a life loss; compared with its
+    ``life_loss_info`` in the next test). One known difference is allowed: on the step where a game ends,
+    gymnasium's AtariPreprocessing stops the frame skip at the game-over frame without reading the screen, so
+    that terminal observation (never bootstrapped from: its discount is 0) is not compared."""
+    ours = make_atari_env(Config(env_id=env_id, noop_max=0, fire_reset=False, episodic_life=False), training=True)
+    ref = AtariVectorEnv(rom, 1, noop_max=0, use_fire_reset=False, episodic_life=False, reward_clipping=True,
+                         repeat_action_probability=0.0, autoreset_mode="SameStep")
+    obs, _ = ours.reset(seed=0)
+    ref_obs, _ = ref.reset(seed=0)
+    assert obs.shape == (4, 84, 84) and obs.dtype == np.uint8
+    np.testing.assert_array_equal(obs, ref_obs[0])
+    games, clipped_total = 0, 0.0
+    for t, action in enumerate(actions(ours.action_space.n, n_steps)):
+        obs, reward, terminated, truncated, info = ours.step(action)
+        ref_obs, ref_reward, ref_terminated, ref_truncated, _ = ref.step(np.array([action]))
+        assert (reward, terminated, truncated) == (ref_reward[0], ref_terminated[0], ref_truncated[0]), t
+        assert reward in (-1.0, 0.0, 1.0)
+        clipped_total += reward
+        if terminated or truncated:
+            games += 1
+            obs, _ = ours.reset()  # the reference reset itself (same-step autoreset): its obs is the new game's
+        np.testing.assert_array_equal(obs, ref_obs[0], err_msg=f"step {t}")
+    assert clipped_total > 0
+    if rom == "breakout":
+        assert games >= 1  # a random Breakout game is ~180 steps: the comparison crossed a game over and a reset
+    ours.close()
+    ref.close()
+
+
+def test_episodic_life_ends_an_episode_where_ale_reports_the_life_loss():
+    ours = make_atari_env(Config(env_id="ALE/Breakout-v5", noop_max=0, fire_reset=False), training=True)
+    ref = AtariVectorEnv("breakout", 1, noop_max=0, use_fire_reset=False, episodic_life=False, life_loss_info=True,
+                         repeat_action_probability=0.0, autoreset_mode="SameStep")
+    ours.reset(seed=0)
+    ref.reset(seed=0)
+    for t, action in enumerate(actions(4, 300)):
+        obs, _, terminated, _, _ = ours.step(action)
+        ref_obs, _, ref_terminated, _, _ = ref.step(np.array([action]))
+        np.testing.assert_array_equal(obs, ref_obs[0], err_msg=f"step {t}")
+        assert terminated == ref_terminated[0], t
+        if terminated:
+            break
+    assert terminated and lives(ours) == 4  # the first life was lost, the game goes on
+
+
+# ---- (b) what training and evaluation each get --------------------------------------------------------------
+def test_episodic_life_ends_training_episodes_but_not_the_game():
+    env = make_atari_env(Config(env_id="ALE/Breakout-v5"), training=True)
+    env.reset(seed=1)
+    for action in actions(4, 500):
+        _, _, terminated, truncated, info = env.step(action)
+        if terminated:
+            break
+    assert terminated and not truncated and lives(env) == 4 and "game_score" not in info
+    frames = frame_number(env)
+    env.reset()
+    assert lives(env) == 4 and frame_number(env) > frames  # no restart: one no-op step, then FIRE and action 2
+
+
+def test_evaluation_env_plays_the_whole_game_with_raw_rewards():
+    env = make_atari_env(Config(env_id="ALE/SpaceInvaders-v5"), training=False)
+    env.reset(seed=0)
+    rewards = []
+    for action in actions(6, 3000):
+        _, reward, terminated, truncated, info = env.step(action)
+        rewards.append(reward)
+        assert not terminated or lives(env) == 0  # a lost life does not end an evaluation episode
+        if terminated or truncated:
+            break
+    assert terminated and max(rewards) > 1  # unclipped (Space Invaders scores 5 to 30 per alien)
+    assert info["game_score"] == sum(rewards)
+
+
+def test_game_score_is_recorded_unclipped_across_lives_in_training(monkeypatch):
+    raw_rewards = []  # every reward the preprocessed game gives, recorded below all of qzoo's wrappers
+    original_step = AtariPreprocessing.step
+
+    def recording_step(self, action):
+        out = original_step(self, action)
+        raw_rewards.append(out[1])
+        return out
+
+    monkeypatch.setattr(AtariPreprocessing, "step", recording_step)
+    envs = make_vec_env(Config(env_id="ALE/SpaceInvaders-v5"))
+    envs.reset(seed=0)
+    episode_returns, scores = [], []
+    for action in actions(6, 3000):
+        _, reward, _, _, infos = envs.step(np.array([action]))
+        assert reward[0] in (-1.0, 0.0, 1.0)
+        episode_returns += [r for _, r, _ in finished_episodes(infos)]
+        scores += finished_games(infos)
+        if scores:
+            break
+    envs.close()
+    assert len(episode_returns) == 3  # Space Invaders: three lives, three training episodes, one game
+    assert scores == [sum(raw_rewards)]
+    assert sum(episode_returns) == sum(np.sign(raw_rewards)) < scores[0]  # the agent learns from clipped rewards
+
+
+def test_noop_starts_and_protocols():
+    env = make_atari_env(Config(env_id="ALE/Pong-v5", fire_reset=False, noop_max=30), training=False)
+    env.reset(seed=0)
+    starts = {frame_number(env)}
+    for _ in range(8):
+        env.reset()
+        starts.add(frame_number(env))
+    assert all(1 <= s <= 30 for s in starts) and len(starts) > 1  # a random count of no-op frames in [1, 30]
+    assert env.unwrapped.ale.getFloat("repeat_action_probability") == 0.0
+    env = make_atari_env(Config(env_id="ALE/Pong-v5", fire_reset=False, noop_max=0), training=False)
+    env.reset(seed=0)
+    assert frame_number(env) == 0
+    env = make_atari_env(Config(env_id="ALE/Pong-v5", fire_reset=False, atari_protocol="machado"), training=True)
+    env.reset(seed=0)
+    assert frame_number(env) == 0  # machado: sticky actions instead of no-op starts
+    assert env.unwrapped.ale.getFloat("repeat_action_probability") == pytest.approx(0.25)
+    env = make_atari_env(Config(env_id="ALE/Breakout-v5", atari_protocol="machado"), training=True)
+    assert "EpisodicLife" not in str(env)  # machado: no life-loss episodes
+
+
+def test_fire_reset_launches_the_ball():
+    def lives_after_noops(fire_reset: bool) -> int:
+        env = make_atari_env(Config(env_id="ALE/Breakout-v5", noop_max=0, fire_reset=fire_reset), training=False)
+        env.reset(seed=0)
+        if fire_reset:
+            assert frame_number(env) == 8  # FIRE, then action 2: two agent steps of 4 frames
+        for _ in range(150):
+            env.step(0)
+        return lives(env)
+
+    assert lives_after_noops(fire_reset=True) < 5  # the ball was launched, the idle paddle missed it
+    assert lives_after_noops(fire_reset=False) == 5  # nothing happens until FIRE
+    freeway = make_atari_env(Config(env_id="ALE/Freeway-v5"), training=False)  # actions NOOP, UP, DOWN
+    assert not any(isinstance(w, FireReset) for w in _wrappers(freeway))
+
+
+def test_frame_cap_truncates_a_game_and_records_its_score():
+    env = make_atari_env(Config(env_id="ALE/Pong-v5", noop_max=0, fire_reset=False, max_episode_frames=400),
+                         training=True)
+    env.reset(seed=0)
+    steps, terminated, truncated = 0, False, False
+    while not (terminated or truncated) and steps < 200:
+        _, _, terminated, truncated, info = env.step(0)
+        steps += 1
+    assert (steps, terminated, truncated) == (100, False, True) and "game_score" in info  # 400 frames = 100 steps
+
+
+def test_crop_then_resize_matches_a_hand_built_frame():
+    config = Config(env_id="ALE/Breakout-v5", noop_max=0, fire_reset=False, frame_skip=1, atari_crop=[32, 14, 8, 8])
+    env = make_atari_env(config, training=False)
+    assert any(isinstance(w, CropResize) for w in _wrappers(env))
+    env.reset(seed=0)
+    for action in actions(4, 20):
+        obs, *_ = env.step(action)
+    screen = env.unwrapped.ale.getScreenGrayscale()  # frame_skip 1: no max-pool, the frame is the screen
+    expected = cv2.resize(screen[32:210 - 14, 8:160 - 8], (84, 84), interpolation=cv2.INTER_AREA)
+    assert obs.shape == (4, 84, 84)
+    np.testing.assert_array_equal(obs[-1], expected)
+    with pytest.raises(ConfigError, match="atari_crop"):
+        check_env(config.replace(atari_crop=[200, 20, 0, 0]))
+
+
+def test_rgb_frames_are_stacked_channels_first():
+    env = make_atari_env(Config(env_id="ALE/Pong-v5", noop_max=0, fire_reset=False, frame_skip=1, grayscale=False),
+                         training=False)
+    obs, _ = env.reset(seed=0)
+    expected = cv2.resize(env.unwrapped.ale.getScreenRGB(), (84, 84), interpolation=cv2.INTER_AREA)
+    assert obs.shape == (12, 84, 84) and env.observation_space.shape == (12, 84, 84)
+    np.testing.assert_array_equal(obs[-3:], expected.transpose(2, 0, 1))
+    assert not obs[:9].any()  # zero padding of the three older frames
+
+
+def _wrappers(env):
+    while isinstance(env, gym.Wrapper):
+        yield env
+        env = env.env
+
+
+# ---- wiring: ids, check_env, make_env, presets, scores ------------------------------------------------------
+def test_ale_ids_are_recognised_and_checked():
+    assert is_atari_id("ALE/Pong-v5") and is_atari_id("PongNoFrameskip-v4")
+    assert not is_atari_id("CartPole-v1") and not is_atari_id("ALE/NoSuchGame-v5")
+    assert atari_game("ALE/SpaceInvaders-v5") == "space_invaders"
+    info = check_env(Config(env_id="ALE/Pong-v5"))
+    assert info.observation_space.shape == (4, 84, 84) and info.observation_space.dtype == np.uint8
+    assert info.n_actions == 6
+    with pytest.raises(ConfigError, match="'mlp' network needs a flat Box"):
+        check_env(Config(env_id="ALE/Pong-v5", network="mlp"))
+    with pytest.raises(ConfigError, match="'nature_cnn' network needs image observations"):
+        check_env(Config(env_id="CartPole-v1", network="nature_cnn"))
+    with pytest.raises(ConfigError, match="unknown environment id 'ALE/NoSuchGame-v5'"):
+        check_env(Config(env_id="ALE/NoSuchGame-v5"))
+    with pytest.raises(ConfigError, match="'screen_size' must be an integer >= 36"):
+        Config(screen_size=20)
+
+
+def test_make_env_builds_the_evaluation_pipeline_unless_training():
+    config = Config(env_id="ALE/Breakout-v5")
+    evaluation = make_env(config.env_id, config=config)()
+    names = [type(w).__name__ for w in _wrappers(evaluation)]
+    assert names[0] == "RecordEpisodeStatistics" and "EpisodicLife" not in names and "TransformReward" not in names
+    training = make_env(config.env_id, config=config, training=True)()
+    names = [type(w).__name__ for w in _wrappers(training)]
+    assert "EpisodicLife" in names and "TransformReward" in names and "FireReset" in names
+
+
+def test_atari_preset_group_applies_to_every_ale_id(tmp_path, monkeypatch):
+    c = resolve("ALE/SpaceInvaders-v5")
+    assert (c.n_timesteps, c.learning_rate, c.batch_size, c.buffer_size, c.learning_starts) == (
+        10_000_000, 1e-4, 32, 100_000, 100_000)
+    assert (c.gamma, c.target_update_interval, c.train_freq, c.gradient_steps) == (0.99, 1000, 4, 1)
+    assert (c.exploration_fraction, c.exploration_final_eps, c.eval_epsilon, c.network) == (0.1, 0.01, 0.05,
+                                                                                          "nature_cnn")
+    r = resolve("ALE/Pong-v5", "rainbow")
+    assert (r.learning_rate, r.optimizer_eps, r.n_step, r.prioritized_alpha, r.prioritized_beta) == (
+        6.25e-5, 1.5e-4, 3, 0.5, 0.4)
+    assert (r.target_update_interval, r.learning_starts, r.buffer_size, r.noisy, r.distributional) == (
+        8000, 20000, 100_000, True, "c51")
+    assert resolve("CartPole-v1").network == "mlp" and resolve("Acrobot-v1").learning_starts == 0  # untouched
+    (tmp_path / "dqn.yml").write_text("default: {batch_size: 1, gamma: 0.5, tau: 0.5}\n"
+                                      "atari: {batch_size: 2, gamma: 0.6}\nALE/Pong-v5: {batch_size: 3}\n")
+    monkeypatch.setattr(config_module, "PRESET_DIR", tmp_path)
+    assert preset_values("dqn", "ALE/Pong-v5") == {"batch_size": 3, "gamma": 0.6, "tau": 0.5}
+    assert preset_values("dqn", "ALE/Breakout-v5") == {"batch_size": 2, "gamma": 0.6, "tau": 0.5}
+    assert preset_values("dqn", "CartPole-v1") == {"batch_size": 1, "gamma": 0.5, "tau": 0.5}
+
+
+def test_rl_zoo_cnn_policy_maps_to_nature_cnn_and_auto_resolves_by_observation():
+    assert normalise_preset_entry({"policy": "CnnPolicy"}, "x") == {"network": "nature_cnn"}
+    assert Config().network == "auto"
+    assert Config().resolved_network((4, 84, 84)) == "nature_cnn" and Config().resolved_network((4,)) == "mlp"
+    assert Config(network="mlp").resolved_network((4, 84, 84)) == "mlp"
+
+
+def test_human_normalized_scores():
+    assert human_normalized("pong", -20.7) == pytest.approx(0.0)
+    assert human_normalized("Pong", 14.6) == pytest.approx(1.0)
+    assert human_normalized("SpaceInvaders", 1668.7) == human_normalized("space_invaders", 1668.7) == 1.0
+    assert human_normalized("breakout", 30.5 + 28.8) == pytest.approx(2.0)
+    assert human_normalized("no_such_game", 1.0) is None
+
+
+# ---- (c) the Nature CNN -------------------------------------------------------------------------------------
+def test_nature_cnn_shapes_and_uint8_scaling():
+    torch.manual_seed(0)
+    torso = NatureCNN((4, 84, 84))
+    assert [m.out_channels for m in torso.convs if isinstance(m, torch.nn.Conv2d)] == [32, 64, 64]
+    assert torso.fc.in_features == 64 * 7 * 7 and torso.feature_dim == 512
+    frames = torch.randint(0, 256, (5, 4, 84, 84), dtype=torch.uint8)
+    features = torso(frames)
+    assert features.shape == (5, 512)
+    by_hand = F.relu(torso.fc(torso.convs(frames.float() / 255.0)))  # the network divides by 255 itself
+    torch.testing.assert_close(features, by_hand)
+    torch.testing.assert_close(torso(frames.float()), features)
+    q = QNetwork(torso, torso.feature_dim, 6)
+    assert q(frames).shape == (5, 6)
+
+
+def test_nature_cnn_composes_with_noisy_dueling_c51_heads():
+    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    config = Config(env_id="ALE/Pong-v5", noisy=True, dueling=True, distributional="c51")
+    net = build_q_network(config, space, 6)
+    assert isinstance(net.torso, NatureCNN) and isinstance(net.torso.fc, NoisyLinear)  # noisy fc 512 (Rainbow)
+    assert isinstance(net.advantage, NoisyLinear) and net.value is not None
+    frames = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8)
+    assert net(frames).shape == (3, 6) and net.logits(frames).shape == (3, 6, 51)
+    assert isinstance(build_q_network(Config(env_id="ALE/Pong-v5"), space, 6).torso.fc, torch.nn.Linear)

@@ -82,7 +82,7 @@ def main() -> None:
 
     batches, start = 2000, time.perf_counter()
     for _ in range(batches):
-        storage.get(storage.sample_indices(32, rng))
+        storage.get(storage.sample_uniform(32, rng))
     sample_us = (time.perf_counter() - start) / batches * 1e6
 
     rss, hwm = proc_status_gb("VmRSS"), proc_status_gb("VmHWM")
@@ -94,7 +94,7 @@ def main() -> None:
     print(f"  valid transitions held: {storage.size:,} ({storage.size / storage.n_rows:.2%} of rows; the rest: "
           f"each episode's first-stack padding and final observation)")
     print(f"  storage arrays: {storage.nbytes / 1e9:.3f} GB ({storage.nbytes / storage.n_rows:.1f} bytes per row)")
-    print(f"  sample_indices(32) + get: {sample_us:.0f} us per batch")
+    print(f"  sample_uniform(32) + get: {sample_us:.0f} us per batch")
     print(f"  RSS: {rss_start:.3f} GB before allocating, {rss_allocated:.3f} GB after (pages untouched), "
           f"{filled_rss:.3f} GB after filling, {rss:.3f} GB after sampling; peak (VmHWM) {hwm:.3f} GB")
     print(f"  raw frames {raw_gb:.3f} GB, target {TARGET_GB} GB: RSS {rss:.3f} GB = {rss / raw_gb:.3f}x the raw frames "

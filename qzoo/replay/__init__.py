@@ -1,12 +1,18 @@
 """Experience replay, composed of parts.
 
-    ReplayBuffer = accumulator (n-step returns)  ->  storage (where transitions live)
-                   + sampler (which rows a batch takes: uniform or prioritized)
+    ReplayBuffer = storage (where steps live; n-step returns)  +  sampler (which rows a batch takes)
+
+    storage:  TransitionStorage  flat observations: n-step accumulator -> rows of complete transitions
+              FrameStorage       stacked frames (Atari): each frame stored once, stacks and n-step returns
+                                 rebuilt when sampling (qzoo/replay/frames.py)
+    sampler:  UniformSampler | PrioritizedSampler (proportional, on a sum tree)
 
 Design decisions:
-- Each stored row is a complete transition (s_tm1, a_tm1, r_t, discount_t, s_t). The discount is stored
-  per transition: gamma * (1 - terminated) for 1-step, gamma^k or 0 for n-step (the accumulator computes it),
-  so the loss never special-cases n-step.
+- Both storages take environment steps, ``add(obs_tm1, a, r, obs_t, terminated, truncated)``, and answer with
+  the rows that became sampleable (and those that stopped being so); the sampler hears of both. Both return the
+  same transitions for the same steps (tested bit for bit), so nothing downstream knows which one it got.
+- A transition's discount is gamma * (1 - terminated) for 1-step, gamma^k or 0 for n-step, stored or computed
+  per row, so the loss never special-cases n-step.
 - Batches carry importance weights (None for uniform sampling) and the storage rows they came from, so a
   prioritized sampler needs no special case in the loss either: the agent multiplies by the weights and hands
   back new priorities, which the buffer forwards to the sampler.
@@ -23,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from qzoo.replay.nstep import NStepAccumulator
+from qzoo.replay.frames import FrameStorage
 from qzoo.replay.samplers import PrioritizedSampler, UniformSampler
 from qzoo.replay.storage import TransitionStorage
 from qzoo.schedules import LinearSchedule
@@ -40,38 +46,51 @@ class Batch(NamedTuple):
 
 
 class ReplayBuffer:
-    def __init__(self, storage: TransitionStorage, sampler: UniformSampler | PrioritizedSampler,
-                 accumulator: NStepAccumulator, seed: int = 0):
+    def __init__(self, storage: TransitionStorage | FrameStorage, sampler: UniformSampler | PrioritizedSampler,
+                 seed: int = 0):
         self.storage = storage
         self.sampler = sampler
-        self.accumulator = accumulator
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return self.storage.size
 
     def add(self, obs_tm1, action_tm1, reward_t, obs_t, terminated_t, truncated_t) -> None:
-        """Add one environment step per env (leading axis = env); n-step windows are completed here."""
-        ready = self.accumulator.push(obs_tm1, action_tm1, reward_t, obs_t, terminated_t, truncated_t)
-        if len(ready.action_tm1):
-            self.sampler.on_add(self.storage.add(*ready))
+        """Add one environment step per env (leading axis = env)."""
+        added, removed = self.storage.add(obs_tm1, action_tm1, reward_t, obs_t, terminated_t, truncated_t)
+        self.sampler.on_remove(removed)
+        self.sampler.on_add(added)
 
     def sample(self, batch_size: int, step: int = 0) -> Batch:
-        indices, weights = self.sampler.sample(self.storage.size, batch_size, self.rng, step)
+        indices, weights = self.sampler.sample(self.storage, batch_size, self.rng, step)
         return Batch(*self.storage.get(indices), weights=weights, indices=indices)
 
     def update_priorities(self, indices: np.ndarray, td_errors) -> None:
         """New priorities from the TD errors (or C51 losses) of a batch; a no-op for uniform sampling."""
         if self.sampler.uses_priorities:
-            self.sampler.update_priorities(indices, td_errors.cpu().numpy())
+            td = td_errors.cpu().numpy() if hasattr(td_errors, "cpu") else np.asarray(td_errors)  # torch or numpy
+            self.sampler.update_priorities(indices, td)
+
+
+def uses_frame_storage(config, observation_space) -> bool:
+    """Stacked grayscale Atari frames (stack, H, W) uint8: each frame is stored once."""
+    from qzoo.envs.atari import is_atari_id
+
+    return is_atari_id(config.env_id) and config.grayscale and len(observation_space.shape) == 3
 
 
 def make_replay(config, observation_space) -> ReplayBuffer:
-    storage = TransitionStorage(config.buffer_size, observation_space.shape, observation_space.dtype)
+    shape = observation_space.shape
+    if uses_frame_storage(config, observation_space):
+        storage = FrameStorage(config.buffer_size, shape[1:], shape[0], config.n_envs, config.n_step, config.gamma,
+                               observation_space.dtype)
+    else:
+        storage = TransitionStorage(config.buffer_size, shape, observation_space.dtype, n_step=config.n_step,
+                                    gamma=config.gamma, n_envs=config.n_envs)
     if config.prioritized:
         beta = LinearSchedule(config.prioritized_beta, 1.0, config.n_timesteps)  # beta annealed to 1 over training
-        sampler = PrioritizedSampler(config.buffer_size, config.prioritized_alpha, beta, config.prioritized_eps)
+        capacity = storage.capacity if isinstance(storage, TransitionStorage) else storage.n_rows
+        sampler = PrioritizedSampler(capacity, config.prioritized_alpha, beta, config.prioritized_eps)
     else:
         sampler = UniformSampler()
-    accumulator = NStepAccumulator(config.n_step, config.gamma, config.n_envs)
-    return ReplayBuffer(storage, sampler, accumulator, seed=config.seed)
+    return ReplayBuffer(storage, sampler, seed=config.seed)

@@ -49,8 +49,8 @@ Design decisions:
 - Prioritized replay: priorities are keyed by row (``n_rows`` leaves). A removed row must get priority 0, an
   added one the max priority (``PrioritizedSampler.on_add``); the sampler's ``size`` argument is ``n_rows``
   (invalid rows carry 0 mass, so they are never drawn; the N of w_i = (N P_i)^-beta cancels in the batch-max
-  normalisation). :class:`FrameReplayBuffer` wires this up, with ReplayBuffer's interface.
-- Uniform sampling (``sample_indices``) draws rows uniformly among the written rows and rejects invalid ones:
+  normalisation). ``qzoo.replay.ReplayBuffer`` wires this up for both storages.
+- Uniform sampling (``sample_uniform``) draws rows uniformly among the written rows and rejects invalid ones:
   i.i.d. uniform over valid rows at almost no cost, since nearly all written rows are valid (an exact draw over
   ``valid_indices()`` is the fallback when few are).
 - Each env's ring must hold a whole transition (C >= stack + n_step), so a window never outlives its first frame.
@@ -212,7 +212,7 @@ class FrameStorage:
         return (obs_tm1, self.action[rows].astype(np.int64), reward.astype(np.float32),
                 discount.astype(np.float32), obs_t)
 
-    def sample_indices(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+    def sample_uniform(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
         """``batch_size`` valid rows, i.i.d. uniform (with replacement)."""
         if self.size == 0:
             raise ValueError("cannot sample from an empty replay buffer (no complete transition yet)")
@@ -232,44 +232,3 @@ class FrameStorage:
                 return out
         out[filled:] = rng.choice(self.valid_indices(), batch_size - filled)  # few rows valid: draw exactly
         return out
-
-
-class FrameReplayBuffer:
-    """``ReplayBuffer``'s interface (add, sample, update_priorities, len) over a :class:`FrameStorage`, which
-    computes n-step returns itself (no accumulator). ``sampler``: a ``UniformSampler`` (the storage draws the
-    rows: only valid rows may be drawn) or a ``PrioritizedSampler`` of capacity ``storage.n_rows``."""
-
-    def __init__(self, storage: FrameStorage, sampler, seed: int = 0):
-        self.storage = storage
-        self.sampler = sampler
-        self.rng = np.random.default_rng(seed)
-
-    def __len__(self) -> int:
-        return self.storage.size
-
-    def add(self, obs_tm1, action_tm1, reward_t, obs_t, terminated_t, truncated_t) -> None:
-        added, removed = self.storage.add(obs_tm1, action_tm1, reward_t, obs_t, terminated_t, truncated_t)
-        if self.sampler.uses_priorities:
-            self._zero_priorities(removed)
-            if len(added):
-                self.sampler.on_add(added)
-
-    def sample(self, batch_size: int, step: int = 0):
-        from qzoo.replay import Batch  # here, not at the top: qzoo.replay may import this module
-
-        if self.sampler.uses_priorities:
-            indices, weights = self.sampler.sample(self.storage.n_rows, batch_size, self.rng, step)
-        else:
-            indices, weights = self.storage.sample_indices(batch_size, self.rng), None
-        return Batch(*self.storage.get(indices), weights=weights, indices=indices)
-
-    def update_priorities(self, indices: np.ndarray, td_errors) -> None:
-        if self.sampler.uses_priorities:
-            td = td_errors.cpu().numpy() if hasattr(td_errors, "cpu") else np.asarray(td_errors)
-            self.sampler.update_priorities(indices, td)
-            indices = np.asarray(indices, np.int64)
-            self._zero_priorities(indices[~self.storage.valid[indices]])  # rows dropped since they were sampled
-
-    def _zero_priorities(self, rows: np.ndarray) -> None:
-        if len(rows):
-            self.sampler.tree.update(rows, 0.0)

@@ -31,10 +31,12 @@ class UniformSampler:
     def on_add(self, rows: np.ndarray) -> None:
         pass
 
-    def sample(self, size: int, batch_size: int, rng: np.random.Generator, step: int = 0) -> tuple[np.ndarray, None]:
-        if size == 0:
-            raise ValueError("cannot sample from an empty replay buffer")
-        return rng.integers(0, size, batch_size), None
+    def on_remove(self, rows: np.ndarray) -> None:
+        pass
+
+    def sample(self, storage, batch_size: int, rng: np.random.Generator, step: int = 0) -> tuple[np.ndarray, None]:
+        """The storage knows which of its rows are sampleable: it draws them."""
+        return storage.sample_uniform(batch_size, rng), None
 
     def update_priorities(self, indices: np.ndarray, td_errors: np.ndarray) -> None:
         pass
@@ -71,7 +73,17 @@ class PrioritizedSampler:
         rows = np.asarray(rows, np.int64)
         self.tree.update(rows, np.full(rows.shape, self.max_priority**self.alpha))
 
-    def sample(self, size: int, batch_size: int, rng: np.random.Generator, step: int) -> tuple[np.ndarray, np.ndarray]:
+    def on_remove(self, rows: np.ndarray) -> None:
+        """Rows that stopped holding a valid transition: priority 0, never drawn again until re-added."""
+        if len(rows):
+            self.tree.update(np.asarray(rows, np.int64), np.zeros(len(rows)))
+
+    def sample(self, storage, batch_size: int, rng: np.random.Generator, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """Draw from the first ``storage.n_rows`` rows of the tree (rows without a valid transition hold 0)."""
+        return self.sample_rows(storage.n_rows, batch_size, rng, step)
+
+    def sample_rows(self, size: int, batch_size: int, rng: np.random.Generator,
+                    step: int) -> tuple[np.ndarray, np.ndarray]:
         """Stratified draw: split [0, mass) into ``batch_size`` equal segments and draw once, uniformly, in each.
 
         Returns (indices int64, importance weights float32), both of shape (batch_size,).

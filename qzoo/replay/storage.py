@@ -1,22 +1,42 @@
-"""Circular storage of complete transitions in preallocated numpy arrays."""
+"""Circular storage of complete transitions (s_tm1, a_tm1, r_t, discount_t, s_t) in preallocated numpy arrays,
+for flat observations. Environment steps reach it through an n-step accumulator, so it has the same ``add``
+as :class:`qzoo.replay.frames.FrameStorage` and the replay buffer treats both alike."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from qzoo.replay.frames import AddResult
+from qzoo.replay.nstep import NStepAccumulator
+
+_NO_ROWS = np.zeros(0, np.int64)
+
 
 class TransitionStorage:
-    def __init__(self, capacity: int, obs_shape: tuple, obs_dtype=np.float32):
+    def __init__(self, capacity: int, obs_shape: tuple, obs_dtype=np.float32, *, n_step: int = 1,
+                 gamma: float = 0.99, n_envs: int = 1):
         self.capacity = capacity
         self.obs_tm1 = np.zeros((capacity, *obs_shape), obs_dtype)
         self.obs_t = np.zeros((capacity, *obs_shape), obs_dtype)
         self.action_tm1 = np.zeros(capacity, np.int64)
         self.reward_t = np.zeros(capacity, np.float32)
         self.discount_t = np.zeros(capacity, np.float32)
+        self.accumulator = NStepAccumulator(n_step, gamma, n_envs)
         self.pos = 0  # next row to write
         self.size = 0  # rows holding data
 
-    def add(self, obs_tm1, action_tm1, reward_t, discount_t, obs_t) -> np.ndarray:
+    @property
+    def n_rows(self) -> int:
+        """Rows that may be sampled: [0, size)."""
+        return self.size
+
+    def add(self, obs_tm1, action_tm1, reward_t, obs_t, terminated_t, truncated_t) -> AddResult:
+        """One environment step per env (leading axis = env); writes the transitions whose n-step window is
+        complete. An overwritten row is re-added at once, so ``removed`` is always empty."""
+        ready = self.accumulator.push(obs_tm1, action_tm1, reward_t, obs_t, terminated_t, truncated_t)
+        return AddResult(self.write(*ready), _NO_ROWS)
+
+    def write(self, obs_tm1, action_tm1, reward_t, discount_t, obs_t) -> np.ndarray:
         """Write ``n`` rows (leading axis) at the cursor, wrapping around the end; returns the rows written."""
         n = len(action_tm1)
         rows = (self.pos + np.arange(n)) % self.capacity
@@ -28,6 +48,11 @@ class TransitionStorage:
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
         return rows
+
+    def sample_uniform(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+        if self.size == 0:
+            raise ValueError("cannot sample from an empty replay buffer")
+        return rng.integers(0, self.size, batch_size)
 
     def get(self, rows: np.ndarray):
         return (self.obs_tm1[rows], self.action_tm1[rows], self.reward_t[rows], self.discount_t[rows],

@@ -4,7 +4,8 @@ same full stacked observations, on random episodes with terminations, truncation
 import numpy as np
 import pytest
 
-from qzoo.replay.frames import FrameReplayBuffer, FrameStorage
+from qzoo.replay import ReplayBuffer
+from qzoo.replay.frames import FrameStorage
 from qzoo.replay.nstep import NStepAccumulator
 from qzoo.replay.samplers import PrioritizedSampler, UniformSampler
 from qzoo.replay.storage import TransitionStorage
@@ -119,7 +120,7 @@ def test_matches_the_naive_reference_through_wrap_around(n_envs, n_step, stack):
         for row in removed:
             assert alive.pop(int(row), None) is not None, "removed a row that was not valid"
         removed_total += len(removed)
-        reference_rows = reference_storage.add(*reference) if len(added) else []
+        reference_rows = reference_storage.write(*reference) if len(added) else []
         for row, (e, first), reference_row in zip(added, emitted, reference_rows, strict=True):
             assert row // env_capacity == e
             alive[int(row)] = (e, first, reference_row)
@@ -142,7 +143,7 @@ def test_episode_boundaries_are_never_mixed():
     storage = FrameStorage(2 * 30, FRAME, stack=4, n_envs=2, n_step=3, gamma=0.99)
     for _ in range(120):
         storage.add(*envs.step())
-    obs_tm1, _, _, _, obs_t = storage.get(storage.sample_indices(512, rng))
+    obs_tm1, _, _, _, obs_t = storage.get(storage.sample_uniform(512, rng))
     tags = obs_tm1[:, :, 0, 0]
     assert np.all(tags == tags[:, :1]) and np.all(obs_t[:, :, 0, 0] == tags[:, :1])
 
@@ -178,12 +179,12 @@ def test_uniform_sampling_draws_only_valid_rows_uniformly():
     envs = StackedEnvs(rng, n_envs=3, stack=4, max_len=8)
     storage = FrameStorage(3 * 25, FRAME, stack=4, n_envs=3, n_step=2)
     with pytest.raises(ValueError, match="empty"):
-        storage.sample_indices(4, rng)
+        storage.sample_uniform(4, rng)
     for _ in range(60):
         storage.add(*envs.step())
     valid = storage.valid_indices()
     assert 0 < len(valid) < storage.n_rows  # padding / final-obs rows exist and are never drawn
-    draws = storage.sample_indices(20_000, rng)
+    draws = storage.sample_uniform(20_000, rng)
     assert set(draws) == set(valid)
     counts = np.bincount(draws, minlength=storage.n_rows)[valid]
     expected = len(draws) / len(valid)
@@ -195,7 +196,7 @@ def test_prioritized_replay_never_draws_an_invalid_row():
     envs = StackedEnvs(rng, n_envs=2, stack=4, max_len=10)
     storage = FrameStorage(2 * 30, FRAME, stack=4, n_envs=2, n_step=3, gamma=0.9)
     sampler = PrioritizedSampler(storage.n_rows, alpha=0.6, beta_schedule=lambda step: 0.4)
-    buffer = FrameReplayBuffer(storage, sampler, seed=3)
+    buffer = ReplayBuffer(storage, sampler, seed=3)
     for t in range(150):
         buffer.add(*envs.step())
         priorities = sampler.tree[np.arange(storage.n_rows)]
@@ -205,7 +206,7 @@ def test_prioritized_replay_never_draws_an_invalid_row():
             assert storage.valid[batch.indices].all() and batch.weights.max() == 1.0
             assert batch.obs_tm1.shape == (16, 4, *FRAME) and batch.discount_t.dtype == np.float32
             buffer.update_priorities(batch.indices, rng.normal(size=16))
-    uniform = FrameReplayBuffer(storage, UniformSampler())
+    uniform = ReplayBuffer(storage, UniformSampler())
     batch = uniform.sample(8)
     assert batch.weights is None and storage.valid[batch.indices].all()
 

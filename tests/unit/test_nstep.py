@@ -93,8 +93,8 @@ def test_n1_reproduces_plain_transitions_in_storage():
         obs_t = rng.normal(size=(n_envs, 3)).astype(np.float32)
         action, reward = rng.integers(0, 4, n_envs), rng.normal(size=n_envs).astype(np.float32)
         terminated, truncated = rng.random(n_envs) < 0.2, rng.random(n_envs) < 0.2
-        plain.add(obs_tm1, action, reward, gamma * (1.0 - terminated), obs_t)
-        via_acc.add(*acc.push(obs_tm1, action, reward, obs_t, terminated, truncated))
+        plain.write(obs_tm1, action, reward, gamma * (1.0 - terminated), obs_t)
+        via_acc.write(*acc.push(obs_tm1, action, reward, obs_t, terminated, truncated))
     assert via_acc.size == plain.size == 64 and via_acc.pos == plain.pos
     for name in ["obs_tm1", "action_tm1", "reward_t", "discount_t", "obs_t"]:
         np.testing.assert_array_equal(getattr(via_acc, name), getattr(plain, name), err_msg=name)
@@ -108,7 +108,7 @@ def test_output_arrays_are_typed_and_empty_when_nothing_is_ready():
     assert out.action_tm1.shape == (0,) and out.action_tm1.dtype == np.int64
     assert out.reward_t.dtype == np.float32 and out.discount_t.dtype == np.float32
     storage = TransitionStorage(4, (4, 4), np.uint8)
-    storage.add(*out)  # an empty batch goes straight into storage
+    storage.write(*out)  # an empty batch goes straight into storage
     assert storage.size == 0
 
 

@@ -52,19 +52,19 @@ def test_update_priorities_uses_absolute_td_error_plus_eps():
 def test_importance_weights_hand_computed():
     sampler = known_buffer(constant(1.0))
     # 4 segments of [0, 10): midpoints 1.25, 3.75, 6.25, 8.75; cumsum [1, 3, 6, 10] -> rows 1, 2, 3, 3
-    indices, weights = sampler.sample(4, 4, MidpointRng(), step=0)
+    indices, weights = sampler.sample_rows(4, 4, MidpointRng(), step=0)
     np.testing.assert_array_equal(indices, [1, 2, 3, 3])
     # beta = 1: w = 1 / (4 P) = 1/0.8, 1/1.2, 1/1.6, 1/1.6 = 1.25, 0.833, 0.625, 0.625; / max 1.25
     np.testing.assert_allclose(weights, [1.0, 2 / 3, 0.5, 0.5], rtol=1e-6)
     assert weights.dtype == np.float32
 
     sampler.beta_schedule = constant(0.5)
-    _, weights = sampler.sample(4, 4, MidpointRng(), step=0)
+    _, weights = sampler.sample_rows(4, 4, MidpointRng(), step=0)
     # beta = 0.5: w_i / w_max = (P_i / P_min)^-0.5 = 1, (0.3/0.2)^-0.5 = 0.8165, (0.4/0.2)^-0.5 = 0.7071
     np.testing.assert_allclose(weights, [1.0, 0.816497, 0.707107, 0.707107], rtol=1e-5)
 
     sampler.beta_schedule = constant(0.0)
-    _, weights = sampler.sample(4, 4, MidpointRng(), step=0)
+    _, weights = sampler.sample_rows(4, 4, MidpointRng(), step=0)
     np.testing.assert_array_equal(weights, np.ones(4))  # beta = 0: no correction
 
 
@@ -72,9 +72,9 @@ def test_beta_follows_its_schedule():
     sampler = known_buffer(LinearSchedule(0.4, 1.0, 100))
     # rows 1, 2, 3, 3 as above: P = 0.2, 0.3, 0.4, 0.4, so w / max w = (P / 0.2)^-beta = 1, 1.5^-b, 2^-b, 2^-b
     for step, beta in [(0, 0.4), (50, 0.7), (100, 1.0), (1000, 1.0)]:  # 0.4 + (1 - 0.4) * min(1, step/100)
-        _, weights = sampler.sample(4, 4, MidpointRng(), step=step)
+        _, weights = sampler.sample_rows(4, 4, MidpointRng(), step=step)
         np.testing.assert_allclose(weights, [1.0, 1.5**-beta, 2.0**-beta, 2.0**-beta], rtol=1e-6)
-    _, weights = sampler.sample(4, 4, MidpointRng(), step=50)
+    _, weights = sampler.sample_rows(4, 4, MidpointRng(), step=50)
     np.testing.assert_allclose(weights[1:3], [0.752898, 0.615572], rtol=1e-5)  # 1.5^-0.7, 2^-0.7
 
 
@@ -83,7 +83,7 @@ def test_sampling_is_stratified():
     sampler.on_add(np.arange(8))  # equal priorities: segment k of 4 covers exactly rows 2k, 2k+1
     rng = np.random.default_rng(0)
     for _ in range(50):
-        indices, weights = sampler.sample(8, 4, rng, step=0)
+        indices, weights = sampler.sample_rows(8, 4, rng, step=0)
         np.testing.assert_array_equal(indices // 2, [0, 1, 2, 3])
         np.testing.assert_array_equal(weights, np.ones(4))  # equal priorities: equal weights
 
@@ -93,7 +93,7 @@ def test_sampling_frequencies_follow_p_to_the_alpha():
     sampler.on_add(np.arange(2))
     sampler.update_priorities(np.arange(2), np.array([1.0, 4.0]) - 1e-6)  # p = [1, 4] -> p^0.5 = [1, 2]
     rng = np.random.default_rng(1)
-    draws = np.concatenate([sampler.sample(2, 1, rng, step=0)[0] for _ in range(30_000)])
+    draws = np.concatenate([sampler.sample_rows(2, 1, rng, step=0)[0] for _ in range(30_000)])
     # P(1) = 2 / 3; std of the mean over 30k draws = sqrt(2/9 / 30000) = 0.0027
     assert abs(draws.mean() - 2 / 3) < 0.015
 
@@ -110,10 +110,10 @@ def test_rows_beyond_size_are_never_sampled():
     sampler.on_add(np.arange(3))
     sampler.update_priorities(np.array([5]), np.array([100.0]))  # a stale, huge priority beyond size
     rng = np.random.default_rng(0)
-    indices = np.concatenate([sampler.sample(3, 32, rng, step=0)[0] for _ in range(100)])
+    indices = np.concatenate([sampler.sample_rows(3, 32, rng, step=0)[0] for _ in range(100)])
     assert set(indices.tolist()) == {0, 1, 2}
     # weights use P(i) over the filled rows only: all three have priority 1 -> P = 1/3 -> weights 1
-    _, weights = sampler.sample(3, 4, rng, step=0)
+    _, weights = sampler.sample_rows(3, 4, rng, step=0)
     np.testing.assert_array_equal(weights, np.ones(4))
 
 
@@ -123,8 +123,8 @@ def test_state_dict_round_trip():
     restored = PrioritizedSampler(8, alpha=1.0, beta_schedule=constant(0.5), eps=1.0)
     restored.load_state_dict(state)
     assert restored.max_priority == 4.0 and restored.tree.total == 10.0
-    a = sampler.sample(4, 16, np.random.default_rng(7), step=0)
-    b = restored.sample(4, 16, np.random.default_rng(7), step=0)
+    a = sampler.sample_rows(4, 16, np.random.default_rng(7), step=0)
+    b = restored.sample_rows(4, 16, np.random.default_rng(7), step=0)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
     state["tree"][1] = -5.0  # the saved state is a copy: changing it does not touch the sampler
@@ -136,7 +136,7 @@ def test_state_dict_round_trip():
 def test_errors():
     sampler = PrioritizedSampler(4, alpha=0.6, beta_schedule=constant(0.4))
     with pytest.raises(ValueError):
-        sampler.sample(0, 4, np.random.default_rng(0), step=0)
+        sampler.sample_rows(0, 4, np.random.default_rng(0), step=0)
     sampler.on_add(np.arange(2))
     with pytest.raises(ValueError):
         sampler.update_priorities(np.array([0]), np.array([np.nan]))

@@ -2,14 +2,12 @@ import numpy as np
 import pytest
 
 from qzoo.replay import ReplayBuffer
-from qzoo.replay.nstep import NStepAccumulator
 from qzoo.replay.samplers import UniformSampler
 from qzoo.replay.storage import TransitionStorage
 
 
 def make(capacity=5, gamma=0.9, n_envs=1):
-    return ReplayBuffer(TransitionStorage(capacity, (2,)), UniformSampler(), NStepAccumulator(1, gamma, n_envs),
-                        seed=0)
+    return ReplayBuffer(TransitionStorage(capacity, (2,), gamma=gamma, n_envs=n_envs), UniformSampler(), seed=0)
 
 
 def add_one(buf, k, terminated=False, truncated=False):
@@ -31,7 +29,7 @@ def test_wrap_around_overwrites_oldest_first():
 
 def test_batched_add_across_the_end():
     buf = make(capacity=4, n_envs=3)
-    buf.storage.add(np.zeros((3, 2)), np.zeros(3), np.array([0.0, 1.0, 2.0]), np.zeros(3), np.zeros((3, 2)))
+    buf.storage.write(np.zeros((3, 2)), np.zeros(3), np.array([0.0, 1.0, 2.0]), np.zeros(3), np.zeros((3, 2)))
     # three envs at once: rows 3, 0, 1
     buf.add(np.arange(6, dtype=np.float32).reshape(3, 2), np.array([0, 1, 2]), np.array([10.0, 11.0, 12.0]),
             np.zeros((3, 2), np.float32), np.array([False, True, False]), np.zeros(3, bool))
@@ -62,3 +60,17 @@ def test_sampling_only_from_filled_rows_and_weights_are_one():
 def test_sampling_an_empty_buffer_is_an_error():
     with pytest.raises(ValueError):
         make().sample(4)
+
+
+def test_make_replay_stores_atari_frames_once_and_flat_observations_as_transitions():
+    import gymnasium as gym
+
+    from qzoo.config import resolve
+    from qzoo.replay import make_replay
+    from qzoo.replay.frames import FrameStorage
+
+    atari = resolve("ALE/Pong-v5", sets=["buffer_size=1000", "n_step=3"])
+    frames = make_replay(atari, gym.spaces.Box(0, 255, (4, 84, 84), np.uint8))
+    assert isinstance(frames.storage, FrameStorage) and frames.storage.nbytes < 1.05 * 1000 * 84 * 84 + 1024
+    flat = make_replay(resolve("CartPole-v1"), gym.spaces.Box(-1, 1, (4,), np.float32))
+    assert isinstance(flat.storage, TransitionStorage)

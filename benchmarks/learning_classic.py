@@ -2,7 +2,7 @@
 stable-baselines3's DQN on the same hyperparameters and seeds.
 
     python benchmarks/learning_classic.py --envs CartPole-v1,Acrobot-v1,MountainCar-v0,LunarLander-v3 \
-        --seeds 5 --jobs 2 [--peer] [--set double=true] [--out benchmarks/results/learning.json]
+        --seeds 5 --jobs 2 [--peer] [--algo rainbow] [--set double=true] [--out benchmarks/results/learning.json]
 
 Each run uses the built-in preset (RL Zoo's tuned values) and its full n_timesteps; the score is the mean
 return of 10 greedy evaluation episodes of the final model (RL Zoo's protocol evaluates the final model).
@@ -25,18 +25,18 @@ sys.path.insert(0, str(HERE))
 THRESHOLDS = {"CartPole-v1": 475, "Acrobot-v1": -100, "MountainCar-v0": -110, "LunarLander-v3": 150}
 
 
-def run_qzoo(env_id: str, seed: int, sets: list[str]) -> dict:
+def run_qzoo(env_id: str, seed: int, sets: list[str], algo: str = "dqn") -> dict:
     from qzoo.config import resolve
     from qzoo.trainer import train
 
-    config = resolve(env_id, flags={"seed": seed}, sets=["progress_bar=false", "tensorboard=false",
+    config = resolve(env_id, algo, flags={"seed": seed}, sets=["progress_bar=false", "tensorboard=false",
                                                          "eval_episodes=10", "device=cpu", *sets])
     res = train(config, None, out=None)
     return {"impl": "qzoo", "env": env_id, "seed": seed, "final": res.final_eval.mean, "best": res.best_eval_mean,
             "steps_per_s": res.steps / res.loop_seconds, "seconds": res.seconds}
 
 
-def run_peer(env_id: str, seed: int, sets: list[str]) -> dict:
+def run_peer(env_id: str, seed: int, sets: list[str], algo: str = "dqn") -> dict:
     from peer import run_sb3
 
     from qzoo.config import resolve
@@ -56,6 +56,7 @@ def main() -> None:
     p.add_argument("--peer", action="store_true", help="also run stable-baselines3 (its own venv)")
     p.add_argument("--peer-only", action="store_true", help="run only stable-baselines3")
     p.add_argument("--set", action="append", default=[], dest="sets")
+    p.add_argument("--algo", default="dqn", help="qzoo preset family: dqn or rainbow (the peer is always SB3's DQN)")
     p.add_argument("--out", default=str(HERE / "results" / "learning_classic.json"))
     args = p.parse_args()
 
@@ -67,7 +68,7 @@ def main() -> None:
         jobs += [(run_peer, env, s) for env in args.envs.split(",") for s in range(args.seeds)]
     results = []
     with ProcessPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(fn, env, seed, args.sets) for fn, env, seed in jobs]
+        futures = [pool.submit(fn, env, seed, args.sets, args.algo) for fn, env, seed in jobs]
         for f in futures:
             r = f.result()
             results.append(r)

@@ -259,7 +259,7 @@ def test_atari_preset_group_applies_to_every_ale_id(tmp_path, monkeypatch):
     assert (r.learning_rate, r.optimizer_eps, r.n_step, r.prioritized_alpha, r.prioritized_beta) == (
         6.25e-5, 1.5e-4, 3, 0.5, 0.4)
     assert (r.target_update_interval, r.learning_starts, r.buffer_size, r.noisy, r.distributional) == (
-        8000, 20000, 100_000, True, "c51")
+        8000, 20000, 1_000_000, True, "c51")  # the paper's 1M: frames stored once
     assert resolve("CartPole-v1").network == "mlp" and resolve("Acrobot-v1").learning_starts == 0  # untouched
     (tmp_path / "dqn.yml").write_text("default: {batch_size: 1, gamma: 0.5, tau: 0.5}\n"
                                       "atari: {batch_size: 2, gamma: 0.6}\nALE/Pong-v5: {batch_size: 3}\n")

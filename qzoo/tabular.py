@@ -22,7 +22,6 @@ import csv
 import math
 import sys
 import time
-from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,7 @@ from qzoo.config import Config, ConfigError
 from qzoo.envs import check_env, make_env
 from qzoo.evaluation import EvalResult, evaluate
 from qzoo.schedules import ExponentialSchedule, epsilon_schedule
-from qzoo.trainer import RunResult, crossed, mean_or_nan, open_outputs, record_eval, show_progress
+from qzoo.trainer import ProgressLog, RunResult, crossed, open_outputs, record_eval
 
 QTABLE_FILE, BEST_QTABLE_FILE = "qtable.csv", "best_qtable.csv"
 
@@ -159,11 +158,10 @@ def train_tabular(config: Config, run_dir: Path | None = None, *, command: str =
     rng = np.random.default_rng(config.seed)
 
     logger, eval_log, bar = open_outputs(config, run_dir, command, out)
-    recent_returns, recent_lengths = deque(maxlen=config.stats_window), deque(maxlen=config.stats_window)
-    episodes, last_return = 0, float("nan")
+    progress = ProgressLog(config, logger, bar, out)
     best_eval, final_eval, interrupted = -math.inf, None, False
-    start = last_log_time = time.perf_counter()
-    last_log_step = step = 0
+    start = progress.start
+    step = 0
 
     def evaluate_and_record(best: float) -> tuple[EvalResult, float]:
         result = evaluate(agent, eval_env, config.eval_episodes, config.eval_epsilon, config.seed + 10_000)
@@ -176,34 +174,21 @@ def train_tabular(config: Config, run_dir: Path | None = None, *, command: str =
     try:
         while step < config.n_timesteps:
             # ---- act, step, update: (s, a, r, s', terminated); truncation still bootstraps from s' -----------
-            epsilon = epsilon_at(episodes if per_episode else step)
+            epsilon = epsilon_at(progress.episodes if per_episode else step)
             action = agent.act_one(state, epsilon, rng)
             next_state, reward, terminated, truncated, step_info = env.step(action)
             agent.update(state, action, reward, next_state, terminated)
             state = next_state
             step += 1
             if terminated or truncated:
-                episodes += 1
-                last_return = float(step_info["episode"]["r"])
-                recent_returns.append(last_return)
-                recent_lengths.append(int(step_info["episode"]["l"]))
+                progress.episode(float(step_info["episode"]["r"]), int(step_info["episode"]["l"]))
                 state, _ = env.reset()
 
             # ---- log, evaluate -----------------------------------------------------------------------------
             if bar is not None:
                 bar.update(1)
             if crossed(step, 1, config.log_interval) or step >= config.n_timesteps:
-                now = time.perf_counter()
-                metrics = agent.pop_metrics()
-                row = {"episodes": episodes, "return_mean": mean_or_nan(recent_returns), "return_last": last_return,
-                       "length_mean": mean_or_nan(recent_lengths), "q_mean": metrics["q_mean"], "loss": metrics["loss"],
-                       "epsilon": epsilon, "updates": agent.updates,
-                       "steps_per_s": (step - last_log_step) / max(now - last_log_time, 1e-9), "time_s": now - start}
-                for key, value in row.items():
-                    logger.record(key, value)
-                logger.dump(step)
-                show_progress(bar, out, row, step, step - last_log_step, config.n_timesteps)
-                last_log_step, last_log_time = step, now
+                progress.dump(step, agent.pop_metrics(), epsilon, agent.updates)
             if crossed(step, 1, config.eval_freq) and step < config.n_timesteps:
                 _, best_eval = evaluate_and_record(best_eval)
     except KeyboardInterrupt:
@@ -221,5 +206,5 @@ def train_tabular(config: Config, run_dir: Path | None = None, *, command: str =
     eval_env.close()
     logger.close()
     eval_log.close()
-    return RunResult(run_dir, step, episodes, final_eval, best_eval, time.perf_counter() - start, loop_seconds,
+    return RunResult(run_dir, step, progress.episodes, final_eval, best_eval, time.perf_counter() - start, loop_seconds,
                      interrupted, agent)

@@ -94,15 +94,13 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
     obs_shape = env_info.observation_space.shape
 
     logger, eval_log, bar = open_outputs(config, run_dir, command, out)
-    recent_returns, recent_lengths = deque(maxlen=config.stats_window), deque(maxlen=config.stats_window)
-    recent_scores = deque(maxlen=config.stats_window)  # whole-game raw scores (Atari)
-    episodes, last_return = 0, float("nan")
+    progress = ProgressLog(config, logger, bar, out)
     best_eval, final_eval, interrupted = -math.inf, None, False
     checkpoint_freq = config.checkpoint_freq or max(config.n_timesteps // 10, 1)
     n_envs = config.n_envs
     timing = dict.fromkeys(("env", "act", "sample", "update"), 0.0)  # seconds spent in each part of the loop
-    start = last_log_time = time.perf_counter()
-    last_log_step = step = vec_steps = 0
+    start = progress.start
+    step = vec_steps = 0
 
     def run_evaluation() -> EvalResult:
         with agent.evaluating():  # noisy layers use their mean weights
@@ -110,7 +108,7 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
 
     def save_checkpoint() -> None:
         if run_dir is not None:
-            payload = ckpt.checkpoint_payload(config, agent, step, obs_shape, {"episodes": episodes})
+            payload = ckpt.checkpoint_payload(config, agent, step, obs_shape, {"episodes": progress.episodes})
             ckpt.save_checkpoint(run_dir, payload, config.keep_checkpoints)
 
     obs, _ = envs.reset(seed=config.seed)
@@ -136,11 +134,8 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
             step += n_envs
             vec_steps += 1
             for _, ep_return, ep_length in finished_episodes(infos):
-                episodes += 1
-                last_return = ep_return
-                recent_returns.append(ep_return)
-                recent_lengths.append(ep_length)
-            recent_scores.extend(finished_games(infos))
+                progress.episode(ep_return, ep_length)
+            progress.scores.extend(finished_games(infos))  # whole-game raw scores (Atari)
 
             # ---- learn -----------------------------------------------------------------------------------
             if step > config.learning_starts and vec_steps % config.train_freq == 0:
@@ -158,24 +153,12 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
             if bar is not None:
                 bar.update(n_envs)
             if crossed(step, n_envs, config.log_interval) or step >= config.n_timesteps:
-                now = time.perf_counter()
                 metrics = agent.pop_metrics()
                 if metrics["interval_updates"] and not all(map(math.isfinite, (metrics["loss"], metrics["q_mean"]))):
                     raise TrainingDiverged(f"loss or Q-value became non-finite at step {step} "
                                            f"(loss {metrics['loss']}, mean Q {metrics['q_mean']}); "
                                            "try a lower learning_rate or max_grad_norm")
-                row = {"episodes": episodes, "return_mean": mean_or_nan(recent_returns), "return_last": last_return,
-                       "game_score_mean": mean_or_nan(recent_scores),
-                       "length_mean": mean_or_nan(recent_lengths), "q_mean": metrics["q_mean"],
-                       "loss": metrics["loss"], "epsilon": epsilon,
-                       "updates": agent.updates, "steps_per_s": (step - last_log_step) / max(now - last_log_time,
-                                                                                               1e-9),
-                       "time_s": now - start}
-                for key, value in row.items():
-                    logger.record(key, value)
-                logger.dump(step)
-                show_progress(bar, out, row, step, step - last_log_step, config.n_timesteps)
-                last_log_step, last_log_time = step, now
+                progress.dump(step, metrics, epsilon, agent.updates)
 
             if crossed(step, n_envs, config.eval_freq) and step < config.n_timesteps:
                 result = run_evaluation()
@@ -202,13 +185,44 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
     eval_env.close()
     logger.close()
     eval_log.close()
-    return RunResult(run_dir, step, episodes, final_eval, best_eval, time.perf_counter() - start, loop_seconds,
-                     interrupted, agent, timing)
+    return RunResult(run_dir, step, progress.episodes, final_eval, best_eval, time.perf_counter() - start,
+                     loop_seconds, interrupted, agent, timing)
 
 
 # ---- helpers (shared with qzoo.tabular) ---------------------------------------------------------------------
 def mean_or_nan(values) -> float:
     return float(np.mean(values)) if values else float("nan")
+
+
+class ProgressLog:
+    """Recent-episode statistics and the progress.csv row (with the live display), for every training loop."""
+
+    def __init__(self, config: Config, logger: Logger, bar, out):
+        self.logger, self.bar, self.out, self.total = logger, bar, out, config.n_timesteps
+        self.returns, self.lengths = deque(maxlen=config.stats_window), deque(maxlen=config.stats_window)
+        self.scores = deque(maxlen=config.stats_window)  # whole-game raw scores (Atari), fed by the loop
+        self.episodes, self.last_return = 0, float("nan")
+        self.start = self._last_time = time.perf_counter()
+        self._last_step = 0
+
+    def episode(self, episode_return: float, length: int) -> None:
+        self.episodes += 1
+        self.last_return = episode_return
+        self.returns.append(episode_return)
+        self.lengths.append(length)
+
+    def dump(self, step: int, metrics: dict, epsilon: float, updates: int) -> dict:
+        now = time.perf_counter()
+        row = {"episodes": self.episodes, "return_mean": mean_or_nan(self.returns), "return_last": self.last_return,
+               "game_score_mean": mean_or_nan(self.scores), "length_mean": mean_or_nan(self.lengths),
+               "q_mean": metrics["q_mean"], "loss": metrics["loss"], "epsilon": epsilon, "updates": updates,
+               "steps_per_s": (step - self._last_step) / max(now - self._last_time, 1e-9), "time_s": now - self.start}
+        for key, value in row.items():
+            self.logger.record(key, value)
+        self.logger.dump(step)
+        show_progress(self.bar, self.out, row, step, step - self._last_step, self.total)
+        self._last_step, self._last_time = step, now
+        return row
 
 
 def open_outputs(config: Config, run_dir: Path | None, command: str, out):

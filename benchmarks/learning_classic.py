@@ -51,7 +51,7 @@ def run_peer(env_id: str, seed: int, sets: list[str], algo: str = "dqn") -> dict
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--envs", default="CartPole-v1,Acrobot-v1,MountainCar-v0,LunarLander-v3")
-    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--seeds", default="5", help="a count N (seeds 0..N-1) or a comma list of seeds, e.g. 2,3,4")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--peer", action="store_true", help="also run stable-baselines3 (its own venv)")
     p.add_argument("--peer-only", action="store_true", help="run only stable-baselines3")
@@ -60,12 +60,13 @@ def main() -> None:
     p.add_argument("--out", default=str(HERE / "results" / "learning_classic.json"))
     args = p.parse_args()
 
-    jobs = [] if args.peer_only else [(run_qzoo, env, s) for env in args.envs.split(",") for s in range(args.seeds)]
+    seeds = [int(s) for s in args.seeds.split(",")] if "," in args.seeds else list(range(int(args.seeds)))
+    jobs = [] if args.peer_only else [(run_qzoo, env, s) for env in args.envs.split(",") for s in seeds]
     if args.peer or args.peer_only:
         from peer import ensure_sb3
 
         ensure_sb3()
-        jobs += [(run_peer, env, s) for env in args.envs.split(",") for s in range(args.seeds)]
+        jobs += [(run_peer, env, s) for env in args.envs.split(",") for s in seeds]
     results = []
     with ProcessPoolExecutor(args.jobs) as pool:
         futures = [pool.submit(fn, env, seed, args.sets, args.algo) for fn, env, seed in jobs]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import time
 
 import numpy as np
 import torch
@@ -13,8 +14,8 @@ from torch import nn
 
 from qzoo.config import Config
 from qzoo.losses import categorical_loss, categorical_projection, q_learning_target, td_loss
-from qzoo.networks import QNetwork, build_q_network
-from qzoo.replay import Batch
+from qzoo.networks import QNetwork, build_q_network, numpy_forward
+from qzoo.replay import Batch, ReplayBuffer
 
 
 def resolve_device(name: str) -> torch.device:
@@ -40,11 +41,16 @@ class QAgent:
         self._q_sum = torch.zeros((), device=device)
         self._updates_at_pop = 0
         self.updates = 0
+        # Acting runs one tiny forward pass per env step, where torch's per-call overhead (~100 us) is most of
+        # the cost; a plain MLP on the CPU is evaluated in numpy on views of the live parameters instead.
+        self._numpy_q = numpy_forward(self.q_net) if device.type == "cpu" else None
 
     # ---- acting -------------------------------------------------------------------------------------------
-    @torch.no_grad()
     def greedy(self, obs: np.ndarray) -> np.ndarray:
-        q = self.q_net(torch.as_tensor(obs, device=self.device))
+        if self._numpy_q is not None:
+            return self._numpy_q(obs).argmax(axis=1)
+        with torch.no_grad():
+            q = self.q_net(torch.as_tensor(obs, device=self.device))
         return q.argmax(dim=1).cpu().numpy()
 
     def act(self, obs: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
@@ -58,21 +64,49 @@ class QAgent:
         return actions
 
     # ---- learning -----------------------------------------------------------------------------------------
+    def learn(self, replay: ReplayBuffer, n_updates: int, batch_size: int, step: int) -> tuple[float, float]:
+        """A phase of ``n_updates`` gradient steps on batches from ``replay``, handing new priorities back to it.
+        Returns the seconds spent sampling and updating.
+
+        The target network is frozen for the whole phase (it is synced between environment steps). So when the
+        batches do not depend on the updates before them (uniform sampling) and the target net is deterministic
+        (no noisy layers) with a scalar head, Q_target(s_t, .) of every batch of the phase comes from one batched
+        forward pass instead of n_updates small ones: the same targets, a quarter less work per update."""
+        t0 = time.perf_counter()
+        if replay.sampler.uses_priorities or self.noisy or self.q_net.support is not None:
+            sample_s = 0.0
+            for _ in range(n_updates):  # each batch is drawn with the priorities the previous update left
+                t1 = time.perf_counter()
+                batch = replay.sample(batch_size, step)
+                sample_s += time.perf_counter() - t1
+                replay.update_priorities(batch.indices, self.update(batch))
+            return sample_s, time.perf_counter() - t0 - sample_s
+        batches = [replay.sample(batch_size, step) for _ in range(n_updates)]
+        t1 = time.perf_counter()
+        with torch.no_grad():
+            obs_t = torch.as_tensor(np.concatenate([b.obs_t for b in batches]), device=self.device)
+            q_target_t = self.target_net(obs_t).split([len(b.obs_t) for b in batches])
+        for batch, q in zip(batches, q_target_t, strict=True):
+            self.update(batch, q_target_t=q)
+        return t1 - t0, time.perf_counter() - t1
+
     def _tensors(self, batch: Batch):
         as_t = lambda x: torch.as_tensor(x, device=self.device)  # noqa: E731
         weights = None if batch.weights is None else as_t(batch.weights)  # None: uniform sampling
         return (as_t(batch.obs_tm1), as_t(batch.action_tm1), as_t(batch.reward_t), as_t(batch.discount_t),
                 as_t(batch.obs_t), weights)
 
-    def update(self, batch: Batch) -> torch.Tensor:
+    def update(self, batch: Batch, q_target_t: torch.Tensor | None = None) -> torch.Tensor:
         """One gradient step on a batch. Returns the new priority of each sample (|TD error|, or the C51
-        cross-entropy), detached, for a prioritized sampler."""
+        cross-entropy), detached, for a prioritized sampler. ``q_target_t``: the target net's Q(s_t, .) when
+        already computed (scalar heads; see :meth:`learn`)."""
         obs_tm1, action_tm1, reward_t, discount_t, obs_t, weights = self._tensors(batch)
         if self.noisy:  # fresh noise for this step, in both networks (Rainbow)
             self.q_net.reset_noise()
             self.target_net.reset_noise()
         if self.q_net.support is None:
-            losses, q_tm1, priorities = self._scalar_losses(obs_tm1, action_tm1, reward_t, discount_t, obs_t)
+            losses, q_tm1, priorities = self._scalar_losses(obs_tm1, action_tm1, reward_t, discount_t, obs_t,
+                                                            q_target_t)
         else:
             losses, q_tm1, priorities = self._categorical_losses(obs_tm1, action_tm1, reward_t, discount_t, obs_t)
         loss = losses.mean() if weights is None else (weights * losses).mean()
@@ -88,10 +122,11 @@ class QAgent:
         self._q_sum += q_tm1.detach().mean()
         return priorities
 
-    def _scalar_losses(self, obs_tm1, action_tm1, reward_t, discount_t, obs_t):
+    def _scalar_losses(self, obs_tm1, action_tm1, reward_t, discount_t, obs_t, q_target_t=None):
         """y = r + discount * Q_target(s_t, argmax Q_select(s_t, .)); loss(Q(s_tm1, a_tm1), y)."""
         with torch.no_grad():
-            q_target_t = self.target_net(obs_t)
+            if q_target_t is None:
+                q_target_t = self.target_net(obs_t)
             q_select_t = self.q_net(obs_t) if self.double else None
             target = q_learning_target(reward_t, discount_t, q_target_t, q_select_t)
         q_tm1 = self.q_net(obs_tm1).gather(1, action_tm1.unsqueeze(1)).squeeze(1)

@@ -17,8 +17,10 @@ Design decisions (Rainbow building blocks):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import gymnasium as gym
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -122,6 +124,34 @@ def build_q_network(config: Config, observation_space: gym.spaces.Space, n_actio
     else:
         raise ValueError(f"unknown network {network!r}")
     return QNetwork(torso, feature_dim, n_actions, dueling=config.dueling, linear=linear, support=support)
+
+
+def numpy_forward(q_net: QNetwork) -> Callable[[np.ndarray], np.ndarray] | None:
+    """Q(s, .) of a plain or dueling MLP on the CPU, computed in numpy: the same function as ``q_net.forward``
+    for acting, without torch's per-call overhead (4x faster for one observation). It reads numpy *views* of
+    the parameters, so it follows every in-place update (optimizer steps, ``load_state_dict``). None for other
+    networks (CNN torsos, noisy layers, C51 heads, parameters off the CPU): they act through torch."""
+    layers = list(q_net.torso) if isinstance(q_net.torso, nn.Sequential) else []
+    linears = [m for m in layers if isinstance(m, nn.Linear)]
+    heads = [q_net.advantage] + ([q_net.value] if q_net.value is not None else [])
+    plain = [type(m) for m in layers] == [nn.Linear, nn.ReLU] * len(linears) and all(type(h) is nn.Linear
+                                                                                     for h in heads)
+    if not (plain and q_net.flat_input and q_net.support is None and linears) or q_net.advantage.weight.is_cuda:
+        return None
+    view = lambda layer: (layer.weight.detach().numpy().T, layer.bias.detach().numpy())  # noqa: E731
+    torso, advantage = [view(m) for m in linears], view(q_net.advantage)
+    value = view(q_net.value) if q_net.value is not None else None
+
+    def forward(obs: np.ndarray) -> np.ndarray:
+        x = np.asarray(obs, np.float32).reshape(len(obs), -1)
+        for weight, bias in torso:
+            x = np.maximum(x @ weight + bias, 0.0)
+        q = x @ advantage[0] + advantage[1]
+        if value is not None:  # dueling: V + A - mean_a A
+            q = (x @ value[0] + value[1]) + q - q.mean(axis=1, keepdims=True)
+        return q
+
+    return forward
 
 
 def scale_noise(x: torch.Tensor) -> torch.Tensor:

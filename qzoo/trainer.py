@@ -1,6 +1,6 @@
 """The training loop, readable top to bottom.
 
-    obs -> agent.act -> env.step -> replay.add -> (every train_freq) replay.sample -> agent.update
+    obs -> agent.act -> env.step -> replay.add -> (every train_freq) agent.learn: replay.sample -> agent.update
         -> (every target_update_interval) sync target -> log -> evaluate -> checkpoint
 
 Step counting follows Stable-Baselines3 so RL Zoo hyperparameters mean the same thing here: ``step`` counts
@@ -139,13 +139,9 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
 
             # ---- learn -----------------------------------------------------------------------------------
             if step > config.learning_starts and vec_steps % config.train_freq == 0:
-                for _ in range(config.updates_per_phase):
-                    t0 = time.perf_counter()
-                    batch = replay.sample(config.batch_size, step)
-                    t1 = time.perf_counter()
-                    replay.update_priorities(batch.indices, agent.update(batch))
-                    timing["sample"] += t1 - t0
-                    timing["update"] += time.perf_counter() - t1
+                sample_s, update_s = agent.learn(replay, config.updates_per_phase, config.batch_size, step)
+                timing["sample"] += sample_s
+                timing["update"] += update_s
             if crossed(step, n_envs, config.target_update_interval):
                 agent.sync_target(config.tau)
 

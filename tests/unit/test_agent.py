@@ -51,3 +51,54 @@ def test_update_moves_q_towards_the_target_and_reports_td_error():
     m = agent.pop_metrics()
     assert m["interval_updates"] == 301 and np.isfinite(m["loss"])
     assert agent.pop_metrics()["interval_updates"] == 0
+
+
+def _replay_with(config, info, n=200, seed=0):
+    from qzoo.replay import make_replay
+
+    replay = make_replay(config, info.observation_space)
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        obs = np.eye(8, dtype=np.float32)[rng.integers(0, 8, 1)]
+        nxt = np.eye(8, dtype=np.float32)[rng.integers(0, 8, 1)]
+        replay.add(obs, rng.integers(0, 2, 1), rng.normal(size=1).astype(np.float32), nxt, rng.random(1) < 0.1,
+                   np.zeros(1, bool))
+    return replay
+
+
+def test_numpy_acting_matches_the_network_and_follows_updates():
+    from qzoo.networks import numpy_forward
+
+    obs = np.random.default_rng(0).normal(size=(16, 8)).astype(np.float32)
+    for kw in ({}, {"dueling": True}):
+        agent = corridor_agent(**kw)
+        forward = numpy_forward(agent.q_net)
+        assert forward is not None
+        np.testing.assert_allclose(forward(obs), agent.q_net(torch.as_tensor(obs)).detach().numpy(), atol=1e-5)
+        with torch.no_grad():  # an in-place change (like an optimizer step) is seen without rebuilding anything
+            for p in agent.q_net.parameters():
+                p.mul_(-2.0).add_(0.1)
+        np.testing.assert_allclose(forward(obs), agent.q_net(torch.as_tensor(obs)).detach().numpy(), atol=1e-5)
+        np.testing.assert_array_equal(agent.greedy(obs), agent.q_net(torch.as_tensor(obs)).argmax(1).numpy())
+    for kw in ({"noisy": True}, {"distributional": "c51"}):  # these act through torch
+        assert numpy_forward(corridor_agent(**kw).q_net) is None
+
+
+def test_a_phase_with_batched_targets_equals_update_by_update():
+    """learn() computes all of a phase's target-net values in one forward pass; the result must be the same
+    training as sampling and updating one batch at a time (same batches, same targets, same weights)."""
+    for kw in ({}, {"double": True}):
+        config = Config(env_id="qzoo/Corridor-v0", net_arch=[8], batch_size=16, **kw)
+        info = check_env(config)
+        torch.manual_seed(0)
+        fast = build_agent(config, info.observation_space, info.n_actions, torch.device("cpu"))
+        torch.manual_seed(0)
+        slow = build_agent(config, info.observation_space, info.n_actions, torch.device("cpu"))
+        fast_replay, slow_replay = _replay_with(config, info), _replay_with(config, info)
+        fast.learn(fast_replay, 12, 16, step=0)
+        for _ in range(12):
+            slow.update(slow_replay.sample(16))
+        assert fast.updates == slow.updates == 12
+        for a, b in zip(fast.q_net.parameters(), slow.q_net.parameters(), strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+        assert not torch.equal(next(fast.q_net.parameters()), next(fast.target_net.parameters()))  # it learned

@@ -119,7 +119,8 @@ def build_report(run_dir: str | Path, output: str | Path | None = None, *, video
     parts = [f"<h1>{html.escape(config.algo)} on {html.escape(config.env_id)}</h1>",
              f"<p>Run directory <code>{html.escape(str(run_dir))}</code>, seed {config.seed}, "
              f"{config.n_timesteps} environment steps planned.</p>", "<h2>Learning curves</h2>"]
-    for metric, alt in (("eval", "evaluation return"), ("train", "training episode return")):
+    second = ("score", "training game score") if game else ("train", "training episode return")
+    for metric, alt in (("eval", "evaluation return"), second):
         png = _figure_png(run, metric)
         if png is not None:
             parts.append(f'<img class=curve id="curve-{metric}" alt="{alt} against environment steps" '
@@ -127,7 +128,7 @@ def build_report(run_dir: str | Path, output: str | Path | None = None, *, video
     score = "game score (whole games, unclipped)" if game else "return"
     parts += ["<h2>Evaluation</h2>",
               f"<p>Greedy evaluations during training (epsilon {config.eval_epsilon}, {config.eval_episodes} "
-              f"episodes each); the {score} of each episode.</p>",
+              f"episode{'s' * (config.eval_episodes > 1)} each); the {score} of each episode.</p>",
               "<table id=eval-table><tr><th>step</th><th>mean " + html.escape(score.split(' (')[0]) + "</th>"
               "<th>std</th><th>mean length</th><th>episodes</th>"
               + ("<th>human-normalised</th>" if game else "") + "</tr>", _eval_rows(run, game), "</table>"]
@@ -135,8 +136,15 @@ def build_report(run_dir: str | Path, output: str | Path | None = None, *, video
         parts.append("<p>Human-normalised score = (score − random) / (human − random), with the random and human "
                      "scores of the standard 57-game table.</p>")
     if video_path.is_file():
+        import imageio_ffmpeg
+
+        reader = imageio_ffmpeg.read_frames(str(video_path))
+        width = next(reader)["size"][0]
+        reader.close()
+        scale = 2 if width < 320 else 1  # Atari's 160-pixel screen, shown at twice its size with sharp pixels
         uri = _data_uri("video/mp4", video_path.read_bytes())
-        parts += ["<h2>Video</h2>", "<video id=agent-video controls muted playsinline preload=auto>",
+        parts += ["<h2>Video</h2>", f"<video id=agent-video width={width * scale} controls muted playsinline "
+                  "preload=auto style='image-rendering: pixelated'>",
                   f'<source src="{uri}" type="video/mp4">', "</video>",
                   "<p id=video-status></p>", f"<script>{_SCRIPT}</script>"]
     command = (run_dir / "command.txt").read_text().strip() if (run_dir / "command.txt").is_file() else ""

@@ -306,10 +306,15 @@ def plot_curves(curve_list: list[Curve], *, ylabel: str, references: bool = True
     return fig
 
 
-def save_figure(fig, path: str | Path) -> Path:
+def check_output(path: str | Path) -> Path:
     path = Path(path)
     if path.suffix.lower() not in (".png", ".svg", ".pdf"):
         raise ConfigError(f"output file '{path}' must end in .png, .svg or .pdf")
+    return path
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    path = check_output(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     import matplotlib.pyplot as plt
@@ -323,6 +328,7 @@ def plot(targets: list[str], output: str | Path, *, env_id: str | None = None, m
          interval: float = 0.95, seed: int = 0) -> tuple[Path, list[Curve]]:
     """``qzoo plot``: find runs, compute the curves, write the figure. ``normalized`` (default: when the runs span
     several Atari games) plots the IQM of human-normalised evaluation scores across games instead."""
+    check_output(output)
     runs = find_runs(targets, env_id)
     if normalized is None:
         normalized = metric == "eval" and len({r.env_id for r in runs}) > 1 and all(r.game for r in runs)

@@ -55,7 +55,48 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", choices=("final", "best"), default="final",
                     help="final model (or latest checkpoint) or best evaluated model (default: final)")
     ev.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    add_results_commands(sub)
     return parser
+
+
+def add_results_commands(sub) -> None:
+    """plot, record, report, export (qzoo/plotting.py, video.py, report.py, export.py)."""
+    from qzoo.plotting import METRICS
+
+    pl = sub.add_parser("plot", help="learning curves of runs (mean and bootstrap CI across seeds)")
+    pl.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories or folders of runs (searched at any "
+                    "depth); LABEL=PATH groups those runs under LABEL (default label: the algo)")
+    pl.add_argument("-o", "--output", default="curves.png", help="image file: .png, .svg or .pdf (default: curves.png)")
+    pl.add_argument("--env", help="only runs of this env id")
+    pl.add_argument("--metric", "-y", choices=tuple(METRICS), default="eval",
+                    help="y axis: eval (evaluation return; Atari: game score), train (training episode return), "
+                         "score (Atari training game score), length, loss, q (default: eval)")
+    pl.add_argument("--smooth", type=int, default=1, metavar="N", help="moving average over N points (default: 1)")
+    pl.add_argument("--ci", type=float, default=0.95, help="confidence level of the bootstrap band (default: 0.95)")
+    pl.add_argument("--normalized", action=argparse.BooleanOptionalAction, default=None,
+                    help="IQM of human-normalised scores across Atari games with a stratified bootstrap CI "
+                         "(default: when the runs span several Atari games)")
+    pl.add_argument("--no-reference", action="store_true", help="no published reference score lines")
+    rec = sub.add_parser("record", help="MP4 video of a trained agent playing")
+    rec.add_argument("run_dir", help="run directory or export folder")
+    rec.add_argument("--episodes", type=int, default=1, help="episodes to record (default: 1)")
+    rec.add_argument("-o", "--output", help="video file (.mp4; default: RUN_DIR/video.mp4)")
+    rec.add_argument("--epsilon", type=float, help="exploration (default: the run's eval_epsilon)")
+    rec.add_argument("--seed", type=int, default=0, help="seed of the episodes (default: 0)")
+    rec.add_argument("--model", choices=("final", "best"), default="final", help="which model (default: final)")
+    rep = sub.add_parser("report", help="self-contained HTML page of a run: curves, evaluations, video, settings")
+    rep.add_argument("run_dir", help="run directory")
+    rep.add_argument("-o", "--output", help="HTML file (default: RUN_DIR/report.html)")
+    rep.add_argument("--video", help="MP4 to embed (default: RUN_DIR/video.mp4, recorded when missing)")
+    rep.add_argument("--no-video", action="store_true", help="do not record a video when there is none")
+    ex = sub.add_parser("export", help="folder for a model hub: safetensors weights, config, model card, video")
+    ex.add_argument("run_dir", help="run directory")
+    ex.add_argument("out_dir", help="new (or empty) output folder")
+    ex.add_argument("--model", choices=("final", "best"), default="final", help="which model (default: final)")
+    ex.add_argument("--episodes", type=int, default=10, help="evaluation episodes for the card (default: 10)")
+    ex.add_argument("--seed", type=int, default=0, help="seed of the evaluation episodes (default: 0)")
+    ex.add_argument("--no-video", action="store_true", help="no replay.mp4")
+    ex.add_argument("--repo-id", help="hub repository id (user/name) for the card's usage lines")
 
 
 def cmd_train(args) -> int:
@@ -116,11 +157,55 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_plot(args) -> int:
+    from qzoo.plotting import plot
+
+    if args.smooth < 1 or not 0 < args.ci < 1:
+        raise ConfigError(f"--smooth must be >= 1 and --ci in (0, 1), got {args.smooth} and {args.ci}")
+    path, curves = plot(args.runs, args.output, env_id=args.env, metric=args.metric, window=args.smooth,
+                        references=not args.no_reference, normalized=args.normalized, interval=args.ci)
+    for c in curves:
+        print(f"{c.env_id}  {c.label}: {c.n_runs} run(s), last step {int(c.steps[-1])}: {c.mean[-1]:.3g} "
+              f"[{c.low[-1]:.3g}, {c.high[-1]:.3g}]")
+    print(f"plot: {path}")
+    return 0
+
+
+def cmd_record(args) -> int:
+    from qzoo.video import record_run
+
+    rec = record_run(args.run_dir, args.output, episodes=args.episodes, which=args.model, epsilon=args.epsilon,
+                     seed=args.seed)
+    print(f"{rec.path}: {rec.frames} frames {rec.width}x{rec.height} at {rec.fps:g} fps; returns "
+          + ", ".join(f"{r:g}" for r in rec.result.returns))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from qzoo.report import build_report
+
+    print(f"report: {build_report(args.run_dir, args.output, video=args.video, record_video=not args.no_video)}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from qzoo.export import export_run
+
+    results = export_run(args.run_dir, args.out_dir, which=args.model, episodes=args.episodes, seed=args.seed,
+                         video=not args.no_video, repo_id=args.repo_id)
+    ev = results["evaluation"]
+    print(f"exported to {args.out_dir}: return {ev['mean_return']:.2f} ± {ev['std_return']:.2f} "
+          f"({ev['episodes']} episodes); check with: qzoo eval {args.out_dir}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM takes the same clean path as Ctrl-C
     try:
-        return {"train": cmd_train, "eval": cmd_eval}[args.command](args)
+        commands = {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot, "record": cmd_record, "report": cmd_report,
+                    "export": cmd_export}
+        return commands[args.command](args)
     except ConfigError as e:
         print(f"qzoo {args.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

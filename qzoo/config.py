@@ -34,7 +34,7 @@ TABULAR_ALGOS = ("qlearning",)
 TABULAR_SETTINGS = ("env_id", "env_kwargs", "gym_packages", "seed", "algo", "learning_rate", "gamma",
                     "exploration_schedule", "exploration_initial_eps", "exploration_final_eps", "exploration_fraction",
                     "exploration_decay_rate", "n_timesteps", "log_interval", "stats_window", "eval_freq",
-                    "eval_episodes", "eval_epsilon", "progress_bar", "tensorboard")
+                    "eval_episodes", "eval_epsilon", "video_every", "progress_bar", "tensorboard")
 
 
 class ConfigError(ValueError):
@@ -199,6 +199,8 @@ class Config:
                                    at_least(0), "logging")
     keep_checkpoints: int = setting(3, "periodic checkpoints kept on disk (older ones are deleted)", at_least(1),
                                     "logging")
+    video_every: int = setting(0, "environment steps between videos of one evaluation episode, written to the run "
+                                  "directory's videos/step_N.mp4 (0 = none)", at_least(0), "logging")
     progress_bar: bool = setting(True, "show a live progress bar", group="logging")
     tensorboard: bool = setting(True, "write TensorBoard event files", group="logging")
 

@@ -6,6 +6,7 @@ return is the game score (``info["game_score"]``); :func:`human_normalized` puts
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,20 +30,26 @@ class EvalResult:
                 f"± {np.std(self.lengths):.1f} over {len(self.returns)} episodes")
 
 
-def evaluate(agent, env, n_episodes: int, epsilon: float, seed: int, max_steps: int = 100_000) -> EvalResult:
+def evaluate(agent, env, n_episodes: int, epsilon: float, seed: int, max_steps: int = 100_000,
+             on_step: Callable[[int, float], None] | None = None) -> EvalResult:
     """Play ``n_episodes`` episodes in ``env`` (a single, non-vector env). The first reset is seeded, so
-    every call with the same seed faces the same start states; ``max_steps`` caps an episode that never ends."""
+    every call with the same seed faces the same start states; ``max_steps`` caps an episode that never ends.
+    ``on_step(episode, return_so_far)`` is called after every reset and every step (qzoo.video renders there)."""
     rng = np.random.default_rng(seed)
     returns, lengths = [], []
     obs, _ = env.reset(seed=seed)
-    for _ in range(n_episodes):
+    for episode in range(n_episodes):
         total, length, done = 0.0, 0, False
+        if on_step is not None:
+            on_step(episode, total)
         while not done and length < max_steps:
             action = int(agent.act(np.asarray(obs)[None], epsilon, rng)[0])  # asarray: Discrete states are ints
             obs, reward, terminated, truncated, info = env.step(action)
             total += float(reward)
             length += 1
             done = terminated or truncated
+            if on_step is not None:
+                on_step(episode, total)
         if done and "game_score" in info:  # Atari: the whole game's raw score, recorded before any wrapper
             total = float(info["game_score"])
         returns.append(total)

@@ -32,6 +32,7 @@ from qzoo.envs import check_env, make_env
 from qzoo.evaluation import EvalResult, evaluate
 from qzoo.schedules import ExponentialSchedule, epsilon_schedule
 from qzoo.trainer import ProgressLog, RunResult, crossed, open_outputs, record_eval
+from qzoo.video import capture_training
 
 QTABLE_FILE, BEST_QTABLE_FILE = "qtable.csv", "best_qtable.csv"
 
@@ -127,13 +128,17 @@ def load_qtable(path: Path, which: str = "final") -> tuple[QTable, Config, Path]
     table_path = path if path.is_file() else run_dir / (BEST_QTABLE_FILE if which == "best" else QTABLE_FILE)
     if not table_path.is_file():
         raise ConfigError(f"'{run_dir}' holds no Q-table ({QTABLE_FILE} or {BEST_QTABLE_FILE})")
-    values = read_qtable(table_path)
+    return table_agent(config, read_qtable(table_path), table_path), config, table_path
+
+
+def table_agent(config: Config, values: np.ndarray, source: Path) -> QTable:
+    """A QTable holding ``values``; ConfigError if their shape does not fit ``config``'s env."""
     info = check_env(config)
     expected = (int(info.observation_space.start + info.observation_space.n), info.n_actions)
     if values.shape != expected:
-        raise ConfigError(f"'{table_path}' has {values.shape[0]} states x {values.shape[1]} actions; "
+        raise ConfigError(f"'{source}' has {values.shape[0]} states x {values.shape[1]} actions; "
                           f"'{config.env_id}' now has {expected[0]} x {expected[1]}")
-    return QTable(*expected, values=values), config, table_path
+    return QTable(*expected, values=values)
 
 
 # ---- training --------------------------------------------------------------------------------------------------
@@ -191,6 +196,8 @@ def train_tabular(config: Config, run_dir: Path | None = None, *, command: str =
                 progress.dump(step, agent.pop_metrics(), epsilon, agent.updates)
             if crossed(step, 1, config.eval_freq) and step < config.n_timesteps:
                 _, best_eval = evaluate_and_record(best_eval)
+            if crossed(step, 1, config.video_every):
+                capture_training(run_dir, config, agent, step)
     except KeyboardInterrupt:
         interrupted = True
     finally:

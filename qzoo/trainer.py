@@ -30,6 +30,7 @@ from qzoo.evaluation import EvalResult, evaluate
 from qzoo.logger import CSVWriter, Logger, TensorBoardWriter
 from qzoo.replay import make_replay
 from qzoo.schedules import LinearSchedule, epsilon_schedule
+from qzoo.video import capture_training
 
 # return_*: episodes as the agent learns from them (for Atari: one life, clipped rewards); game_score_mean: the raw
 # score of recent whole games (Atari only, empty otherwise).
@@ -162,6 +163,8 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
                                          start)
                 if on_eval is not None:
                     on_eval(step, result)
+            if crossed(step, n_envs, config.video_every):
+                capture_training(run_dir, config, agent, step)
             if crossed(step, n_envs, checkpoint_freq):
                 save_checkpoint()
     except KeyboardInterrupt:

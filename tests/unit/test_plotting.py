@@ -1,0 +1,118 @@
+"""Aggregation math of qzoo.plotting against hand-computed values."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qzoo.config import ConfigError
+from qzoo.plotting import (
+    Run,
+    align,
+    bootstrap_mean_ci,
+    curves,
+    iqm,
+    normalized_curves,
+    reference_lines,
+    smooth,
+    stratified_bootstrap_ci,
+)
+
+
+def test_smooth_is_a_trailing_moving_average():
+    x = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    np.testing.assert_allclose(smooth(x, 1), x)
+    np.testing.assert_allclose(smooth(x, 2), [1.0, 1.5, 2.5, 3.5, 4.5])
+    np.testing.assert_allclose(smooth(x, 3), [1.0, 1.5, 2.0, 3.0, 4.0])
+    np.testing.assert_allclose(smooth(x, 10), [1.0, 1.5, 2.0, 2.5, 3.0])
+
+
+def test_iqm_is_the_mean_of_the_middle_half_of_all_scores_pooled():
+    assert iqm(np.arange(1.0, 9.0)) == pytest.approx(4.5)  # (3 + 4 + 5 + 6) / 4
+    assert iqm([0, 1, 2, 3, 4, 5, 6, 1000]) == pytest.approx(3.5)  # the outlier is trimmed
+    # runs x games are pooled: [[0, 1], [0.5, 1]] -> sorted 0, 0.5, 1, 1 -> middle two 0.5, 1
+    assert iqm(np.array([[0.0, 1.0], [0.5, 1.0]])) == pytest.approx(0.75)
+
+
+def test_bootstrap_mean_ci_percentiles_hand_computed():
+    # 3 runs with values 0, 3, 6: a resample's mean is i + j + k with i, j, k uniform in {0, 1, 2}.
+    # P(mean = 0) = 1/27 = 3.7% and P(mean <= 1) = 4/27 = 14.8%, so the 5th percentile is 1; by symmetry the
+    # 95th is 5.
+    values = np.array([[0.0], [3.0], [6.0]])
+    mean, low, high = bootstrap_mean_ci(values, n_boot=20_000, interval=0.90, seed=0)
+    assert mean[0] == pytest.approx(3.0)
+    assert low[0] == pytest.approx(1.0) and high[0] == pytest.approx(5.0)
+    again = bootstrap_mean_ci(values, n_boot=20_000, interval=0.90, seed=0)
+    assert all(np.array_equal(a, b) for a, b in zip((mean, low, high), again, strict=True))  # fixed seed
+
+
+def test_bootstrap_of_one_run_or_equal_runs_has_no_width():
+    mean, low, high = bootstrap_mean_ci(np.array([[1.0, 2.0, 3.0]]), n_boot=100)
+    np.testing.assert_allclose(mean, [1, 2, 3])
+    np.testing.assert_allclose(low, mean)
+    np.testing.assert_allclose(high, mean)
+    mean, low, high = bootstrap_mean_ci(np.full((4, 2), 7.0), n_boot=100)
+    np.testing.assert_allclose(low, 7.0)
+    np.testing.assert_allclose(high, 7.0)
+
+
+def test_stratified_bootstrap_resamples_runs_within_each_game():
+    # 2 runs x 2 games, statistic = mean. Game A's column resampled: mean 0, 1, 2 w.p. 1/4, 1/2, 1/4; game B's:
+    # 4, 6, 8 likewise; the estimate is (A + B) / 2. P(2.0) = 1/16 = 6.25% < 10% and P(<= 2.5) = 3/16, so the
+    # 10th percentile is 2.5 and (symmetric) the 90th is 4.5. Resampling whole rows instead (not stratified)
+    # would give 2.0 w.p. 1/4, hence a 10th percentile of 2.0.
+    scores = np.array([[0.0, 4.0], [2.0, 8.0]])
+    point, low, high = stratified_bootstrap_ci(scores, np.mean, n_boot=20_000, interval=0.80, seed=1)
+    assert point == pytest.approx(3.5)
+    assert low == pytest.approx(2.5) and high == pytest.approx(4.5)
+
+
+def test_stratified_bootstrap_of_one_run_is_the_point_estimate():
+    point, low, high = stratified_bootstrap_ci(np.array([[0.0, 0.5, 1.0, 2.0]]), n_boot=50)
+    assert point == low == high == pytest.approx(0.75)
+
+
+def test_align_interpolates_other_runs_onto_the_first_runs_steps():
+    a = (np.array([0.0, 10.0, 20.0, 30.0]), np.array([0.0, 1.0, 2.0, 3.0]))
+    b = (np.array([0.0, 20.0]), np.array([10.0, 30.0]))
+    steps, values = align([a, b])
+    np.testing.assert_allclose(steps, [0, 10, 20])  # up to the shortest run's last step
+    np.testing.assert_allclose(values, [[0, 1, 2], [10, 20, 30]])
+
+
+def _run(env_id, label, steps, values, seed=0):
+    cols = {"step": np.array(steps, float), "return_mean": np.array(values, float)}
+    return Run(Path(f"/runs/{label}{seed}"), env_id, "dqn", seed, label, {"evaluations.csv": cols})
+
+
+def test_curves_group_by_env_and_label_and_average_seeds():
+    runs = [_run("CartPole-v1", "dqn", [1, 2], [10, 20], 0), _run("CartPole-v1", "dqn", [1, 2], [30, 40], 1),
+            _run("CartPole-v1", "rainbow", [1, 2], [5, 5])]
+    by_label = {c.label: c for c in curves(runs, "eval", n_boot=200)}
+    np.testing.assert_allclose(by_label["dqn"].mean, [20, 30])
+    assert by_label["dqn"].n_runs == 2 and by_label["rainbow"].n_runs == 1
+    assert np.all(by_label["dqn"].low >= 10) and np.all(by_label["dqn"].high <= 40)
+    smoothed = curves(runs[:1], "eval", window=2, n_boot=10)[0]
+    np.testing.assert_allclose(smoothed.mean, [10, 15])
+    with pytest.raises(ConfigError, match="no 'loss' values"):
+        curves(runs, "loss")
+
+
+def test_normalized_curves_are_the_iqm_of_human_normalised_scores():
+    # pong: random -20.7, human 14.6; breakout: random 1.7, human 30.5 -> normalised 0 / 1 and 0.5 / 1,
+    # pooled sorted 0, 0.5, 1, 1 -> IQM 0.75
+    runs = [_run("ALE/Pong-v5", "dqn", [0, 100], [-20.7, -20.7], 0),
+            _run("ALE/Pong-v5", "dqn", [0, 100], [14.6, 14.6], 1),
+            _run("ALE/Breakout-v5", "dqn", [0, 100], [16.1, 16.1], 0),
+            _run("ALE/Breakout-v5", "dqn", [0, 100], [30.5, 30.5], 1)]
+    (curve,) = normalized_curves(runs, n_boot=200)
+    np.testing.assert_allclose(curve.mean, [0.75, 0.75])
+    assert curve.env_id == "2 games" and curve.n_runs == 2
+    with pytest.raises(ConfigError, match="different numbers of runs per game"):
+        normalized_curves(runs[:3], n_boot=10)
+
+
+def test_reference_lines_come_from_the_published_table():
+    assert ("RL Zoo DQN, 50k steps", 500.0) in reference_lines("CartPole-v1")
+    assert ("Nature DQN, 200M frames", 18.9) in reference_lines("ALE/Pong-v5")
+    assert reference_lines("FrozenLake-v1") == []

@@ -426,27 +426,29 @@ def open_storage(url: str, heartbeat: int):
 
     allowed = "a database URL such as sqlite:///path/study.db or postgresql://user:password@host:5432/dbname"
     try:
-        backend = make_url(url).get_backend_name()
+        parsed = make_url(url)
     except sqlalchemy.exc.ArgumentError:
         raise ConfigError(f"--storage must be {allowed}, got '{url}'") from None
-    engine_kwargs: dict = {}
+    backend, engine_kwargs, shown = parsed.get_backend_name(), {}, safe_url(url)
     if backend == "sqlite":  # several worker processes write: wait for the lock instead of failing
         engine_kwargs = {"connect_args": {"timeout": 60}}
     elif backend == "postgresql":
         engine_kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
+        if parsed.drivername == "postgresql":  # SQLAlchemy 2.1 would pick psycopg 3; qzoo[postgres] installs psycopg2
+            url = parsed.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
     try:
         return optuna.storages.RDBStorage(
             url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
-    except ModuleNotFoundError as e:
+    except ImportError as e:  # the database driver
         hint = " (pip install 'qzoo[postgres]')" if backend == "postgresql" else ""
-        raise ConfigError(f"storage {safe_url(url)} needs the Python module '{e.name}'{hint}") from None
+        cause = e.__cause__ if isinstance(e.__cause__, ImportError) else e
+        raise ConfigError(f"storage {shown} needs a driver that is not installed: {cause}{hint}") from None
     except sqlalchemy.exc.NoSuchModuleError:
         raise ConfigError(f"--storage must be {allowed}; '{backend}' is not a database SQLAlchemy knows") from None
     except (sqlalchemy.exc.SQLAlchemyError, ValueError) as e:
         reason = str(getattr(e, "orig", None) or e).strip().splitlines()
-        raise ConfigError(f"cannot open storage {safe_url(url)}: {reason[0] if reason else type(e).__name__}") \
-            from None
+        raise ConfigError(f"cannot open storage {shown}: {reason[0] if reason else type(e).__name__}") from None
 
 
 def study_signature(base: Config, space: dict[str, Param], o: TuneOptions) -> dict:
@@ -630,7 +632,7 @@ def run_worker(study, objective: Objective, n_trials: int, deadline: float | Non
             say(f"waiting for {running} trial(s) running in other workers (a dead worker's trial is marked failed "
                 f"after {2 * heartbeat} s without a heartbeat)")
             said = running
-        time.sleep(min(heartbeat, 5))
+        time.sleep(1.0)
         optuna.storages.fail_stale_trials(study)
 
 
@@ -642,7 +644,7 @@ def settle(study, say: Say, heartbeat: int, deadline: float | None) -> None:
     if running:
         say(f"waiting for {running} trial(s) left running by a worker that stopped")
     while running and (deadline is None or time.time() < deadline):
-        time.sleep(min(heartbeat, 5))
+        time.sleep(1.0)
         optuna.storages.fail_stale_trials(study)
         _, running = trial_counts(study)
 

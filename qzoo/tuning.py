@@ -544,6 +544,8 @@ class Objective:
                 trial.set_user_attr("fail_reason", f"seed {config.seed}: {e}")
                 raise
             if result.interrupted:
+                trial.set_user_attr("fail_reason", "interrupted")
+                trial.set_user_attr("interrupted", True)
                 raise KeyboardInterrupt
             score = result.final_eval.mean
             self.report(trial, i, self.n_evals - 1, result.steps, score, last=i == self.seeds - 1)
@@ -589,14 +591,15 @@ def trial_done_callback(say: Say):
 # The worker loop.
 # --------------------------------------------------------------------------------------------------------------
 def trial_counts(study) -> tuple[int, int]:
-    """(finished, running): finished = complete, pruned or failed, except failures that were queued again."""
+    """(finished, running): finished = complete, pruned or failed, except failures that were queued again and
+    trials interrupted by Ctrl-C (a resumed study runs them again)."""
     from optuna.storages import RetryHeartbeatStaleTrialCallback
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
     retried = {RetryHeartbeatStaleTrialCallback.retried_trial_number(t) for t in trials}
     finished = sum(1 for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-                   or (t.state == TrialState.FAIL and t.number not in retried))
+                   or (t.state == TrialState.FAIL and t.number not in retried and not t.user_attrs.get("interrupted")))
     running = sum(1 for t in trials if t.state == TrialState.RUNNING)
     return finished, running
 
@@ -678,7 +681,9 @@ def _worker_process(o: TuneOptions, index: int, study_name: str, url: str, deadl
     say = Say(sys.stderr, f"[worker {index}] ")
     try:
         import optuna
+        import torch
 
+        torch.set_num_threads(1)  # N workers on N cores (MLP trials use one thread anyway)
         base, space = _prepare(o)
         storage = open_storage(url, o.heartbeat)
         seed = None if o.sampler_seed is None else o.sampler_seed + index
@@ -757,6 +762,7 @@ def tune(o: TuneOptions, out=sys.stderr) -> TuneResult:
                     p.terminate()
                     p.join()
         exit_codes = [p.exitcode for p in procs]
+        interrupted = interrupted or 130 in exit_codes  # (workers interrupted on their own)
         if any(code not in (0, 130) for code in exit_codes):
             say(f"worker exit codes: {exit_codes}")
             if not interrupted:  # a worker that died may have left a running trial: wait for its heartbeat to expire

@@ -10,5 +10,12 @@ pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 .venv/bin/python -c "import torch" 2>/dev/null || "${pip[@]}" torch==2.13.0 2> >(grep -v 'is ignored' >&2)
 extra=""
 [ "${1:-}" = "--dev" ] && extra="[dev]"
+# The tuning tests start a throwaway PostgreSQL server: Debian's postgresql, installed when its binaries are missing.
+if [ "${1:-}" = "--dev" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null \
+        && command -v apt-get >/dev/null; then
+    sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"
+    $sudo_ apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends \
+        postgresql >/dev/null
+fi
 "${pip[@]}" -e ".${extra}" 2> >(grep -v 'is ignored' >&2)
 echo "qzoo installed in .venv ($(.venv/bin/python -c 'import torch, gymnasium; print("torch", torch.__version__, "gymnasium", gymnasium.__version__)'))"

@@ -6,6 +6,7 @@ import argparse
 import shlex
 import signal
 import sys
+import textwrap
 from pathlib import Path
 
 from qzoo import __version__
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="final model (or latest checkpoint) or best evaluated model (default: final)")
     ev.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     add_results_commands(sub)
+    _add_tune_parser(sub)
     return parser
 
 
@@ -97,6 +99,54 @@ def add_results_commands(sub) -> None:
     ex.add_argument("--seed", type=int, default=0, help="seed of the evaluation episodes (default: 0)")
     ex.add_argument("--no-video", action="store_true", help="no replay.mp4")
     ex.add_argument("--repo-id", help="hub repository id (user/name) for the card's usage lines")
+
+
+def _add_tune_parser(sub) -> None:
+    from qzoo.tuning import PRUNERS, SAMPLERS, space_help
+
+    tu = sub.add_parser(
+        "tune", help="tune hyperparameters with Optuna (several seeds per trial, parallel workers, shared storage)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run an Optuna study: each trial samples the search space, trains every seed in-process with "
+                    "periodic evaluations (reported to the pruner) and scores the mean final evaluation. Writes "
+                    "best_preset.yml (for `qzoo train ENV --preset FILE`), trials.csv, history.png and "
+                    "importances.png to TUNES_DIR/ENV/STUDY_NAME/, also on Ctrl-C.",
+        epilog=textwrap.fill("search spaces (override or extend them with --space FILE.yml, a mapping such as `name: "
+                             "{type: float, low: 1.0e-5, high: 1.0e-2, log: true}`, `name: {type: int, low: 1, high: "
+                             "8}`, `name: [choice, ...]`; `name: null` removes one; a name is a setting or a derived "
+                             "parameter):", 116) + space_help())
+    tu.add_argument("env_id", help="Gymnasium environment id, e.g. CartPole-v1")
+    tu.add_argument("--algo", default="dqn", choices=ALGOS, help="algorithm and its search space (default: dqn)")
+    tu.add_argument("--n-trials", type=int, default=20, help="trials the study runs to, over all workers; "
+                    "complete, pruned and failed trials count (default: 20)")
+    tu.add_argument("--seeds", type=int, default=1, help="seeds per trial, trained one after another; the score is "
+                    "their mean final evaluation (default: 1)")
+    tu.add_argument("--n-timesteps", type=int, help="training steps per seed (default: the preset's n_timesteps)")
+    tu.add_argument("--n-evals", type=int, default=5, help="evaluations per seed, the last at the end; each is "
+                    "reported to the pruner (default: 5)")
+    tu.add_argument("--eval-episodes", type=int, default=5, help="episodes per evaluation (default: 5)")
+    tu.add_argument("--sampler", default="tpe", help=f"{', '.join(SAMPLERS)} (default: tpe)")
+    tu.add_argument("--pruner", default="median", help=f"{', '.join(PRUNERS)} (successive halving) (default: "
+                    "median)")
+    tu.add_argument("--startup-trials", type=int, default=5, help="trials sampled at random and never pruned before "
+                    "TPE and the median pruner start (default: 5)")
+    tu.add_argument("--timeout", type=float, metavar="SECONDS", help="no new trial starts after this time; "
+                    "running ones finish (default: none)")
+    tu.add_argument("--workers", "--n-jobs", type=int, default=1, help="worker processes on this machine, sharing "
+                    "the study (default: 1)")
+    tu.add_argument("--storage", metavar="URL", help="study storage shared by workers, e.g. postgresql://user:pw@host"
+                    "/db (default: sqlite:///TUNES_DIR/ENV/STUDY_NAME/study.db)")
+    tu.add_argument("--study-name", help="study to create or join (default: ALGO_DATE-TIME; needed with --storage)")
+    tu.add_argument("--heartbeat", type=int, default=60, metavar="SECONDS", help="a running trial's heartbeat "
+                    "period; a trial silent for twice this is marked failed and queued again (default: 60)")
+    tu.add_argument("--space", metavar="FILE", help="YAML search space overriding / extending the built-in one")
+    tu.add_argument("--space-only", action="store_true", help="use the --space file alone")
+    tu.add_argument("--preset", metavar="FILE", help="YAML file of settings the trials start from")
+    tu.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
+                    help="fix one setting of every trial; repeatable")
+    tu.add_argument("--seed", type=int, default=0, help="first training seed (default: 0)")
+    tu.add_argument("--sampler-seed", type=int, help="seed of the sampler (worker i: +i) (default: random)")
+    tu.add_argument("--tunes-dir", default="tunes", help="parent of study directories (default: tunes)")
 
 
 def cmd_train(args) -> int:
@@ -199,12 +249,27 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    from qzoo.tuning import TuneOptions, tune
+
+    options = TuneOptions(**{k: v for k, v in vars(args).items() if k != "command"})
+    result = tune(options)
+    if result.best_value is not None:
+        params = " ".join(f"{k}={v}" for k, v in result.best_params.items())
+        print(f"best score:    {result.best_value:.2f}  ({params})")
+    print(f"study:         {result.study_name} in {result.storage}")
+    print(f"outputs:       {result.study_dir}: " + " ".join(p.name for p in result.files))
+    if (result.study_dir / "best_preset.yml").exists():
+        print(f"train with:    qzoo train {args.env_id} --algo {args.algo} --preset {result.study_dir}/best_preset.yml")
+    return EXIT_INTERRUPTED if result.interrupted else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM takes the same clean path as Ctrl-C
     try:
         commands = {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot, "record": cmd_record, "report": cmd_report,
-                    "export": cmd_export}
+                    "export": cmd_export, "tune": cmd_tune}
         return commands[args.command](args)
     except ConfigError as e:
         print(f"qzoo {args.command}: error: {e}", file=sys.stderr)

@@ -375,18 +375,18 @@ def normalise_preset_entry(entry: dict, where: str) -> dict:
     return out
 
 
-def load_yaml(path: Path) -> Any:
+def load_yaml(path: Path, what: str = "preset file") -> Any:
     try:
         with open(path) as f:
             return yaml.safe_load(f)
     except FileNotFoundError:
-        raise ConfigError(f"preset file '{path}' does not exist") from None
+        raise ConfigError(f"{what} '{path}' does not exist") from None
     except IsADirectoryError:
-        raise ConfigError(f"preset file '{path}' is a directory, expected a YAML file") from None
+        raise ConfigError(f"{what} '{path}' is a directory, expected a YAML file") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" (line {mark.line + 1})" if mark else ""
-        raise ConfigError(f"preset file '{path}' is not valid YAML{at}") from None
+        raise ConfigError(f"{what} '{path}' is not valid YAML{at}") from None
 
 
 def preset_values(algo: str, env_id: str) -> dict:

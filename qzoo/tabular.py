@@ -22,6 +22,7 @@ import csv
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -151,9 +152,11 @@ def exploration(config: Config):
                             config.exploration_fraction, config.n_timesteps), False
 
 
-def train_tabular(config: Config, run_dir: Path | None = None, *, command: str = "", out=sys.stderr) -> RunResult:
+def train_tabular(config: Config, run_dir: Path | None = None, *, command: str = "",
+                  on_eval: Callable[[int, EvalResult], None] | None = None, out=sys.stderr) -> RunResult:
     """Tabular Q-learning on ``config`` (a Discrete-observation env); write everything to ``run_dir``
-    (None: write nothing). Returns the deep trainer's RunResult, whose ``agent`` is the :class:`QTable`."""
+    (None: write nothing). Returns the deep trainer's RunResult, whose ``agent`` is the :class:`QTable`.
+    ``on_eval(step, result)`` is called after each periodic evaluation, as in :func:`qzoo.trainer.train`."""
     info = check_env(config)  # refuses observations that are not Discrete
     env = make_env(config.env_id, config.env_kwargs, one_hot=False)()
     eval_env = make_env(config.env_id, config.env_kwargs, one_hot=False)()
@@ -195,7 +198,9 @@ def train_tabular(config: Config, run_dir: Path | None = None, *, command: str =
             if crossed(step, 1, config.log_interval) or step >= config.n_timesteps:
                 progress.dump(step, agent.pop_metrics(), epsilon, agent.updates)
             if crossed(step, 1, config.eval_freq) and step < config.n_timesteps:
-                _, best_eval = evaluate_and_record(best_eval)
+                result, best_eval = evaluate_and_record(best_eval)
+                if on_eval is not None:
+                    on_eval(step, result)
             if crossed(step, 1, config.video_every):
                 capture_training(run_dir, config, agent, step)
     except KeyboardInterrupt:

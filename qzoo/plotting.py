@@ -20,9 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import trim_mean
 
-from qzoo import checkpoint as ckpt
 from qzoo.config import ConfigError
 from qzoo.evaluation import human_normalized
 
@@ -101,8 +99,10 @@ def read_csv_columns(path: Path) -> dict[str, np.ndarray]:
 
 
 def load_run(path: str | Path, label: str | None = None) -> Run:
+    from qzoo.checkpoint import read_config  # torch loads lazily: `qzoo --help` imports this module
+
     path = Path(path)
-    config = ckpt.read_config(path)
+    config = read_config(path)
     run = Run(path, config.env_id, config.algo, config.seed, label or config.algo)
     for file in ("progress.csv", "evaluations.csv"):
         run.columns[file] = read_csv_columns(path / file)
@@ -112,6 +112,8 @@ def load_run(path: str | Path, label: str | None = None) -> Run:
 def find_runs(targets: list[str], env_id: str | None = None) -> list[Run]:
     """Runs named on the command line: each target is a run directory or a folder searched for run directories
     (any depth), optionally ``LABEL=PATH`` to group it under LABEL. ``env_id`` keeps only runs of that env."""
+    from qzoo.checkpoint import CONFIG_FILE
+
     runs = []
     for target in targets:
         label, sep, where = target.partition("=")
@@ -120,8 +122,8 @@ def find_runs(targets: list[str], env_id: str | None = None) -> list[Run]:
         where = Path(where)
         if not where.exists():
             raise ConfigError(f"'{where}' does not exist (expected a run directory or a folder of runs)")
-        dirs = [where] if (where / ckpt.CONFIG_FILE).is_file() else sorted(
-            p.parent for p in where.rglob(ckpt.CONFIG_FILE) if (p.parent / "progress.csv").is_file())
+        dirs = [where] if (where / CONFIG_FILE).is_file() else sorted(
+            p.parent for p in where.rglob(CONFIG_FILE) if (p.parent / "progress.csv").is_file())
         runs += [load_run(d, label) for d in dirs]
     if env_id is not None:
         runs = [r for r in runs if r.env_id == env_id]
@@ -177,6 +179,8 @@ def bootstrap_mean_ci(values: np.ndarray, *, n_boot: int = 2000, interval: float
 
 def iqm(scores: np.ndarray) -> float:
     """Interquartile mean of all scores pooled (runs x games): the mean of the middle 50% (rliable's IQM)."""
+    from scipy.stats import trim_mean  # scipy loads lazily: `qzoo --help` imports this module
+
     return float(trim_mean(np.asarray(scores, dtype=np.float64), 0.25, axis=None))
 
 
@@ -191,6 +195,8 @@ def stratified_bootstrap_ci(scores: np.ndarray, statistic=iqm, *, n_boot: int = 
     rows = rng.integers(0, n_runs, size=(n_boot, n_runs, n_games))
     samples = scores[rows, np.arange(n_games)]  # (n_boot, n_runs, n_games): column j drawn from game j's runs
     if statistic is iqm:  # vectorised: the IQM pools runs x games
+        from scipy.stats import trim_mean
+
         estimates = trim_mean(samples.reshape(n_boot, -1), 0.25, axis=1)
     else:
         estimates = np.array([statistic(s) for s in samples])

@@ -199,6 +199,13 @@ class Config:
                                    at_least(0), "logging")
     keep_checkpoints: int = setting(3, "periodic checkpoints kept on disk (older ones are deleted)", at_least(1),
                                     "logging")
+    save_replay: str = setting(
+        "auto", "save the replay buffer with each checkpoint, so --resume continues exactly: 'true', 'false', or "
+                "'auto' (when the buffer's filled part is at most 4 GiB and keep_checkpoints + 1 copies of it take "
+                "at most half the free disk space)", one_of("auto", "true", "false"), "logging")
+    schedule_timesteps: int = setting(
+        0, "steps over which the epsilon and PER beta schedules run (0 = n_timesteps); `--resume --total-timesteps` "
+           "sets it so that extending a run keeps its schedules", at_least(0), "train")
     progress_bar: bool = setting(True, "show a live progress bar", group="logging")
     tensorboard: bool = setting(True, "write TensorBoard event files", group="logging")
 
@@ -226,6 +233,11 @@ class Config:
     def is_tabular(self) -> bool:
         """A Q-table agent (qzoo/tabular.py) rather than the deep Q-learning agent."""
         return self.algo in TABULAR_ALGOS
+
+    @property
+    def schedule_horizon(self) -> int:
+        """The step count the epsilon and beta schedules are laid out over."""
+        return self.schedule_timesteps or self.n_timesteps
 
     @property
     def updates_per_phase(self) -> int:

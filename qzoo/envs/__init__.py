@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -133,6 +134,33 @@ def make_vec_env(config: Config, n_envs: int | None = None) -> gym.vector.Vector
     fns = [make_env(config.env_id, config.env_kwargs, config=config, training=True)
            for _ in range(n_envs or config.n_envs)]
     return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+def vec_env_state(envs: gym.vector.VectorEnv, env_id: str) -> dict:
+    """A snapshot of the training envs for a checkpoint: the pickled sub-environments (episode in progress, time
+    limit counters, RNGs, episode statistics) when they survive a pickle round trip, which makes a resume exact
+    (classic control, the toy envs); otherwise ``{"envs": None}`` and a resume starts new episodes (Box2D
+    worlds cannot be unpickled; ALE games pickle, but their emulator snapshot leaves out its RNG state, so
+    they would not continue as they would have)."""
+    if is_atari_id(env_id) or not isinstance(envs, SyncVectorEnv):
+        return {"envs": None}
+    try:
+        data = pickle.dumps(envs.envs)
+        pickle.loads(data)
+    except Exception:  # any failure to snapshot means: start new episodes on resume
+        return {"envs": None}
+    return {"envs": data}
+
+
+def restore_vec_env(envs: gym.vector.VectorEnv, state: dict) -> tuple[gym.vector.VectorEnv, bool]:
+    """The training envs of a checkpoint: ``(vector env, exact)``. With a snapshot, a vector env over the
+    unpickled sub-environments (``envs`` is closed); without one, ``envs`` itself (the caller resets it to
+    start new episodes)."""
+    if state.get("envs") is None:
+        return envs, False
+    restored = pickle.loads(state["envs"])  # a file of the user's own run directory, checksum-verified
+    envs.close()
+    return SyncVectorEnv([lambda env=env: env for env in restored], autoreset_mode=AutoresetMode.SAME_STEP), True
 
 
 def true_next_obs(next_obs: np.ndarray, infos: dict) -> np.ndarray:

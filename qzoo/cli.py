@@ -91,7 +91,7 @@ def cmd_train(args) -> int:
         print(f"qzoo: training {config.algo} on {config.env_id} for {config.n_timesteps} steps -> {run_dir}",
               file=sys.stderr)
     out = None if args.quiet else sys.stderr
-    command = "qzoo " + shlex.join(sys.argv[1:])
+    command = "qzoo " + shlex.join(args.argv)
     run = train_tabular if config.is_tabular else train  # the one place a training loop is picked by algo
     try:
         result = run(config, run_dir, command=command, out=out, **({"resume": resume} if resume else {}))
@@ -145,6 +145,7 @@ def cmd_eval(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)  # for command.txt
     signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM takes the same clean path as Ctrl-C
     try:
         return {"train": cmd_train, "eval": cmd_eval}[args.command](args)

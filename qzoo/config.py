@@ -451,7 +451,11 @@ def resolve(env_id: str, algo: str = "dqn", preset_file: str | None = None, flag
     if preset_file:
         values.update(preset_file_values(preset_file, env_id))
     values.update({k: v for k, v in (flags or {}).items() if v is not None})
-    values.update(parse_set(sets or []))
+    overrides = parse_set(sets or [])
+    for key, where in (("env_id", "the ENV_ID argument"), ("algo", "--algo")):
+        if key in overrides:
+            raise ConfigError(f"setting '{key}' cannot be given with --set; use {where}")
+    values.update(overrides)
     values["env_id"], values["algo"] = env_id, algo
     return from_dict(values)
 

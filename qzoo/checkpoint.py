@@ -460,7 +460,7 @@ def _csv_text(rows: list[list[str]]) -> str:
 
 # ---- resuming the loop ----------------------------------------------------------------------------------------
 def training_state(*, step: int, vec_steps: int, obs, rng: np.random.Generator, best_eval: float, agent, progress,
-                   envs, env_id: str) -> dict:
+                   envs) -> dict:
     """What the training loop holds besides the replay buffer, for :meth:`Checkpointer.save`."""
     from qzoo.envs import vec_env_state
 
@@ -468,7 +468,7 @@ def training_state(*, step: int, vec_steps: int, obs, rng: np.random.Generator, 
             "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
             "best_eval": best_eval, "agent": agent.state_dict(), "progress": progress.state_dict(),
-            "envs": vec_env_state(envs, env_id)}
+            "envs": vec_env_state(envs)}
 
 
 @dataclass

@@ -124,7 +124,7 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
                                    "try a lower learning_rate or max_grad_norm")
         checkpointer.save(step, ckpt.training_state(
             step=step, vec_steps=vec_steps, obs=obs, rng=rng, best_eval=best_eval, agent=agent, progress=progress,
-            envs=envs, env_id=config.env_id), replay)
+            envs=envs), replay)
 
     obs, _ = envs.reset(seed=config.seed)
     if resume is not None:  # continue where the checkpoint left off (qzoo/checkpoint.py: what is restored)
@@ -341,6 +341,8 @@ class StopSignals:
         if self.signal is not None:
             raise KeyboardInterrupt
         self.signal = signum
+        print(f"\nqzoo: {signal.Signals(signum).name}: stopping after this step to write a checkpoint "
+              "(send it again to stop at once)", file=sys.stderr, flush=True)
 
     def uninstall(self) -> None:
         for sig, handler in self._previous.items():

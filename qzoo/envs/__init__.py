@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.utils import EzPickle
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from qzoo.config import Config, ConfigError
@@ -136,13 +137,13 @@ def make_vec_env(config: Config, n_envs: int | None = None) -> gym.vector.Vector
     return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
 
 
-def vec_env_state(envs: gym.vector.VectorEnv, env_id: str) -> dict:
+def vec_env_state(envs: gym.vector.VectorEnv) -> dict:
     """A snapshot of the training envs for a checkpoint: the pickled sub-environments (episode in progress, time
-    limit counters, RNGs, episode statistics) when they survive a pickle round trip, which makes a resume exact
-    (classic control, the toy envs); otherwise ``{"envs": None}`` and a resume starts new episodes (Box2D
-    worlds cannot be unpickled; ALE games pickle, but their emulator snapshot leaves out its RNG state, so
-    they would not continue as they would have)."""
-    if is_atari_id(env_id) or not isinstance(envs, SyncVectorEnv):
+    limit counters, RNGs, episode statistics), which makes a resume exact (classic control, the toy envs).
+    ``{"envs": None}`` when they cannot be snapshotted, and a resume starts new episodes: envs that pickle by
+    their constructor arguments (gymnasium's ``EzPickle``: Box2D, ALE, MuJoCo) would come back as new, un-reset
+    envs, and anything that fails a pickle round trip is left out too."""
+    if not isinstance(envs, SyncVectorEnv) or any(isinstance(env.unwrapped, EzPickle) for env in envs.envs):
         return {"envs": None}
     try:
         data = pickle.dumps(envs.envs)

@@ -270,3 +270,42 @@ def test_a_full_disk_stops_the_run_and_keeps_the_previous_checkpoint(tmp_path, c
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == \
         ["step_400.json", "step_400.pt", "step_400.replay.npz"]
     assert ckpt.verify(run / "checkpoints", 400) is None
+
+
+def simulate_kill_after(run: Path, step: int) -> None:
+    """What a kill -9 right after checkpoint ``step`` leaves: no later checkpoint and no model.pt."""
+    for path in (run / "checkpoints").iterdir():
+        if int(path.name.split(".")[0].removeprefix("step_")) > step:
+            path.unlink()
+    (run / "model.pt").unlink()
+
+
+def test_rainbow_resumes_exactly_noise_and_distributions_included(tmp_path, capsys):
+    args = ["train", "qzoo/Corridor-v0", "--algo", "rainbow", "-n", "800", "--quiet"] + [
+        x for s in ("learning_starts=100", "log_interval=100", "eval_freq=400", "eval_episodes=2", "train_freq=1",
+                    "checkpoint_freq=400", "target_update_interval=50", "tensorboard=false", "batch_size=16",
+                    "save_replay=true") for x in ("--set", s)]
+    assert main([*args, "--runs-dir", str(tmp_path / "straight")]) == 0
+    straight = only_run(tmp_path / "straight")
+    run = tmp_path / "run"
+    shutil.copytree(straight, run)
+    simulate_kill_after(run, 400)
+    code, err = qzoo(capsys, "train", "--resume", run)
+    assert code == 0, err
+    assert rows(run / "progress.csv") == rows(straight / "progress.csv")
+    assert_same_weights(weights(run / "model.pt"), weights(straight / "model.pt"))
+
+
+def test_envs_that_cannot_be_snapshotted_start_new_episodes(tmp_path, capsys):
+    # Box2D worlds do not survive unpickling: the resume continues with new, seeded episodes and says so
+    args = ["train", "LunarLander-v3", "-n", "300", "--quiet"] + [
+        x for s in ("learning_starts=100", "log_interval=100", "eval_freq=0", "eval_episodes=1", "train_freq=4",
+                    "checkpoint_freq=200", "tensorboard=false", "batch_size=16", "net_arch=[16]",
+                    "save_replay=true") for x in ("--set", s)]
+    assert main([*args, "--runs-dir", str(tmp_path)]) == 0
+    run = only_run(tmp_path)
+    simulate_kill_after(run, 200)
+    code, err = qzoo(capsys, "train", "--resume", run)
+    assert code == 0, err
+    assert "resuming from step_200.pt (step 200); the environments start new episodes" in err
+    assert [int(r["step"]) for r in rows(run / "progress.csv")] == [100, 200, 300]

@@ -35,6 +35,9 @@ from qzoo.replay import make_replay
 from qzoo.trainer import ProgressLog
 
 
+RESULTS = Path(__file__).parent / "results"  # git-ignored; on the same disk as a run directory would be
+
+
 def parts(env_id: str, sets: list[str]):
     config = resolve(env_id, sets=sets + ["save_replay=true", "progress_bar=false"])
     info = check_env(config)
@@ -72,7 +75,8 @@ def measure(name: str, env_id: str, sets: list[str], steps: int, repeats: int, a
     t0 = time.perf_counter()
     obs = fill_atari(replay, steps, rng) if atari else fill_from_env(replay, envs, steps, rng)
     print(f"{name}: filled {len(replay)} transitions in {time.perf_counter() - t0:.1f} s", flush=True)
-    directory = Path(tempfile.mkdtemp(prefix="qzoo-ckpt-bench-", dir="."))
+    RESULTS.mkdir(exist_ok=True)
+    directory = Path(tempfile.mkdtemp(prefix="ckpt-bench-", dir=RESULTS))
     saver = ckpt.Checkpointer(directory, config, info.observation_space.shape, info.n_actions, io.StringIO())
     writes, verifies, restores = [], [], []
     for k in range(repeats):
@@ -126,7 +130,8 @@ def last_step(runs: Path) -> int:
 
 
 def cmd_rss(args) -> None:
-    runs = Path(tempfile.mkdtemp(prefix="qzoo-rss-bench-", dir="."))
+    RESULTS.mkdir(exist_ok=True)
+    runs = Path(tempfile.mkdtemp(prefix="rss-bench-", dir=RESULTS))
     proc = subprocess.Popen([sys.executable, "-m", "qzoo", "train", "CartPole-v1", "--total-timesteps",
                              str(args.steps), "--runs-dir", str(runs), "--quiet", "--set", "eval_freq=20000",
                              "--set", "save_replay=true"], stdout=subprocess.DEVNULL)

@@ -34,7 +34,6 @@ from qzoo.logger import Logger
 from qzoo.replay import make_replay
 from qzoo.trainer import ProgressLog
 
-
 RESULTS = Path(__file__).parent / "results"  # git-ignored; on the same disk as a run directory would be
 
 

@@ -194,9 +194,9 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
         if stop.signal is not None:  # SIGINT / SIGTERM: the step is complete (a second signal cuts the write short)
             interrupted, consistent = True, False
             save_checkpoint()
-    except KeyboardInterrupt:  # a second signal, or raised by a hook: a checkpoint only between two steps
+    except KeyboardInterrupt:  # raised by a hook (a checkpoint if between two steps), or a second signal (none)
         interrupted = True
-        if consistent:
+        if consistent and stop.signal is None:
             save_checkpoint()
     finally:
         stop.uninstall()
@@ -292,7 +292,8 @@ def open_outputs(config: Config, run_dir: Path | None, command: str, out, resume
     if config.progress_bar and out is not None and getattr(out, "isatty", lambda: False)():
         from tqdm import tqdm
 
-        bar = tqdm(total=config.n_timesteps, unit="step", dynamic_ncols=True, file=out, smoothing=0.1)
+        bar = tqdm(total=config.n_timesteps, initial=resume_step or 0, unit="step", dynamic_ncols=True, file=out,
+                   smoothing=0.1)
     return Logger(writers), Logger(eval_writers), bar
 
 

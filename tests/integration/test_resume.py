@@ -96,7 +96,7 @@ def test_resume_after_a_kill_continues_exactly(corridor_run, tmp_path, capsys):
 
 def test_sigkill_after_a_checkpoint_then_resume_matches_a_straight_run(tmp_path, capsys):
     args = ["CartPole-v1", "-n", "1600", "--seed", "3"] + [
-        x for s in ("learning_starts=300", "log_interval=200", "eval_freq=800", "eval_episodes=2", "train_freq=1",
+        x for s in ("learning_starts=300", "log_interval=200", "eval_freq=800", "eval_episodes=2", "train_freq=4",
                     "gradient_steps=1", "checkpoint_freq=800", "target_update_interval=200", "tensorboard=false",
                     "save_replay=true", "buffer_size=5000", "net_arch=[64, 64]") for x in ("--set", s)]
     assert main(["train", *args, "--runs-dir", str(tmp_path / "straight"), "--quiet"]) == 0

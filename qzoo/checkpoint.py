@@ -234,7 +234,11 @@ class Checkpointer:
         self.latest: Path | None = None
 
     def save(self, step: int, state: dict, replay) -> Path:
-        """Write ``state`` (the loop's: agent, RNGs, envs, ...) and ``replay``'s as checkpoint ``step``."""
+        """Write ``state`` (the loop's: agent, RNGs, envs, ...) and ``replay``'s as checkpoint ``step``. A step
+        already written (a stop right after a periodic checkpoint) is not written again: rewriting its files one by
+        one would leave a moment in which they do not match their manifest."""
+        if self.latest is not None and self.latest.name == _names(step)[0]:
+            return self.latest
         self.directory.mkdir(exist_ok=True)
         arrays = flatten(replay.state_dict())
         with_replay = self._keep_replay(sum(a.nbytes for a in arrays.values()))

@@ -124,6 +124,9 @@ def test_a_checkpoint_is_complete_once_its_manifest_verifies_and_old_ones_are_pr
     assert sorted(p.name for p in directory.iterdir()) == [
         "step_200.json", "step_200.pt", "step_200.replay.npz", "step_300.json", "step_300.pt", "step_300.replay.npz"]
     assert ckpt.verify(directory, 300) is None
+    written = (directory / "step_300.pt").stat().st_mtime_ns
+    saver.save(300, {"marker": "again"}, small_replay())  # a stop right after a periodic checkpoint: no rewrite
+    assert (directory / "step_300.pt").stat().st_mtime_ns == written
     (directory / "step_300.json").unlink()  # as if killed between the data files and the manifest
     assert "no manifest" in ckpt.verify(directory, 300)
 

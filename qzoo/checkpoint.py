@@ -145,8 +145,14 @@ def read_config(run_dir: Path) -> Config:
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise ConfigError(f"'{run_dir}' is not a qzoo run directory (no {CONFIG_FILE})")
-    with open(path) as f:
-        return from_dict(yaml.safe_load(f))
+    try:
+        with open(path) as f:
+            values = yaml.safe_load(f)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"'{path}' cannot be read ({type(e).__name__})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"'{path}' does not hold a mapping of settings")
+    return from_dict(values)
 
 
 def model_payload(config: Config, agent, step: int, obs_shape) -> dict:
@@ -406,7 +412,7 @@ def _check_fits(path: Path, payload, config: Config, obs_shape: tuple, n_actions
         raise ConfigError(f"{where} has observations {tuple(payload['obs_shape'])} and {payload['n_actions']} "
                           f"actions; '{config.env_id}' now gives {obs_shape} and {n_actions}")
     saved, now = payload["config"], config.to_dict()
-    differ = [k for k in now if k not in RESUME_MAY_CHANGE and saved.get(k) != now[k]]
+    differ = [k for k in now if k not in RESUME_MAY_CHANGE and k in saved and saved[k] != now[k]]
     if differ:
         raise ConfigError(f"{where} was written with different settings than the run's config.yaml: "
                           + ", ".join(f"{k} {saved.get(k)!r} vs {now[k]!r}" for k in differ[:3]))

@@ -187,6 +187,7 @@ def each_checkpoint(damage, suffix):
     (lambda run: rewrite_checkpoint(run, 1200, version=99), [], "has format version 99"),
     (lambda run: (run / "config.yaml").write_text((run / "config.yaml").read_text().replace(
         "learning_rate: 0.001\n", "learning_rate: 0.01\n")), [], "learning_rate 0.001 vs 0.01"),
+    (lambda run: (run / "config.yaml").write_text("env_id: [unclosed"), [], "config.yaml' cannot be read"),
     (lambda run: None, ["--seed", "2"], "--seed cannot be given with it"),
     (lambda run: None, ["--set", "gamma=0.5"], "'gamma' cannot change"),
 ])

@@ -188,6 +188,8 @@ def each_checkpoint(damage, suffix):
     (lambda run: (run / "config.yaml").write_text((run / "config.yaml").read_text().replace(
         "learning_rate: 0.001\n", "learning_rate: 0.01\n")), [], "learning_rate 0.001 vs 0.01"),
     (lambda run: (run / "config.yaml").write_text("env_id: [unclosed"), [], "config.yaml' cannot be read"),
+    (lambda run: (run / "config.yaml").write_text((run / "config.yaml").read_text().replace(
+        "algo: dqn", "algo: qlearning")), [], "is a qlearning run; --resume continues deep Q-learning runs"),
     (lambda run: None, ["--seed", "2"], "--seed cannot be given with it"),
     (lambda run: None, ["--set", "gamma=0.5"], "'gamma' cannot change"),
 ])

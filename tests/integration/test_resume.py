@@ -312,3 +312,21 @@ def test_envs_that_cannot_be_snapshotted_start_new_episodes(tmp_path, capsys):
     assert code == 0, err
     assert "resuming from step_200.pt (step 200); the environments start new episodes" in err
     assert [int(r["step"]) for r in rows(run / "progress.csv")] == [100, 200, 300]
+
+
+def test_atari_resumes_with_its_frame_replay_and_new_episodes(tmp_path, capsys):
+    # ALE games start new episodes on resume; the frame-once replay is restored and drops the unfinished
+    # episodes' pending n-step windows, so learning goes on at once from the saved transitions
+    args = ["train", "ALE/Pong-v5", "-n", "300", "--quiet"] + [
+        x for s in ("learning_starts=100", "buffer_size=1000", "batch_size=16", "log_interval=100", "eval_freq=0",
+                    "eval_episodes=1", "max_episode_frames=800", "torch_threads=1", "checkpoint_freq=200",
+                    "n_step=3", "save_replay=true", "tensorboard=false") for x in ("--set", s)]
+    assert main([*args, "--runs-dir", str(tmp_path)]) == 0
+    run = only_run(tmp_path)
+    simulate_kill_after(run, 200)
+    code, err = qzoo(capsys, "train", "--resume", run)
+    assert code == 0, err
+    assert "resuming from step_200.pt (step 200); the environments start new episodes" in err
+    assert "refills" not in err
+    updates = {int(r["step"]): int(r["updates"]) for r in rows(run / "progress.csv")}
+    assert list(updates) == [100, 200, 300] and updates[300] == updates[200] + 25  # train_freq 4: 100 / 4

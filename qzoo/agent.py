@@ -179,15 +179,34 @@ class QAgent:
             torch._foreach_lerp_(target, online, tau)
 
     # ---- persistence --------------------------------------------------------------------------------------
+    def is_finite(self) -> bool:
+        """True when every weight of the online network is finite (a diverged run must not be checkpointed)."""
+        return all(bool(torch.isfinite(p).all()) for p in self.q_net.parameters())
+
     def state_dict(self) -> dict:
+        """Everything an update depends on: both networks (with the noisy layers' current noise, which
+        their state dicts leave out), the optimizer, the update counter and the metric sums since the last
+        ``pop_metrics``, so a resumed run logs and learns exactly as an uninterrupted one."""
         return {"q_net": self.q_net.state_dict(), "target_net": self.target_net.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "updates": self.updates}
+                "optimizer": self.optimizer.state_dict(), "updates": self.updates,
+                "noise": {"q_net": dict(self.q_net.named_buffers()),
+                          "target_net": dict(self.target_net.named_buffers())},
+                "metrics": {"loss_sum": self._loss_sum.cpu(), "q_sum": self._q_sum.cpu(),
+                            "updates_at_pop": self._updates_at_pop}}
 
     def load_state_dict(self, state: dict) -> None:
         self.q_net.load_state_dict(state["q_net"])
         self.target_net.load_state_dict(state["target_net"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.updates = state["updates"]
+        with torch.no_grad():
+            for name, net in (("q_net", self.q_net), ("target_net", self.target_net)):
+                for buffer_name, buffer in net.named_buffers():
+                    buffer.copy_(state["noise"][name][buffer_name])
+        metrics = state["metrics"]
+        self._loss_sum.copy_(metrics["loss_sum"])
+        self._q_sum.copy_(metrics["q_sum"])
+        self._updates_at_pop = metrics["updates_at_pop"]
 
 
 def make_optimizer(config: Config, params) -> torch.optim.Optimizer:

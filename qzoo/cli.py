@@ -10,9 +10,9 @@ import textwrap
 from pathlib import Path
 
 from qzoo import __version__
-from qzoo.config import ALGOS, ConfigError, resolve, settings_help
+from qzoo.config import ALGOS, ConfigError, parse_set, resolve, settings_help
 
-EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,8 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train an agent. Settings resolve as: defaults < built-in preset for the env id < --preset "
                     "FILE < flags < --set key=value.",
         epilog="settings (use --set key=value; the preset for the env id may change a default):" + settings_help())
-    train.add_argument("env_id", help="Gymnasium environment id, e.g. CartPole-v1")
-    train.add_argument("--algo", default="dqn", choices=ALGOS,
+    train.add_argument("env_id", nargs="?", help="Gymnasium environment id, e.g. CartPole-v1")
+    train.add_argument("--resume", metavar="RUN_DIR",
+                       help="continue the run in RUN_DIR from its latest intact checkpoint, with its own settings "
+                            "(only --total-timesteps, --device, --quiet and --set for device, torch_threads, "
+                            "progress_bar, keep_checkpoints, checkpoint_freq, save_replay may be given)")
+    train.add_argument("--algo", choices=ALGOS,
                        help="dqn (deep Q-network) or qlearning (a Q-table, for Discrete observations such as "
                             "FrozenLake-v1; default: dqn)")
     train.add_argument("--seed", type=int, help="random seed (default: 0)")
@@ -45,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--preset", metavar="FILE", help="YAML file of settings (RL Zoo format or flat)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
                        help="override one setting; repeatable")
-    train.add_argument("--runs-dir", default="runs", help="parent of run directories (default: runs)")
+    train.add_argument("--runs-dir", help="parent of run directories (default: runs)")
     train.add_argument("--quiet", action="store_true", help="no progress output")
 
     ev = sub.add_parser("eval", help="evaluate a trained model from its run directory")
@@ -155,23 +159,46 @@ def cmd_train(args) -> int:
     from qzoo.tabular import train_tabular
     from qzoo.trainer import TrainingDiverged, train
 
-    flags = {"seed": args.seed, "n_timesteps": args.n_timesteps, "n_envs": args.n_envs, "device": args.device}
     sets = list(args.sets) + (["progress_bar=false"] if args.quiet else [])
-    config = resolve(args.env_id, args.algo, args.preset, flags, sets)
-    check_env(config)  # refuse a bad env id / space before creating anything on disk
-    run_dir = ckpt.new_run_dir(args.runs_dir, config)
+    resume = None
+    if args.resume is not None:  # refuse anything wrong before touching the run directory
+        given = [flag for flag, value in (("ENV_ID", args.env_id), ("--algo", args.algo), ("--seed", args.seed),
+                                          ("--n-envs", args.n_envs), ("--preset", args.preset),
+                                          ("--runs-dir", args.runs_dir)) if value is not None]
+        if given:
+            raise ConfigError(f"--resume continues a run with its own settings; {given[0]} cannot be given with it")
+        changes = parse_set(sets) | ({"device": args.device} if args.device else {})
+        run_dir = Path(args.resume)
+        config, resume = ckpt.prepare_resume(run_dir, args.n_timesteps, changes)
+        print(f"qzoo: resuming {config.algo} on {config.env_id} at step {resume.step} of {config.n_timesteps} -> "
+              f"{run_dir}", file=sys.stderr)
+    else:
+        if args.env_id is None:
+            raise ConfigError("give an environment id (e.g. CartPole-v1), or --resume RUN_DIR")
+        flags = {"seed": args.seed, "n_timesteps": args.n_timesteps, "n_envs": args.n_envs, "device": args.device}
+        config = resolve(args.env_id, args.algo or "dqn", args.preset, flags, sets)
+        check_env(config)  # refuse a bad env id / space before creating anything on disk
+        run_dir = ckpt.new_run_dir(args.runs_dir or "runs", config)
+        print(f"qzoo: training {config.algo} on {config.env_id} for {config.n_timesteps} steps -> {run_dir}",
+              file=sys.stderr)
     out = None if args.quiet else sys.stderr
-    print(f"qzoo: training {config.algo} on {config.env_id} for {config.n_timesteps} steps -> {run_dir}",
-          file=sys.stderr)
-    command = "qzoo " + shlex.join(sys.argv[1:])
+    command = "qzoo " + shlex.join(args.argv)
     run = train_tabular if config.is_tabular else train  # the one place a training loop is picked by algo
     try:
-        result = run(config, run_dir, command=command, out=out)
+        result = run(config, run_dir, command=command, out=out, **({"resume": resume} if resume else {}))
     except TrainingDiverged as e:
-        print(f"qzoo: training stopped: {e}; the last checkpoint in {run_dir}/checkpoints is kept", file=sys.stderr)
+        kept = ckpt.checkpoint_files(run_dir)
+        print(f"qzoo: training stopped: {e}; " + (f"the last good checkpoint, checkpoints/{kept[-1].name}, is kept"
+                                                  if kept else "no checkpoint had been written yet"), file=sys.stderr)
         return EXIT_DIVERGED
+    except ckpt.CheckpointError as e:
+        print(f"qzoo: training stopped: {e}", file=sys.stderr)
+        return EXIT_FAILED
     if result.interrupted:
-        print(f"qzoo: interrupted at step {result.steps}; logs and a checkpoint are in {run_dir}", file=sys.stderr)
+        where = f"checkpoint {result.checkpoint.name} and logs are" if result.checkpoint else "logs are"
+        print(f"qzoo: interrupted at step {result.steps}; the {where} in {run_dir}", file=sys.stderr)
+        if result.checkpoint is not None:
+            print(f"qzoo: resume with: qzoo train --resume {shlex.quote(str(run_dir))}", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(f"final evaluation: {result.final_eval.summary()}")
     print(f"run directory:    {run_dir}")
@@ -266,6 +293,7 @@ def cmd_tune(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)  # for command.txt
     signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM takes the same clean path as Ctrl-C
     try:
         commands = {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot, "record": cmd_record, "report": cmd_report,

@@ -201,6 +201,13 @@ class Config:
                                     "logging")
     video_every: int = setting(0, "environment steps between videos of one evaluation episode, written to the run "
                                   "directory's videos/step_N.mp4 (0 = none)", at_least(0), "logging")
+    save_replay: str = setting(
+        "auto", "save the replay buffer with each checkpoint, so --resume continues exactly: 'true', 'false', or "
+                "'auto' (when the buffer's filled part is at most 4 GiB and keep_checkpoints + 1 copies of it take "
+                "at most half the free disk space)", one_of("auto", "true", "false"), "logging")
+    schedule_timesteps: int = setting(
+        0, "steps over which the epsilon and PER beta schedules run (0 = n_timesteps); `--resume --total-timesteps` "
+           "sets it so that extending a run keeps its schedules", at_least(0), "train")
     progress_bar: bool = setting(True, "show a live progress bar", group="logging")
     tensorboard: bool = setting(True, "write TensorBoard event files", group="logging")
 
@@ -228,6 +235,11 @@ class Config:
     def is_tabular(self) -> bool:
         """A Q-table agent (qzoo/tabular.py) rather than the deep Q-learning agent."""
         return self.algo in TABULAR_ALGOS
+
+    @property
+    def schedule_horizon(self) -> int:
+        """The step count the epsilon and beta schedules are laid out over."""
+        return self.schedule_timesteps or self.n_timesteps
 
     @property
     def updates_per_phase(self) -> int:
@@ -441,7 +453,11 @@ def resolve(env_id: str, algo: str = "dqn", preset_file: str | None = None, flag
     if preset_file:
         values.update(preset_file_values(preset_file, env_id))
     values.update({k: v for k, v in (flags or {}).items() if v is not None})
-    values.update(parse_set(sets or []))
+    overrides = parse_set(sets or [])
+    for key, where in (("env_id", "the ENV_ID argument"), ("algo", "--algo")):
+        if key in overrides:
+            raise ConfigError(f"setting '{key}' cannot be given with --set; use {where}")
+    values.update(overrides)
     values["env_id"], values["algo"] = env_id, algo
     return from_dict(values)
 

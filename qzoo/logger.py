@@ -11,18 +11,24 @@ class CSVWriter:
     """One row per dump; the columns are fixed by the first row. Flushed at every row so that an
     interrupted run keeps everything it logged."""
 
-    def __init__(self, path: Path, columns: list[str] | None = None):
+    def __init__(self, path: Path, columns: list[str] | None = None, append: bool = False):
         self.path = Path(path)
         self.columns = columns
+        self.append = append  # continue an existing file (a resumed run), with the columns of its header
         self._file = None
         self._writer = None
 
     def write(self, values: dict, step: int) -> None:
         if self._writer is None:
-            self.columns = self.columns or list(values)
-            self._file = open(self.path, "w", newline="")
+            header = None
+            if self.append and self.path.is_file():
+                with open(self.path, newline="") as f:
+                    header = next(csv.reader(f), None)
+            self.columns = header or self.columns or list(values)
+            self._file = open(self.path, "a" if header else "w", newline="")
             self._writer = csv.DictWriter(self._file, fieldnames=self.columns, extrasaction="ignore")
-            self._writer.writeheader()
+            if not header:
+                self._writer.writeheader()
         self._writer.writerow({k: _fmt(values.get(k)) for k in self.columns})
         self._file.flush()
 
@@ -40,10 +46,11 @@ def _fmt(value):
 
 
 class TensorBoardWriter:
-    def __init__(self, log_dir: Path, prefix: str):
+    def __init__(self, log_dir: Path, prefix: str, purge_step: int | None = None):
         from torch.utils.tensorboard import SummaryWriter  # slow import: only when used
 
-        self.writer = SummaryWriter(str(log_dir))
+        # purge_step (a resumed run): TensorBoard hides the events of earlier files at or after that step
+        self.writer = SummaryWriter(str(log_dir), purge_step=purge_step)
         self.prefix = prefix
 
     def write(self, values: dict, step: int) -> None:

@@ -12,7 +12,9 @@ environment transitions (all envs together); ``train_freq`` counts vector-env st
 from __future__ import annotations
 
 import math
+import signal
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -55,6 +57,7 @@ class RunResult:
     interrupted: bool = False
     agent: object = None
     timing: dict | None = None  # seconds in env stepping / acting / sampling / updating
+    checkpoint: Path | None = None  # the last checkpoint written
 
 
 def crossed(step: int, advanced: int, interval: int) -> bool:
@@ -68,11 +71,16 @@ def seed_everything(seed: int) -> None:
 
 
 def train(config: Config, run_dir: Path | None = None, *, command: str = "",
-          on_eval: Callable[[int, EvalResult], None] | None = None, out=sys.stderr) -> RunResult:
+          on_eval: Callable[[int, EvalResult], None] | None = None, out=sys.stderr,
+          resume: ckpt.Resume | None = None) -> RunResult:
     """Train ``config``; write everything to ``run_dir`` (None: write nothing, e.g. for tuning trials).
 
     ``on_eval(step, result)`` is called after each periodic evaluation; it may raise to stop the run
-    (tuning uses this to prune)."""
+    (tuning uses this to prune). ``resume`` (from :func:`qzoo.checkpoint.find_resumable`) continues the run in
+    ``run_dir`` from that checkpoint.
+
+    SIGINT / SIGTERM (Ctrl-C, a scheduler's pre-emption) finish the current step, write a checkpoint and return
+    with ``interrupted``; a second signal stops at once, keeping the last checkpoint written."""
     env_info = check_env(config)
     seed_everything(config.seed)
     if config.torch_threads or config.resolved_network(env_info.observation_space.shape) == "mlp":
@@ -88,33 +96,47 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
     agent = build_agent(config, env_info.observation_space, env_info.n_actions, device)
     replay = make_replay(config, env_info.observation_space)
     epsilon_at = epsilon_schedule(config.exploration_initial_eps, config.exploration_final_eps,
-                                  config.exploration_fraction, config.n_timesteps)
+                                  config.exploration_fraction, config.schedule_horizon)
     if config.noisy:
         epsilon_at = LinearSchedule(0.0, 0.0, 0)
     rng = np.random.default_rng(config.seed)
     obs_shape = env_info.observation_space.shape
 
-    logger, eval_log, bar = open_outputs(config, run_dir, command, out)
+    logger, eval_log, bar = open_outputs(config, run_dir, command, out, resume.step if resume else None)
     progress = ProgressLog(config, logger, bar, out)
+    checkpointer = ckpt.Checkpointer(run_dir, config, obs_shape, env_info.n_actions, out) if run_dir else None
     best_eval, final_eval, interrupted = -math.inf, None, False
     checkpoint_freq = config.checkpoint_freq or max(config.n_timesteps // 10, 1)
     n_envs = config.n_envs
     timing = dict.fromkeys(("env", "act", "sample", "update"), 0.0)  # seconds spent in each part of the loop
     start = progress.start
     step = vec_steps = 0
+    learn_from = config.learning_starts  # learning starts once step > learn_from
 
     def run_evaluation() -> EvalResult:
         with agent.evaluating():  # noisy layers use their mean weights
             return evaluate(agent, eval_env, config.eval_episodes, config.eval_epsilon, config.seed + 10_000)
 
     def save_checkpoint() -> None:
-        if run_dir is not None:
-            payload = ckpt.checkpoint_payload(config, agent, step, obs_shape, {"episodes": progress.episodes})
-            ckpt.save_checkpoint(run_dir, payload, config.keep_checkpoints)
+        if checkpointer is None:
+            return
+        if not agent.is_finite():  # a diverged agent is never checkpointed: the last good checkpoint stays
+            raise TrainingDiverged(f"the Q-network's weights became non-finite before step {step}; "
+                                   "try a lower learning_rate or max_grad_norm")
+        checkpointer.save(step, ckpt.training_state(
+            step=step, vec_steps=vec_steps, obs=obs, rng=rng, best_eval=best_eval, agent=agent, progress=progress,
+            envs=envs), replay)
 
     obs, _ = envs.reset(seed=config.seed)
+    if resume is not None:  # continue where the checkpoint left off (qzoo/checkpoint.py: what is restored)
+        r = ckpt.restore(resume, config, agent=agent, replay=replay, progress=progress, envs=envs, rng=rng, out=out)
+        envs, obs, step, vec_steps, best_eval, learn_from = r.envs, r.obs, r.step, r.vec_steps, r.best_eval, \
+            r.learn_from
+    stop = StopSignals().install()
+    consistent = False  # may a checkpoint be written if the loop is interrupted here?
     try:
-        while step < config.n_timesteps:
+        while step < config.n_timesteps and stop.signal is None:
+            consistent = False  # until this step's act-store-learn is complete
             # ---- act -------------------------------------------------------------------------------------
             t0 = time.perf_counter()
             epsilon = epsilon_at(step)
@@ -139,12 +161,13 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
             progress.scores.extend(finished_games(infos))  # whole-game raw scores (Atari)
 
             # ---- learn -----------------------------------------------------------------------------------
-            if step > config.learning_starts and vec_steps % config.train_freq == 0:
+            if step > learn_from and vec_steps % config.train_freq == 0:
                 sample_s, update_s = agent.learn(replay, config.updates_per_phase, config.batch_size, step)
                 timing["sample"] += sample_s
                 timing["update"] += update_s
             if crossed(step, n_envs, config.target_update_interval):
                 agent.sync_target(config.tau)
+            consistent = True
 
             # ---- log, evaluate, checkpoint ---------------------------------------------------------------
             if bar is not None:
@@ -160,17 +183,22 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
             if crossed(step, n_envs, config.eval_freq) and step < config.n_timesteps:
                 result = run_evaluation()
                 best_eval = record_eval(eval_log, run_dir, config, agent, step, obs_shape, result, best_eval,
-                                         start)
+                                         progress.start)
                 if on_eval is not None:
                     on_eval(step, result)
             if crossed(step, n_envs, config.video_every):
                 capture_training(run_dir, config, agent, step)
             if crossed(step, n_envs, checkpoint_freq):
                 save_checkpoint()
-    except KeyboardInterrupt:
+        if stop.signal is not None:  # SIGINT / SIGTERM: the step is complete (a second signal cuts the write short)
+            interrupted, consistent = True, False
+            save_checkpoint()
+    except KeyboardInterrupt:  # raised by a hook (a checkpoint if between two steps), or a second signal (none)
         interrupted = True
-        save_checkpoint()
+        if consistent and stop.signal is None:
+            save_checkpoint()
     finally:
+        stop.uninstall()
         loop_seconds = time.perf_counter() - start
         if bar is not None:
             bar.close()
@@ -178,14 +206,15 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
 
     if not interrupted:
         final_eval = run_evaluation()
-        best_eval = record_eval(eval_log, run_dir, config, agent, step, obs_shape, final_eval, best_eval, start)
+        best_eval = record_eval(eval_log, run_dir, config, agent, step, obs_shape, final_eval, best_eval,
+                                progress.start)
         if run_dir is not None:
             ckpt.save(run_dir / ckpt.MODEL_FILE, ckpt.model_payload(config, agent, step, obs_shape))
     eval_env.close()
     logger.close()
     eval_log.close()
     return RunResult(run_dir, step, progress.episodes, final_eval, best_eval, time.perf_counter() - start,
-                     loop_seconds, interrupted, agent, timing)
+                     loop_seconds, interrupted, agent, timing, checkpointer.latest if checkpointer else None)
 
 
 # ---- helpers (shared with qzoo.tabular) ---------------------------------------------------------------------
@@ -203,6 +232,20 @@ class ProgressLog:
         self.episodes, self.last_return = 0, float("nan")
         self.start = self._last_time = time.perf_counter()
         self._last_step = 0
+
+    def state_dict(self) -> dict:
+        return {"episodes": self.episodes, "last_return": self.last_return, "returns": list(self.returns),
+                "lengths": list(self.lengths), "scores": list(self.scores),
+                "seconds": time.perf_counter() - self.start, "last_step": self._last_step}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue the statistics (and time_s) of a checkpoint."""
+        self.episodes, self.last_return = state["episodes"], state["last_return"]
+        for name in ("returns", "lengths", "scores"):
+            getattr(self, name).extend(state[name])
+        self._last_time = time.perf_counter()
+        self.start = self._last_time - state["seconds"]
+        self._last_step = state["last_step"]
 
     def episode(self, episode_return: float, length: int) -> None:
         self.episodes += 1
@@ -224,23 +267,32 @@ class ProgressLog:
         return row
 
 
-def open_outputs(config: Config, run_dir: Path | None, command: str, out):
+def open_outputs(config: Config, run_dir: Path | None, command: str, out, resume_step: int | None = None):
+    """Loggers (and the progress bar) of a run; ``resume_step``: continue the logs of the run in ``run_dir``
+    from that step (later rows, written before the run died, are dropped)."""
     writers, eval_writers = [], []
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         ckpt.write_config(run_dir, config)
-        (run_dir / "command.txt").write_text(command + "\n")
-        writers.append(CSVWriter(run_dir / "progress.csv", PROGRESS_COLUMNS))
-        eval_writers.append(CSVWriter(run_dir / "evaluations.csv", EVAL_COLUMNS))
+        with open(run_dir / "command.txt", "a" if resume_step is not None else "w") as f:
+            f.write(command + "\n")
+        if resume_step is not None:
+            ckpt.discard_newer(run_dir, resume_step)
+            ckpt.rewind_logs(run_dir, resume_step)
+        append = resume_step is not None
+        writers.append(CSVWriter(run_dir / "progress.csv", PROGRESS_COLUMNS, append=append))
+        eval_writers.append(CSVWriter(run_dir / "evaluations.csv", EVAL_COLUMNS, append=append))
         if config.tensorboard:
-            tb = TensorBoardWriter(run_dir / "tensorboard", "train")
+            tb = TensorBoardWriter(run_dir / "tensorboard", "train",
+                                   purge_step=None if resume_step is None else resume_step + 1)
             writers.append(tb)
             eval_writers.append(_Prefixed(tb, "eval"))
     bar = None
     if config.progress_bar and out is not None and getattr(out, "isatty", lambda: False)():
         from tqdm import tqdm
 
-        bar = tqdm(total=config.n_timesteps, unit="step", dynamic_ncols=True, file=out, smoothing=0.1)
+        bar = tqdm(total=config.n_timesteps, initial=resume_step or 0, unit="step", dynamic_ncols=True, file=out,
+                   smoothing=0.1)
     return Logger(writers), Logger(eval_writers), bar
 
 
@@ -269,6 +321,33 @@ def record_eval(eval_log: Logger, run_dir, config, agent, step, obs_shape, resul
     if result.mean > best and run_dir is not None:
         ckpt.save(run_dir / ckpt.BEST_FILE, ckpt.model_payload(config, agent, step, obs_shape))
     return max(best, result.mean)
+
+
+class StopSignals:
+    """Once installed, SIGINT and SIGTERM ask the loop to stop after the current step (``signal`` is set); a second
+    one raises KeyboardInterrupt at once. Only in the main thread (elsewhere Python delivers no signals)."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._previous: dict = {}
+
+    def install(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signum
+        print(f"\nqzoo: {signal.Signals(signum).name}: stopping after this step to write a checkpoint "
+              "(send it again to stop at once)", file=sys.stderr, flush=True)
+
+    def uninstall(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
 
 
 def show_progress(bar, out, row: dict, step: int, advanced: int, total: int) -> None:

@@ -25,6 +25,7 @@ Design decisions:
 
 from __future__ import annotations
 
+import json
 from typing import NamedTuple
 
 import numpy as np
@@ -72,6 +73,21 @@ class ReplayBuffer:
             self.sampler.update_priorities(indices, td)
 
 
+    def reset(self) -> None:
+        """Forget the steps of unfinished episodes (the envs start new ones); stored transitions stay."""
+        self.storage.reset()
+
+    def state_dict(self) -> dict:
+        """Storage, sampler (sum tree, max priority) and sampling RNG: arrays (views) and scalars only."""
+        return {"storage": self.storage.state_dict(), "sampler": self.sampler.state_dict(),
+                "rng": json.dumps(self.rng.bit_generator.state)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.storage.load_state_dict(state["storage"])
+        self.sampler.load_state_dict(state.get("sampler", {}))  # uniform sampling has no state
+        self.rng.bit_generator.state = json.loads(state["rng"])
+
+
 def uses_frame_storage(config, observation_space) -> bool:
     """Stacked grayscale Atari frames (stack, H, W) uint8: each frame is stored once."""
     from qzoo.envs.atari import is_atari_id
@@ -88,7 +104,7 @@ def make_replay(config, observation_space) -> ReplayBuffer:
         storage = TransitionStorage(config.buffer_size, shape, observation_space.dtype, n_step=config.n_step,
                                     gamma=config.gamma, n_envs=config.n_envs)
     if config.prioritized:
-        beta = LinearSchedule(config.prioritized_beta, 1.0, config.n_timesteps)  # beta annealed to 1 over training
+        beta = LinearSchedule(config.prioritized_beta, 1.0, config.schedule_horizon)  # beta annealed to 1 over training
         capacity = storage.capacity if isinstance(storage, TransitionStorage) else storage.n_rows
         sampler = PrioritizedSampler(capacity, config.prioritized_alpha, beta, config.prioritized_eps)
     else:

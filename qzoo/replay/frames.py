@@ -106,6 +106,27 @@ class FrameStorage:
         valid, and each env's next ``add`` starts a new episode."""
         self.episode_start[:] = -1
 
+    def state_dict(self) -> dict:
+        """The frames each env has written (a view of the filled part of each ring), the per-row step data and
+        the write positions."""
+        held = np.minimum(self.written, self.env_capacity)
+        C = self.env_capacity
+        return {"frames": {str(e): self.frames[e * C:e * C + held[e]] for e in range(self.n_envs)},
+                "action": self.action, "reward": self.reward, "flags": self.flags, "valid": self.valid,
+                "size": self.size, "written": self.written, "episode_start": self.episode_start}
+
+    def load_state_dict(self, state: dict) -> None:
+        if len(state["valid"]) != self.n_rows or len(state["written"]) != self.n_envs:
+            raise ValueError(f"frame replay of {len(state['valid'])} rows / {len(state['written'])} envs does not "
+                             f"fit {self.n_rows} rows / {self.n_envs} envs")
+        C = self.env_capacity
+        for e in range(self.n_envs):
+            frames = state["frames"][str(e)]
+            self.frames[e * C:e * C + len(frames)] = frames
+        for name in ("action", "reward", "flags", "valid", "written", "episode_start"):
+            getattr(self, name)[:] = state[name]
+        self.size = int(state["size"])
+
     def valid_indices(self) -> np.ndarray:
         return np.flatnonzero(self.valid)
 

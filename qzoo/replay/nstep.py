@@ -52,6 +52,22 @@ class NStepAccumulator:
         """Drop every pending step (e.g. after the envs were reset by hand)."""
         self.windows = [[] for _ in range(self.n_envs)]
 
+    def state_dict(self) -> dict:
+        """The pending steps of every env as arrays: ``lengths[e]`` steps of env e, envs one after another."""
+        steps = [step for window in self.windows for step in window]
+        return {"lengths": np.array([len(w) for w in self.windows], np.int64),
+                "obs": np.stack([s[0] for s in steps]) if steps else np.zeros(0, np.float32),
+                "action": np.array([s[1] for s in steps], np.int64),
+                "reward": np.array([s[2] for s in steps], np.float64)}
+
+    def load_state_dict(self, state: dict) -> None:
+        lengths = np.asarray(state["lengths"], np.int64)
+        if len(lengths) != self.n_envs or np.any(lengths >= self.n):
+            raise ValueError(f"pending n-step windows {lengths.tolist()} do not fit n={self.n}, n_envs={self.n_envs}")
+        starts = np.concatenate([[0], np.cumsum(lengths)])
+        self.windows = [[(np.array(state["obs"][i]), int(state["action"][i]), float(state["reward"][i]))
+                         for i in range(starts[e], starts[e + 1])] for e in range(self.n_envs)]
+
     def push(self, obs_tm1, action_tm1, reward_t, obs_t, terminated_t, truncated_t) -> Transitions:
         """Add one step per env (leading axis = env); return the transitions that became ready."""
         obs_tm1, obs_t = np.asarray(obs_tm1), np.asarray(obs_t)

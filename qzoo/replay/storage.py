@@ -49,6 +49,27 @@ class TransitionStorage:
         self.size = min(self.size + n, self.capacity)
         return rows
 
+    def reset(self) -> None:
+        """Drop the pending n-step steps (the envs start new episodes)."""
+        self.accumulator.reset()
+
+    def state_dict(self) -> dict:
+        """The filled rows (views, not copies), the write cursor and the accumulator's pending steps."""
+        filled = slice(0, self.size)
+        return {"obs_tm1": self.obs_tm1[filled], "obs_t": self.obs_t[filled], "action_tm1": self.action_tm1[filled],
+                "reward_t": self.reward_t[filled], "discount_t": self.discount_t[filled], "pos": self.pos,
+                "size": self.size, "accumulator": self.accumulator.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        size = int(state["size"])
+        if size > self.capacity or state["obs_tm1"].shape[1:] != self.obs_tm1.shape[1:]:
+            raise ValueError(f"replay of {size} rows of {state['obs_tm1'].shape[1:]} does not fit capacity "
+                             f"{self.capacity} of {self.obs_tm1.shape[1:]}")
+        for name in ("obs_tm1", "obs_t", "action_tm1", "reward_t", "discount_t"):
+            getattr(self, name)[:size] = state[name]
+        self.pos, self.size = int(state["pos"]), size
+        self.accumulator.load_state_dict(state["accumulator"])
+
     def sample_uniform(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
         if self.size == 0:
             raise ValueError("cannot sample from an empty replay buffer")

@@ -279,7 +279,7 @@ def cmd_export(args) -> int:
 def cmd_tune(args) -> int:
     from qzoo.tuning import TuneOptions, tune
 
-    options = TuneOptions(**{k: v for k, v in vars(args).items() if k != "command"})
+    options = TuneOptions(**{k: v for k, v in vars(args).items() if k not in ("command", "argv")})
     result = tune(options)
     if result.best_value is not None:
         params = " ".join(f"{k}={v}" for k, v in result.best_params.items())

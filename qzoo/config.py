@@ -125,6 +125,11 @@ class Config:
                                       "game_score stay unclipped)", group="env")
     atari_crop: list = setting([], "(ALE) screen pixels dropped before resizing: [top, bottom, left, right] "
                                    "([] = none)", crop_check, "env")
+    atari_backend: str = setting(
+        "auto", "(ALE) training envs: 'vector' = ale-py's C++ AtariVectorEnv (the whole preprocessing in C++ "
+                "threads; a life loss continues the game from the same frame), 'wrappers' = gymnasium's wrappers "
+                "as the evaluation env; 'auto' = vector where the settings allow it (grayscale, no atari_crop, no "
+                "env_kwargs)", one_of("auto", "vector", "wrappers"), "env")
     max_episode_frames: int = setting(108_000, "(ALE) a game is truncated after this many emulator frames (108000 "
                                                "= 30 minutes, the evaluation cap)", at_least(1), "env")
     # --- network ----------------------------------------------------------------------------------------------

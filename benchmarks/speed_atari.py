@@ -7,10 +7,11 @@ is the training steps/s *after* learning starts (acting, env, replay, one update
 the ``--window`` steps that follow ``--learning-starts``. For qzoo it also reports ms per update (the learner
 alone), the time split (env / act / sample / update, as fractions of the whole loop, which includes the
 learning_starts random-action steps) and which env backend trained. ``--extra-envs 4,8`` adds qzoo-only runs
-with more envs and train_freq scaled to keep one update per 4 env steps (not comparable to SB3's line).
+with more envs and train_freq scaled to keep one update per 4 env steps, ``--variant`` qzoo-only runs with other
+settings (neither is SB3's configuration: labelled as extra lines).
 
     nice -n 5 python benchmarks/speed_atari.py [--envs ALE/Pong-v5,ALE/SpaceInvaders-v5] [--window 3000]
-        [--learning-starts 1000] [--repeats 2] [--extra-envs 4] [--set torch_threads=1 ...]
+        [--learning-starts 1000] [--repeats 2] [--extra-envs 4] [--set torch_threads=1 ...] [--variant bf16=true]
 
 Prints one line per run to stderr and a JSON summary (medians, ratio of medians) to stdout.
 """
@@ -82,7 +83,10 @@ def main() -> None:
     p.add_argument("--learning-starts", type=int, default=1000)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--extra-envs", default="", help="qzoo-only runs with these n_envs (train_freq scaled)")
-    p.add_argument("--set", action="append", default=[], help="extra qzoo setting for every qzoo run")
+    p.add_argument("--set", action="append", default=[],
+                   help="setting for every run of both (torch_threads reaches SB3 too; the rest qzoo only)")
+    p.add_argument("--variant", action="append", default=[],
+                   help="extra qzoo-only runs with these comma-separated settings on top, e.g. bf16=true")
     p.add_argument("--qzoo-only", action="store_true")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per run")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -108,14 +112,18 @@ def main() -> None:
                 sb.append(run_sb3({**spec, "seed": r}, timeout=args.timeout))
                 print(f"{env_id} repeat {r}: sb3 {sb[-1]['learning_steps_per_s']:.0f} steps/s "
                       f"({sb[-1]['peak_rss_mb']:.0f} MB)", file=sys.stderr, flush=True)
+            variants = {v: v.split(",") for v in args.variant}
             for n in filter(None, args.extra_envs.split(",")):
-                n = int(n)  # one update per 4 env steps: train_freq 4 / n vector steps, or more updates per phase
-                scaled = [f"train_freq={max(4 // n, 1)}", f"gradient_steps={max(n // 4, 1)}"]
-                res = run_qzoo(env_id, args.learning_starts, args.window, [*args.set, f"n_envs={n}", *scaled,
-                                                                             f"seed={r}"], args.timeout)
-                extra.setdefault(n, []).append(res)
-                print(f"{env_id} repeat {r}: qzoo n_envs={n} {res['learning_steps_per_s']:.0f} steps/s "
-                      f"(split {res['time_split']})", file=sys.stderr, flush=True)
+                # one update per 4 env steps: train_freq 4 / n vector steps, or more updates per phase
+                variants[f"n_envs={n}"] = [f"n_envs={n}", f"train_freq={max(4 // int(n), 1)}",
+                                           f"gradient_steps={max(int(n) // 4, 1)}"]
+            for label, sets in variants.items():
+                res = run_qzoo(env_id, args.learning_starts, args.window, [*args.set, *sets, f"seed={r}"],
+                               args.timeout)
+                extra.setdefault(label, []).append(res)
+                print(f"{env_id} repeat {r}: qzoo {label} {res['learning_steps_per_s']:.0f} steps/s "
+                      f"({res['ms_per_update']:.1f} ms/update, split {res['time_split']})", file=sys.stderr,
+                      flush=True)
         q = statistics.median(x["learning_steps_per_s"] for x in qz)
         game = {"qzoo_steps_per_s": [round(x["learning_steps_per_s"], 1) for x in qz],
                 "qzoo_ms_per_update": [round(x["ms_per_update"], 2) for x in qz],
@@ -129,9 +137,10 @@ def main() -> None:
             s = statistics.median(x["learning_steps_per_s"] for x in sb)
             game.update({"sb3_steps_per_s": [round(x["learning_steps_per_s"], 1) for x in sb],
                          "sb3_peak_rss_mb": [round(x["peak_rss_mb"]) for x in sb], "ratio_of_medians": round(q / s, 2)})
-        for n, runs in extra.items():
-            game[f"extra_qzoo_n_envs_{n}_steps_per_s"] = [round(x["learning_steps_per_s"], 1) for x in runs]
-            game[f"extra_qzoo_n_envs_{n}_time_split"] = [x["time_split"] for x in runs]
+        for label, runs in extra.items():
+            game[f"extra qzoo {label}"] = {"steps_per_s": [round(x["learning_steps_per_s"], 1) for x in runs],
+                                          "ms_per_update": [round(x["ms_per_update"], 2) for x in runs],
+                                          "time_split": [x["time_split"] for x in runs]}
         summary["games"][env_id] = game
     print(json.dumps(summary, indent=1))
 

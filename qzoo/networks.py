@@ -42,7 +42,8 @@ class NatureCNN(nn.Module):
 
     The 1/255 scaling is applied to the first convolution's weights, conv(x / 255; w) = conv(x; w / 255), not
     to the frames: the same function (and parameters), one pass over the input fewer. ``bf16``: the torso runs
-    under bfloat16 autocast (convolutions and the fully connected layer; its output is float32 again)."""
+    batches under bfloat16 autocast (convolutions and the fully connected layer; its output is float32 again); a
+    single observation (acting in one env) stays float32, as casting the weights costs more than it saves there."""
 
     image_input = True  # QNetwork hands it (B, C, H, W) observations as they are (not flattened, not cast)
 
@@ -61,7 +62,7 @@ class NatureCNN(nn.Module):
         self.feature_dim = features
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(obs.device.type, torch.bfloat16, enabled=self.bf16):
+        with torch.autocast(obs.device.type, torch.bfloat16, enabled=self.bf16 and len(obs) > 1):
             first = self.convs[0]
             x = F.conv2d(obs.float(), first.weight * (1.0 / 255.0), first.bias, first.stride)
             return F.relu(self.fc(self.convs[1:](x))).float()

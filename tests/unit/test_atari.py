@@ -390,6 +390,23 @@ def test_nature_cnn_shapes_and_uint8_scaling():
     assert q(frames).shape == (5, 6)
 
 
+def test_nature_cnn_bf16_autocast_stays_close_to_float32_and_learns_in_float32():
+    torch.manual_seed(0)
+    fp32, bf16 = NatureCNN((4, 84, 84)), NatureCNN((4, 84, 84), bf16=True)
+    bf16.load_state_dict(fp32.state_dict())
+    frames = torch.randint(0, 256, (8, 4, 84, 84), dtype=torch.uint8)
+    features = bf16(frames)
+    assert features.dtype == torch.float32 and all(p.dtype == torch.float32 for p in bf16.parameters())
+    reference = fp32(frames)
+    assert not torch.equal(features, reference)  # it did compute in bfloat16...
+    assert (features - reference).norm() / reference.norm() < 0.02  # ...to within bfloat16's ~3 digits
+    torch.testing.assert_close(bf16(frames[:1]), reference[:1], rtol=1e-4, atol=1e-5)  # acting: float32
+    features.sum().backward()
+    assert bf16.convs[0].weight.grad.dtype == torch.float32 and bf16.convs[0].weight.grad.abs().sum() > 0
+    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    assert build_q_network(Config(env_id="ALE/Pong-v5", bf16=True), space, 6).torso.bf16
+
+
 def test_nature_cnn_composes_with_noisy_dueling_c51_heads():
     space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
     config = Config(env_id="ALE/Pong-v5", noisy=True, dueling=True, distributional="c51")

@@ -17,12 +17,12 @@ The pipeline, inner to outer (``training`` marks what only the training environm
     ChannelsFirst           only for RGB: (stack, H, W, 3) -> (3 * stack, H, W)
 
 The training envs are ale-py's C++ ``AtariVectorEnv`` instead (:class:`AtariTrainingVectorEnv`, ``atari_backend``)
-where the settings allow it: the same preprocessing in C++ threads, 2-3x the steps/s of the wrappers. Its
-episodes and scores follow the wrappers' rules, with three differences by design (all at a reset, never within
-a life): a life loss ends the episode but the next one starts from the very next frame (the frame stack carries
-on; the wrappers take a no-op step, FIRE and action 2, and zero-pad the stack); at a game reset the C++ env
-presses FIRE for one frame (the wrappers: FIRE, then action 2, as agent steps); its no-op counts come from its
-own generator. The wrappers stay the evaluation env and the independent reference the tests hold both to.
+where the settings allow it: the same preprocessing in C++ threads, faster than the Python wrappers where cores are
+free (BENCHMARKS.md). Its episodes and scores follow the wrappers' rules, with three differences by design (all at a
+reset, never within a life): a life loss ends the episode but the next one starts from the very next frame (the
+frame stack carries on; the wrappers take a no-op step, FIRE and action 2, and zero-pad the stack); at a game reset
+the C++ env presses FIRE for one frame (the wrappers: FIRE, then action 2, as agent steps); its no-op counts come
+from its own generator. The wrappers stay the evaluation env and the independent reference the tests hold both to.
 
 ``make_env`` adds RecordEpisodeStatistics outside all of it, so an episode's logged return is what the agent
 learns from (per life, clipped, in training); the game score is recorded inside, before anything alters it.

@@ -1,7 +1,8 @@
 """The peer for comparisons: stable-baselines3 in its own virtual environment (never a qzoo dependency).
 
 ``ensure_sb3()`` creates ``benchmarks/.sb3-venv`` on first use (CPU torch from the local wheel first, so pip
-does not pull a CUDA build) and returns its python. ``run_sb3(config_dict)`` runs ``sb3_runner.py`` there and
+does not pull a CUDA build), adds ale-py and OpenCV (for the Atari benchmark) to a venv made before they were
+needed, and returns its python. ``run_sb3(config_dict)`` runs ``sb3_runner.py`` there and
 returns its JSON result.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 VENV = HERE / ".sb3-venv"
 SB3_VERSION = "2.9.2"
+ATARI_PACKAGES = ["ale-py>=0.10,<1", "opencv-python-headless>=4.8,<6"]  # SB3's AtariWrapper needs cv2
 
 
 def ensure_sb3() -> Path:
@@ -24,8 +26,10 @@ def ensure_sb3() -> Path:
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
         pip = [str(python), "-m", "pip", "install", "-q"]
         subprocess.run(pip + ["torch==2.13.0"], check=True)
-        subprocess.run(pip + [f"stable-baselines3=={SB3_VERSION}", "gymnasium[classic-control,box2d]>=1.1,<2"],
-                       check=True)
+        subprocess.run(pip + [f"stable-baselines3=={SB3_VERSION}", "gymnasium[classic-control,box2d]>=1.1,<2",
+                              *ATARI_PACKAGES], check=True)
+    elif subprocess.run([str(python), "-c", "import ale_py, cv2"], capture_output=True).returncode != 0:
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *ATARI_PACKAGES], check=True)
     return python
 
 

@@ -125,6 +125,11 @@ class Config:
                                       "game_score stay unclipped)", group="env")
     atari_crop: list = setting([], "(ALE) screen pixels dropped before resizing: [top, bottom, left, right] "
                                    "([] = none)", crop_check, "env")
+    atari_backend: str = setting(
+        "auto", "(ALE) training envs: 'vector' = ale-py's C++ AtariVectorEnv (the whole preprocessing in C++ "
+                "threads; a life loss continues the game from the same frame), 'wrappers' = gymnasium's wrappers "
+                "as the evaluation env; 'auto' = vector where the settings allow it (grayscale, no atari_crop, no "
+                "env_kwargs)", one_of("auto", "vector", "wrappers"), "env")
     max_episode_frames: int = setting(108_000, "(ALE) a game is truncated after this many emulator frames (108000 "
                                                "= 30 minutes, the evaluation cap)", at_least(1), "env")
     # --- network ----------------------------------------------------------------------------------------------
@@ -143,6 +148,9 @@ class Config:
     dueling: bool = setting(False, "dueling head: Q = V + A - mean(A) (Wang et al. 2016)", group="network")
     noisy: bool = setting(False, "factorised Gaussian noisy linear layers (Fortunato et al. 2018); turns "
                                  "epsilon-greedy off", group="network")
+    bf16: bool = setting(False, "run the Nature CNN torso in bfloat16 autocast (its output, the head, loss and "
+                               "optimizer stay float32): ~1.7x faster updates on CPUs with AVX512_BF16 or AMX; "
+                               "not yet checked for learning quality over a long run", group="network")
     noisy_sigma: float = setting(0.5, "initial noise scale sigma0 of noisy layers", positive, "network")
     distributional: str = setting("none", "distributional head: none or c51 (Bellemare et al. 2017)",
                                   one_of("none", "c51"), "network")

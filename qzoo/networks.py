@@ -40,12 +40,18 @@ class NatureCNN(nn.Module):
     """The Nature DQN torso (Mnih et al. 2015): frames (B, C, H, W), uint8 in [0, 255], are scaled by 1/255
     inside the network (so replay keeps uint8), then conv 32 8x8 stride 4, conv 64 4x4 stride 2, conv 64 3x3
     stride 1, fully connected 512, each followed by a ReLU. ``linear`` builds the fully connected layer (a
-    NoisyLinear for noisy nets, as in Rainbow)."""
+    NoisyLinear for noisy nets, as in Rainbow).
+
+    The 1/255 scaling is applied to the first convolution's weights, conv(x / 255; w) = conv(x; w / 255), not
+    to the frames: the same function (and parameters), one pass over the input fewer. ``bf16``: the torso runs
+    batches under bfloat16 autocast (convolutions and the fully connected layer; its output is float32 again); a
+    single observation (acting in one env) stays float32, as casting the weights costs more than it saves there."""
 
     image_input = True  # QNetwork hands it (B, C, H, W) observations as they are (not flattened, not cast)
 
-    def __init__(self, obs_shape: tuple[int, int, int], features: int = 512, linear=nn.Linear):
+    def __init__(self, obs_shape: tuple[int, int, int], features: int = 512, linear=nn.Linear, bf16: bool = False):
         super().__init__()
+        self.bf16 = bf16
         channels, height, width = obs_shape
         self.convs = nn.Sequential(
             nn.Conv2d(channels, 32, kernel_size=8, stride=4), nn.ReLU(),
@@ -58,8 +64,10 @@ class NatureCNN(nn.Module):
         self.feature_dim = features
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        x = obs.float() * (1.0 / 255.0)
-        return F.relu(self.fc(self.convs(x)))
+        with torch.autocast(obs.device.type, torch.bfloat16, enabled=self.bf16 and len(obs) > 1):
+            first = self.convs[0]
+            x = F.conv2d(obs.float(), first.weight * (1.0 / 255.0), first.bias, first.stride)
+            return F.relu(self.fc(self.convs[1:](x))).float()
 
 
 class QNetwork(nn.Module):
@@ -119,7 +127,7 @@ def build_q_network(config: Config, observation_space: gym.spaces.Space, n_actio
         in_dim = int(torch.tensor(observation_space.shape).prod())
         torso, feature_dim = mlp(in_dim, list(config.net_arch), linear)
     elif network == "nature_cnn":
-        torso = NatureCNN(tuple(observation_space.shape), linear=linear)
+        torso = NatureCNN(tuple(observation_space.shape), linear=linear, bf16=config.bf16)
         feature_dim = torso.feature_dim
     else:
         raise ValueError(f"unknown network {network!r}")

@@ -8,7 +8,8 @@ Discrete observations (FrozenLake, Taxi: an integer state) reach the deep agent 
 (:class:`OneHotObservation`); the tabular agent indexes its table with the integer itself.
 
 Atari games (ALE ids) go through the DQN preprocessing of :mod:`qzoo.envs.atari`: the training vector env
-(``training=True``) ends episodes at a life loss and clips rewards; the evaluation env plays whole games with
+(ale-py's C++ AtariVectorEnv, or the gymnasium wrappers with ``training=True``) ends episodes at a life loss and
+clips rewards; the evaluation env plays whole games with
 the game's own score. Either reports a finished game's raw score in ``info["game_score"]``.
 """
 
@@ -26,7 +27,13 @@ from gymnasium.utils import EzPickle
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from qzoo.config import Config, ConfigError
-from qzoo.envs.atari import is_atari_id, make_atari_env
+from qzoo.envs.atari import (
+    AtariTrainingVectorEnv,
+    is_atari_id,
+    make_atari_env,
+    uses_vector_backend,
+    vector_backend_problem,
+)
 
 gym.register(id="qzoo/Corridor-v0", entry_point="qzoo.envs.toy:Corridor", max_episode_steps=30)
 
@@ -73,6 +80,10 @@ def check_env(config: Config) -> EnvInfo:
         raise ConfigError(f"unknown environment id '{config.env_id}'{hint}") from None
     try:
         if is_atari_id(config.env_id):
+            problem = vector_backend_problem(config)
+            if config.atari_backend == "vector" and problem:
+                raise ConfigError(f"setting 'atari_backend' 'vector' cannot be used with {problem}: use 'auto' or "
+                                  "'wrappers'")
             env = make_atari_env(config, training=False)
         else:
             env = gym.make(config.env_id, **config.env_kwargs)
@@ -130,8 +141,11 @@ def make_env(env_id: str, env_kwargs: dict | None = None, *, one_hot: bool = Tru
 
 
 def make_vec_env(config: Config, n_envs: int | None = None) -> gym.vector.VectorEnv:
-    """The training environments (for Atari: life-loss episodes, clipped rewards)."""
+    """The training environments (for Atari: life-loss episodes, clipped rewards; ale-py's C++ AtariVectorEnv
+    where the settings allow it, see ``atari_backend``)."""
     import_gym_packages(config.gym_packages)
+    if is_atari_id(config.env_id) and uses_vector_backend(config):
+        return AtariTrainingVectorEnv(config, n_envs or config.n_envs)
     fns = [make_env(config.env_id, config.env_kwargs, config=config, training=True)
            for _ in range(n_envs or config.n_envs)]
     return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)

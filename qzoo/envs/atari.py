@@ -16,6 +16,14 @@ The pipeline, inner to outer (``training`` marks what only the training environm
     FrameStackObservation   gymnasium's: the last frame_stack frames, zero-padded at an episode start
     ChannelsFirst           only for RGB: (stack, H, W, 3) -> (3 * stack, H, W)
 
+The training envs are ale-py's C++ ``AtariVectorEnv`` instead (:class:`AtariTrainingVectorEnv`, ``atari_backend``)
+where the settings allow it: the same preprocessing in C++ threads, faster than the Python wrappers where cores are
+free (BENCHMARKS.md). Its episodes and scores follow the wrappers' rules, with three differences by design (all at a
+reset, never within a life): a life loss ends the episode but the next one starts from the very next frame (the
+frame stack carries on; the wrappers take a no-op step, FIRE and action 2, and zero-pad the stack); at a game reset
+the C++ env presses FIRE for one frame (the wrappers: FIRE, then action 2, as agent steps); its no-op counts come
+from its own generator. The wrappers stay the evaluation env and the independent reference the tests hold both to.
+
 ``make_env`` adds RecordEpisodeStatistics outside all of it, so an episode's logged return is what the agent
 learns from (per life, clipped, in training); the game score is recorded inside, before anything alters it.
 Observations reach the agent as uint8 (frame_stack, screen_size, screen_size); the network scales them.
@@ -32,6 +40,8 @@ Design decisions:
 """
 
 from __future__ import annotations
+
+import os
 
 import ale_py
 import gymnasium as gym
@@ -196,3 +206,86 @@ def make_atari_env(config: Config, *, training: bool) -> gym.Env:
     if not config.grayscale:
         env = ChannelsFirst(env)
     return env
+
+
+def vector_backend_problem(config: Config) -> str | None:
+    """Why ``AtariVectorEnv`` cannot train with these settings (None: it can)."""
+    if not config.grayscale:
+        return "RGB frames (grayscale false)"
+    if config.atari_crop:
+        return "atari_crop"
+    if config.env_kwargs:
+        return "env_kwargs"
+    return None
+
+
+def uses_vector_backend(config: Config) -> bool:
+    """True when the training envs are ale-py's C++ ``AtariVectorEnv`` (atari_backend, and what it allows)."""
+    return config.atari_backend != "wrappers" and vector_backend_problem(config) is None
+
+
+class AtariTrainingVectorEnv(gym.vector.VectorWrapper):
+    """ale-py's C++ ``AtariVectorEnv`` as qzoo's training envs: same-step autoreset with the true final
+    observation in ``infos["final_obs"]``, life-loss episodes, clipped rewards, and in ``infos["final_info"]``
+    each finished episode's return and length (``episode``, as RecordEpisodeStatistics) and each finished game's
+    raw score (``game_score``), exactly as the wrapper pipeline reports them.
+
+    The C++ env plays whole games with raw rewards (no episodic_life, no reward_clipping, so that it reports the
+    real game over and the raw score); this wrapper ends an episode where ``info["lives"]`` drops while the game
+    goes on (as EpisodicLife: 0 < lives < previous lives; such a step's s' is the observation itself, as the game
+    was not reset) and clips the rewards. A game that is over or truncated was reset by the C++ env in the same
+    step: its s' is the C++ env's ``final_obs``."""
+
+    def __init__(self, config: Config, n_envs: int):
+        from ale_py.vector_env import AtariVectorEnv
+
+        nature = config.atari_protocol == "nature"
+        env = AtariVectorEnv(
+            atari_game(config.env_id), n_envs, num_threads=min(n_envs, os.cpu_count() or 1),
+            noop_max=config.noop_max if nature else 0, frameskip=config.frame_skip, maxpool=config.frame_skip > 1,
+            img_height=config.screen_size, img_width=config.screen_size, grayscale=True,
+            stack_num=config.frame_stack, episodic_life=False, life_loss_info=False, reward_clipping=False,
+            use_fire_reset=config.fire_reset, max_num_frames_per_episode=config.max_episode_frames,
+            repeat_action_probability=STICKY_ACTION_PROBABILITY[config.atari_protocol], autoreset_mode="SameStep")
+        super().__init__(env)
+        self.metadata = {**env.metadata, "autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
+        self.episodic_life = nature and config.episodic_life
+        self.clip_reward = config.clip_reward
+        self.lives = np.zeros(n_envs, np.int64)
+        self.episode_return = np.zeros(n_envs)
+        self.episode_length = np.zeros(n_envs, np.int64)
+        self.game_score = np.zeros(n_envs)
+
+    def reset(self, *, seed=None, options=None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        self.lives[:] = info["lives"]
+        self.episode_return[:] = self.episode_length[:] = self.game_score[:] = 0
+        return obs, {}
+
+    def step(self, actions):
+        obs, raw_reward, game_over, truncated, info = self.env.step(np.asarray(actions))
+        game_over = game_over.astype(bool)
+        game_ended = game_over | truncated  # the C++ env reset these games in this step
+        lives = info["lives"]
+        terminated = game_over
+        if self.episodic_life:
+            terminated = game_over | (~game_ended & (0 < lives) & (lives < self.lives))
+        self.lives[:] = lives
+        raw_reward = raw_reward.astype(np.float64)
+        reward = np.sign(raw_reward) if self.clip_reward else raw_reward
+        self.episode_return += reward
+        self.episode_length += 1
+        self.game_score += raw_reward
+        ended = terminated | truncated
+        infos = {}
+        if ended.any():
+            final_obs = obs.copy()  # an episode ended by a life loss ends at the observation itself
+            if game_ended.any():
+                final_obs[game_ended] = info["final_obs"][game_ended]
+            infos = {"final_obs": final_obs, "_final_obs": ended, "final_info": {
+                "episode": {"r": self.episode_return.copy(), "l": self.episode_length.copy()}, "_episode": ended,
+                "game_score": self.game_score.copy(), "_game_score": game_ended}}
+            self.episode_return[ended] = 0
+            self.episode_length[ended] = 0
+            self.game_score[game_ended] = 0
+        return obs, reward, terminated, truncated, infos

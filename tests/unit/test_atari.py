@@ -14,8 +14,15 @@ from gymnasium.wrappers import AtariPreprocessing
 
 from qzoo import config as config_module
 from qzoo.config import Config, ConfigError, normalise_preset_entry, preset_values, resolve
-from qzoo.envs import check_env, finished_episodes, finished_games, make_env, make_vec_env
-from qzoo.envs.atari import CropResize, FireReset, atari_game, is_atari_id, make_atari_env
+from qzoo.envs import check_env, finished_episodes, finished_games, make_env, make_vec_env, true_next_obs
+from qzoo.envs.atari import (
+    AtariTrainingVectorEnv,
+    CropResize,
+    FireReset,
+    atari_game,
+    is_atari_id,
+    make_atari_env,
+)
 from qzoo.evaluation import human_normalized
 from qzoo.networks import NatureCNN, NoisyLinear, QNetwork, build_q_network
 
@@ -88,6 +95,89 @@ def test_episodic_life_ends_an_episode_where_ale_reports_the_life_loss():
     assert terminated and lives(ours) == 4  # the first life was lost, the game goes on
 
 
+# ---- (a') the C++ training backend against the wrapper pipeline, transition by transition ------------------
+def test_vector_backend_transitions_match_the_wrapper_pipeline_step_by_step():
+    """qzoo's training envs (AtariTrainingVectorEnv on ale-py's C++ AtariVectorEnv) against an independently
+    assembled reference: the gymnasium-wrapper pipeline playing whole games with raw rewards, with the life-loss
+    episodes and the clipping worked out here from the emulator's lives and the raw rewards. Two envs with
+    different action sequences, 450 steps of Breakout: life losses, game overs and resets in both. Checked per
+    step and env: observations byte for byte, clipped rewards, terminated (life loss or game over), truncated,
+    s' (the observation itself after a life loss, the true last one at a game over), and the per-life returns
+    and lengths and whole-game raw scores reported in final_info. As in the test above, the game-over frame
+    itself (which AtariPreprocessing does not read) is not compared, only the frames before it."""
+    config = Config(env_id="ALE/Breakout-v5", noop_max=0, fire_reset=False, n_envs=2)
+    envs = make_vec_env(config)
+    assert isinstance(envs, AtariTrainingVectorEnv)
+    refs = [make_atari_env(config, training=False) for _ in range(2)]
+    obs, _ = envs.reset(seed=0)
+    ref_obs = [ref.reset(seed=0)[0] for ref in refs]
+    np.testing.assert_array_equal(obs, np.stack(ref_obs))
+    ref_lives = [lives(ref) for ref in refs]
+    ep_return, ep_length, score = [0.0, 0.0], [0, 0], [0.0, 0.0]
+    life_losses = games = 0
+    acts = np.stack([actions(4, 450, seed=1), actions(4, 450, seed=2)], axis=1)
+    for t, action in enumerate(acts):
+        next_obs, reward, terminated, truncated, infos = envs.step(action)
+        s_t = true_next_obs(next_obs, infos)
+        episodes = {i: (r, n) for i, r, n in finished_episodes(infos)}
+        scores = finished_games(infos)
+        for i, ref in enumerate(refs):
+            o, raw, game_over, ref_truncated, _ = ref.step(action[i])
+            life_lost = 0 < lives(ref) < ref_lives[i]
+            ref_lives[i] = lives(ref)
+            ep_return[i] += np.sign(raw)
+            ep_length[i] += 1
+            score[i] += raw
+            assert (reward[i], terminated[i], truncated[i]) == (np.sign(raw), game_over or life_lost, ref_truncated)
+            if game_over:
+                np.testing.assert_array_equal(s_t[i][:-1], o[:-1], err_msg=f"step {t}")  # the final obs...
+                assert not np.array_equal(s_t[i], next_obs[i])  # ...not the next game's first one
+                o, _ = ref.reset()
+                ref_lives[i] = lives(ref)
+                assert scores.pop(0) == score[i]
+                score[i], games = 0.0, games + 1
+            else:
+                np.testing.assert_array_equal(s_t[i], o, err_msg=f"step {t}")  # a life loss: the game goes on
+            np.testing.assert_array_equal(next_obs[i], o, err_msg=f"step {t}")
+            if game_over or life_lost:
+                assert episodes.pop(i) == (ep_return[i], ep_length[i])
+                ep_return[i], ep_length[i] = 0.0, 0
+                life_losses += life_lost
+        assert not episodes and not scores, t
+    assert life_losses >= 8 and games >= 2  # (a random Breakout game is ~180 steps)
+    envs.close()
+
+
+def test_vector_backend_truncates_at_the_frame_cap_with_the_true_final_observation():
+    config = Config(env_id="ALE/Pong-v5", noop_max=0, fire_reset=False, max_episode_frames=400)
+    envs = make_vec_env(config)
+    ref = make_atari_env(config, training=True)
+    obs, _ = envs.reset(seed=0)
+    ref.reset(seed=0)
+    for t in range(100):  # 400 frames = 100 agent steps
+        prev, action = obs, actions(6, 100)[t]
+        obs, _, terminated, truncated, infos = envs.step(np.array([action]))
+        ref_obs, _, _, ref_truncated, ref_info = ref.step(action)
+        assert not terminated[0] and truncated[0] == ref_truncated == (t == 99)
+    s_t = true_next_obs(obs, infos)
+    np.testing.assert_array_equal(s_t[0][:-1], prev[0][1:])  # the truncated game's last stack, which bootstraps
+    np.testing.assert_array_equal(s_t[0][:-1], ref_obs[:-1])  # (its newest frame is the cap frame, unread by ref)
+    np.testing.assert_array_equal(obs[0], ref.reset()[0])  # and the next game started at once, as the ref resets
+    assert finished_games(infos) == [ref_info["game_score"]] and finished_episodes(infos)[0][2] == 100
+    envs.close()
+
+
+def test_vector_backend_is_used_where_the_settings_allow_it():
+    assert isinstance(make_vec_env(Config(env_id="ALE/Pong-v5")), AtariTrainingVectorEnv)
+    for settings in ({"atari_backend": "wrappers"}, {"atari_crop": [32, 14, 8, 8]}, {"grayscale": False},
+                     {"env_kwargs": {"mode": 0}}):
+        assert isinstance(make_vec_env(Config(env_id="ALE/Pong-v5", **settings)), gym.vector.SyncVectorEnv)
+    with pytest.raises(ConfigError, match="'atari_backend' 'vector' cannot be used with atari_crop"):
+        check_env(Config(env_id="ALE/Pong-v5", atari_backend="vector", atari_crop=[32, 14, 8, 8]))
+    machado = make_vec_env(Config(env_id="ALE/Breakout-v5", atari_protocol="machado"))
+    assert not machado.episodic_life
+
+
 # ---- (b) what training and evaluation each get --------------------------------------------------------------
 def test_episodic_life_ends_training_episodes_but_not_the_game():
     env = make_atari_env(Config(env_id="ALE/Breakout-v5"), training=True)
@@ -126,7 +216,7 @@ def test_game_score_is_recorded_unclipped_across_lives_in_training(monkeypatch):
         return out
 
     monkeypatch.setattr(AtariPreprocessing, "step", recording_step)
-    envs = make_vec_env(Config(env_id="ALE/SpaceInvaders-v5"))
+    envs = make_vec_env(Config(env_id="ALE/SpaceInvaders-v5", atari_backend="wrappers"))
     envs.reset(seed=0)
     episode_returns, scores = [], []
     for action in actions(6, 3000):
@@ -298,6 +388,23 @@ def test_nature_cnn_shapes_and_uint8_scaling():
     torch.testing.assert_close(torso(frames.float()), features)
     q = QNetwork(torso, torso.feature_dim, 6)
     assert q(frames).shape == (5, 6)
+
+
+def test_nature_cnn_bf16_autocast_stays_close_to_float32_and_learns_in_float32():
+    torch.manual_seed(0)
+    fp32, bf16 = NatureCNN((4, 84, 84)), NatureCNN((4, 84, 84), bf16=True)
+    bf16.load_state_dict(fp32.state_dict())
+    frames = torch.randint(0, 256, (8, 4, 84, 84), dtype=torch.uint8)
+    features = bf16(frames)
+    assert features.dtype == torch.float32 and all(p.dtype == torch.float32 for p in bf16.parameters())
+    reference = fp32(frames)
+    assert not torch.equal(features, reference)  # it did compute in bfloat16...
+    assert (features - reference).norm() / reference.norm() < 0.02  # ...to within bfloat16's ~3 digits
+    torch.testing.assert_close(bf16(frames[:1]), reference[:1], rtol=1e-4, atol=1e-5)  # acting: float32
+    features.sum().backward()
+    assert bf16.convs[0].weight.grad.dtype == torch.float32 and bf16.convs[0].weight.grad.abs().sum() > 0
+    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    assert build_q_network(Config(env_id="ALE/Pong-v5", bf16=True), space, 6).torso.bf16
 
 
 def test_nature_cnn_composes_with_noisy_dueling_c51_heads():

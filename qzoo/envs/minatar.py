@@ -105,4 +105,4 @@ def register_minatar_envs() -> None:
     for name, game in GAMES.items():
         env_id = f"MinAtar/{name}-v1"
         if env_id not in gym.registry:
-            gym.register(id=env_id, entry_point="qzoo.envs.minatar:MinAtarEnv", kwargs={"game": game})
+            gym.register(id=env_id, entry_point=MinAtarEnv, kwargs={"game": game})

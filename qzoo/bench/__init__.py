@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import shutil
 import sys
 import time
@@ -209,7 +210,7 @@ def run_job(job: Job) -> dict:
                       train_return=r["train_return"], steps_per_s=r["steps_per_s"], seconds=r["seconds"],
                       model="model.zip")
     result.update(status="finished", run_dir=str(run_dir), finished_at=time.strftime("%Y-%m-%d %H:%M:%S"),
-                  config=job.config)
+                  worker_pid=os.getpid(), config=job.config)
     _atomic_json(run_dir / RESULT_FILE, result)
     return result
 

@@ -21,6 +21,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -182,6 +183,7 @@ def run_job(job: Job) -> dict:
 
     from qzoo import checkpoint as ckpt
 
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM stops a run cleanly (checkpoint, logs), as Ctrl-C
     torch.set_num_threads(1)
     run_dir = Path(job.run_dir)
     if run_dir.exists():  # an unfinished run's leftovers: start over
@@ -220,8 +222,8 @@ def run_job(job: Job) -> dict:
 class BenchResult:
     suite_dir: Path
     results: list[dict]  # every finished run (skipped ones included)
-    ran: int
-    skipped: int
+    ran: int  # runs finished by this call
+    skipped: int  # runs found finished
     failed: list[str]
     interrupted: bool = False
 
@@ -261,13 +263,21 @@ def run_suite(suite: Suite, jobs: list[Job], bench_dir: Path, n_workers: int = 1
                     print(f"[{k}/{len(todo)}] {job.env_id} {job.algo} s{job.seed}: final eval "
                           f"{r['final_eval']:.2f}  {r['steps_per_s']:.0f} steps/s  {r['seconds']:.0f} s", file=log,
                           flush=True)
-            except KeyboardInterrupt:
-                pool.shutdown(wait=True, cancel_futures=True)  # workers saw the signal too and checkpoint
+            except KeyboardInterrupt:  # stop the running runs cleanly (each writes a checkpoint), start no more
+                for process in list(getattr(pool, "_processes", {}).values()):
+                    if process.is_alive():
+                        process.terminate()
+                pool.shutdown(wait=True, cancel_futures=True)
                 interrupted = True
     results = [done[job.run_dir] for job in jobs if job.run_dir in done]
     write_tables(suite_dir, results, load_anchors(), suite.description)
     _plot(suite_dir, results)
-    return BenchResult(suite_dir, results, len(todo), len(jobs) - len(todo), failed, interrupted)
+    ran = sum(job.run_dir in done for job in todo)
+    return BenchResult(suite_dir, results, ran, len(jobs) - len(todo), failed, interrupted)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _plot(suite_dir: Path, results: list[dict]) -> None:

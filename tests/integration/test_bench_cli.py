@@ -87,3 +87,26 @@ def test_train_minatar_end_to_end(runs_dir):
     e = run(["eval", str(run_dir), "--episodes", "2"])
     assert e.returncode == 0, e.stderr
     assert "(2 episodes)" in e.stdout
+
+
+def test_bench_stops_cleanly_on_sigterm_and_leaves_the_run_unfinished(tmp_path):
+    import signal
+    import time
+
+    suite_file = tmp_path / "suites.yml"
+    suite_file.write_text("long:\n  settings: {eval_freq: 0, tensorboard: false, log_interval: 200, "
+                          "learning_starts: 100}\n  envs:\n    CartPole-v1: {n_timesteps: 1000000}\n")
+    proc = subprocess.Popen(QZOO + ["bench", "long", "--suite-file", str(suite_file), "--seeds", "1",
+                                    "--bench-dir", str(tmp_path / "bench")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    run_dir = tmp_path / "bench" / "long" / "CartPole-v1" / "dqn_s0"
+    deadline = time.monotonic() + 120
+    while not (run_dir / "progress.csv").is_file() or (run_dir / "progress.csv").stat().st_size < 200:
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted; rerun the same command" in err
+    assert list((run_dir / "checkpoints").glob("step_*.pt"))  # the worker stopped cleanly and checkpointed
+    assert not (run_dir / "result.json").exists() and not (run_dir / "model.pt").exists()

@@ -1,4 +1,6 @@
-"""Learning at RL Zoo's budgets on classic control: final evaluation return per seed, optionally beside
+"""(Superseded by `qzoo bench classic [--peer sb3]`, same protocol; kept for the figures recorded with it.)
+
+Learning at RL Zoo's budgets on classic control: final evaluation return per seed, optionally beside
 stable-baselines3's DQN on the same hyperparameters and seeds.
 
     python benchmarks/learning_classic.py --envs CartPole-v1,Acrobot-v1,MountainCar-v0,LunarLander-v3 \

@@ -62,6 +62,24 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     add_results_commands(sub)
     _add_tune_parser(sub)
+
+    bench = sub.add_parser("bench", help="run a benchmark suite (envs x algos x seeds) and write its results table",
+                           description="Run every (env, algo, seed) of a suite in worker processes, skipping finished "
+                                       "runs, then write results.csv, summary.csv and results.md. Suites: "
+                                       "qzoo/presets/suites.yml (classic, minatar, minatar-paper, atari), "
+                                       "extended by --suite-file.")
+    bench.add_argument("suite", help="suite name, e.g. classic or minatar")
+    bench.add_argument("--algos", default="dqn", help="comma-separated algos (default: dqn), e.g. dqn,rainbow")
+    bench.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per env and algo (default: 3)")
+    bench.add_argument("--jobs", type=int, default=1, help="worker processes, one run each (default: 1)")
+    bench.add_argument("--peer", choices=("sb3",), help="also train stable-baselines3's DQN on the same settings "
+                                                         "(in its own venv, created on first use)")
+    bench.add_argument("--envs", help="comma-separated subset of the suite's env ids (default: all)")
+    bench.add_argument("--n-timesteps", "-n", type=int, help="override every run's n_timesteps (e.g. a smoke run)")
+    bench.add_argument("--suite-file", metavar="FILE", help="YAML file of extra suites (same format as suites.yml)")
+    bench.add_argument("--bench-dir", default="bench", help="parent of the suite directories (default: bench)")
+    bench.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
+                       help="override one setting of every run; repeatable")
     return parser
 
 
@@ -291,13 +309,38 @@ def cmd_tune(args) -> int:
     return EXIT_INTERRUPTED if result.interrupted else 0
 
 
+def cmd_bench(args) -> int:
+    from qzoo.bench import load_suites, plan, run_suite
+
+    if args.seeds < 1 or args.jobs < 1 or (args.n_timesteps is not None and args.n_timesteps < 1):
+        raise ConfigError("--seeds, --jobs and --n-timesteps must be >= 1")
+    suites = load_suites(args.suite_file)
+    if args.suite not in suites:
+        raise ConfigError(f"unknown suite '{args.suite}'; allowed: {', '.join(suites)} (or define it in --suite-file)")
+    bench_dir = Path(args.bench_dir)
+    jobs = plan(suites[args.suite], [a.strip() for a in args.algos.split(",") if a.strip()], list(range(args.seeds)),
+                bench_dir, peer=args.peer, n_timesteps=args.n_timesteps, sets=args.sets,
+                envs=args.envs.split(",") if args.envs else None)
+    result = run_suite(suites[args.suite], jobs, bench_dir, args.jobs)
+    print((result.suite_dir / "results.md").read_text())
+    print(f"results: {result.suite_dir / 'results.md'}, results.csv, summary.csv  ({result.ran} run, "
+          f"{result.skipped} already finished)")
+    if result.interrupted:
+        print("qzoo: interrupted; rerun the same command to finish the remaining runs", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    for line in result.failed:
+        print(f"qzoo bench: failed: {line}", file=sys.stderr)
+    return 1 if result.failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)  # for command.txt
     signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM takes the same clean path as Ctrl-C
     try:
         commands = {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot, "record": cmd_record, "report": cmd_report,
-                    "export": cmd_export, "tune": cmd_tune}
+                    "export": cmd_export, "tune": cmd_tune,
+                    "bench": cmd_bench}
         return commands[args.command](args)
     except ConfigError as e:
         print(f"qzoo {args.command}: error: {e}", file=sys.stderr)

@@ -134,9 +134,10 @@ class Config:
                                                "= 30 minutes, the evaluation cap)", at_least(1), "env")
     # --- network ----------------------------------------------------------------------------------------------
     algo: str = setting("dqn", "algorithm preset family", one_of(*ALGOS), "network")
-    network: str = setting("auto", "Q-network torso: mlp, nature_cnn (Mnih et al. 2015) or auto (mlp for flat "
-                                   "observations, nature_cnn for images)", one_of("auto", "mlp", "nature_cnn"),
-                           "network")
+    network: str = setting("auto", "Q-network torso: mlp, nature_cnn (Mnih et al. 2015), minatar (conv 16 3x3 -> "
+                                   "fc 128, Young & Tian 2019) or auto (mlp for flat observations, nature_cnn for "
+                                   "images of at least 36x36, minatar for smaller grids)",
+                           one_of("auto", "mlp", "nature_cnn", "minatar"), "network")
     net_arch: list = setting([64, 64], "hidden layer sizes of the MLP torso", net_arch_check, "network")
     # --- learner ----------------------------------------------------------------------------------------------
     learning_rate: float = setting(1e-4, "optimizer step size (dqn); step size alpha of the table update "
@@ -193,8 +194,9 @@ class Config:
                                   gradient_steps_check, "train")
     device: str = setting("auto", "torch device: auto (CUDA when present), cpu, cuda, cuda:N", device_check,
                           "train")
-    torch_threads: int = setting(0, "torch intra-op threads (0 = auto: 1 for MLPs, whose small matrices lose more "
-                                    "to thread hand-offs than they gain; torch's default otherwise)", at_least(0),
+    torch_threads: int = setting(0, "torch intra-op threads (0 = auto: 1 for MLPs and the MinAtar CNN, whose small "
+                                    "matrices lose more to thread hand-offs than they gain; torch's default "
+                                    "otherwise)", at_least(0),
                                  "train")
     # --- logging, evaluation, checkpoints ---------------------------------------------------------------------
     log_interval: int = setting(1000, "environment steps between progress.csv rows", at_least(1), "logging")
@@ -255,10 +257,13 @@ class Config:
 
     def resolved_network(self, obs_shape: tuple) -> str:
         """The torso actually built: ``network``, with 'auto' read as nature_cnn for image observations
-        (channels, height, width) and mlp otherwise. The one place 'auto' is resolved."""
+        (channels, height, width) of at least 36x36, minatar for smaller grids (MinAtar's 10x10), and mlp
+        otherwise. The one place 'auto' is resolved."""
         if self.network != "auto":
             return self.network
-        return "nature_cnn" if len(obs_shape) == 3 else "mlp"
+        if len(obs_shape) != 3:
+            return "mlp"
+        return "nature_cnn" if min(obs_shape[1:]) >= 36 else "minatar"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -411,11 +416,13 @@ def load_yaml(path: Path, what: str = "preset file") -> Any:
 
 def preset_values(algo: str, env_id: str) -> dict:
     """Built-in preset for (algo, env_id): the ``default`` entry, overlaid with the ``atari`` entry for ALE
-    ids, overlaid with the env id's own entry (default < atari < env id)."""
+    ids (``minatar`` for MinAtar ids), overlaid with the env id's own entry (default < atari/minatar < env id)."""
     from qzoo.envs.atari import is_atari_id  # imported here: qzoo.envs imports this module
+    from qzoo.envs.minatar import is_minatar_id
 
     table = load_yaml(PRESET_DIR / f"{algo}.yml") or {}
-    groups = ["default"] + (["atari"] if is_atari_id(env_id) else []) + [env_id]
+    family = ["atari"] if is_atari_id(env_id) else (["minatar"] if is_minatar_id(env_id) else [])
+    groups = ["default"] + family + [env_id]
     values: dict = {}
     for group in groups:
         if group in table:

@@ -1,8 +1,9 @@
 """Q-networks: a torso (features) followed by a head (one value per action).
 
-Torsos (MLP, Nature CNN) and heads (plain / dueling / noisy / categorical) are separate, so every torso
+Torsos (MLP, Nature CNN, MinAtar CNN) and heads (plain / dueling / noisy / categorical) are separate, so every torso
 composes with every head instead of being copied. ``network: auto`` is resolved by
-:meth:`qzoo.config.Config.resolved_network` (mlp for flat observations, nature_cnn for images).
+:meth:`qzoo.config.Config.resolved_network` (mlp for flat observations, nature_cnn for images, minatar for small
+grids).
 
 Design decisions (Rainbow building blocks):
 - :class:`NoisyLinear` keeps its factorised noise in two small buffers (eps_in, eps_out), not a full matrix;
@@ -70,6 +71,24 @@ class NatureCNN(nn.Module):
             return F.relu(self.fc(self.convs[1:](x))).float()
 
 
+class MinAtarCNN(nn.Module):
+    """The MinAtar torso (Young & Tian 2019): grids (B, C, 10, 10) of 0/1 values (uint8 in replay, cast here),
+    conv 16 3x3 stride 1, fully connected 128, each followed by a ReLU. ``linear`` builds the fully connected
+    layer (a NoisyLinear for noisy nets)."""
+
+    image_input = True
+
+    def __init__(self, obs_shape: tuple[int, int, int], features: int = 128, linear=nn.Linear):
+        super().__init__()
+        channels, height, width = obs_shape
+        self.convs = nn.Sequential(nn.Conv2d(channels, 16, kernel_size=3, stride=1), nn.ReLU(), nn.Flatten())
+        self.fc = linear(16 * (height - 2) * (width - 2), features)  # 1024 inputs for 10x10
+        self.feature_dim = features
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.fc(self.convs(obs.float())))
+
+
 class QNetwork(nn.Module):
     """Q(s, ·) from a torso (features) and a head, whose variants compose:
 
@@ -126,8 +145,10 @@ def build_q_network(config: Config, observation_space: gym.spaces.Space, n_actio
     if network == "mlp":
         in_dim = int(torch.tensor(observation_space.shape).prod())
         torso, feature_dim = mlp(in_dim, list(config.net_arch), linear)
-    elif network == "nature_cnn":
-        torso = NatureCNN(tuple(observation_space.shape), linear=linear, bf16=config.bf16)
+    elif network in ("nature_cnn", "minatar"):
+        shape = tuple(observation_space.shape)
+        torso = (NatureCNN(shape, linear=linear, bf16=config.bf16) if network == "nature_cnn"
+                 else MinAtarCNN(shape, linear=linear))
         feature_dim = torso.feature_dim
     else:
         raise ValueError(f"unknown network {network!r}")

@@ -83,7 +83,7 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
     with ``interrupted``; a second signal stops at once, keeping the last checkpoint written."""
     env_info = check_env(config)
     seed_everything(config.seed)
-    if config.torch_threads or config.resolved_network(env_info.observation_space.shape) == "mlp":
+    if config.torch_threads or config.resolved_network(env_info.observation_space.shape) in ("mlp", "minatar"):
         torch.set_num_threads(config.torch_threads or 1)
     # Adam's second-moment estimates of small networks drift into denormal floats, which x86 CPUs process
     # ~5x slower; flushing them to zero changes no result that matters and keeps updates fast.

@@ -11,6 +11,9 @@ Atari games (ALE ids) go through the DQN preprocessing of :mod:`qzoo.envs.atari`
 (ale-py's C++ AtariVectorEnv, or the gymnasium wrappers with ``training=True``) ends episodes at a life loss and
 clips rewards; the evaluation env plays whole games with
 the game's own score. Either reports a finished game's raw score in ``info["game_score"]``.
+
+MinAtar games (``MinAtar/<Game>-v1``, :mod:`qzoo.envs.minatar`) give (channels, 10, 10) uint8 grids, read by the
+small MinAtar CNN (``network: auto`` picks it for images smaller than the Nature CNN's 36x36 minimum).
 """
 
 from __future__ import annotations
@@ -34,8 +37,10 @@ from qzoo.envs.atari import (
     uses_vector_backend,
     vector_backend_problem,
 )
+from qzoo.envs.minatar import register_minatar_envs
 
 gym.register(id="qzoo/Corridor-v0", entry_point="qzoo.envs.toy:Corridor", max_episode_steps=30)
+register_minatar_envs()  # MinAtar/<Game>-v1
 
 
 class OneHotObservation(gym.ObservationWrapper):
@@ -114,6 +119,9 @@ def check_env(config: Config) -> EnvInfo:
         if network == "nature_cnn" and not (is_box and len(obs_space.shape) == 3 and min(obs_space.shape[1:]) >= 36):
             raise ConfigError(f"environment '{config.env_id}' has observation space {obs_space}; the 'nature_cnn' "
                               "network needs image observations (channels, height, width) of at least 36x36")
+        if network == "minatar" and not (is_box and len(obs_space.shape) == 3 and min(obs_space.shape[1:]) >= 3):
+            raise ConfigError(f"environment '{config.env_id}' has observation space {obs_space}; the 'minatar' "
+                              "network needs grid observations (channels, height, width) of at least 3x3")
         return EnvInfo(obs_space, int(env.action_space.n))
     finally:
         env.close()

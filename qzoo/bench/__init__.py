@@ -1,0 +1,291 @@
+"""``qzoo bench``: run a named suite of (env, algo, seed) trainings and turn them into a results table.
+
+    suites (qzoo/presets/suites.yml, extended by --suite-file)  ->  plan of runs  ->  worker processes
+        -> <bench_dir>/<suite>/<env>/<algo>_s<seed>/  (a normal qzoo run directory, plus result.json)
+        -> <bench_dir>/<suite>/results.csv, results.md (tables.py), plots (qzoo.plotting, when present)
+
+Design decisions:
+- Each run is the in-process :func:`qzoo.trainer.train` in a worker process (spawned, one torch thread each),
+  never a re-run of the CLI.
+- A run is finished when its model file and ``result.json`` exist; ``result.json`` is written atomically, last.
+  Rerunning the command skips finished runs (so an interrupted suite resumes) and redoes unfinished ones from
+  scratch. A finished run whose recorded settings differ from the planned ones is refused (one line), never
+  silently reused.
+- The stable-baselines3 peer (``--peer sb3``) trains SB3's DQN on the same env, settings and seed in its own venv
+  (:mod:`qzoo.bench.peer`), as ``sb3-dqn_s<seed>``; it takes a worker slot like any run.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from qzoo.config import ALGOS, PRESET_DIR, TABULAR_ALGOS, ConfigError, from_dict, load_yaml, parse_set, resolve
+
+RESULT_FILE = "result.json"
+PEERS = ("sb3",)
+PEER_ALGO = "sb3-dqn"  # the label of the peer's runs in directories and tables
+BENCH_SETTINGS = {"progress_bar": False, "torch_threads": 1}  # every bench run; --set may override
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    settings: dict  # for every run of the suite
+    envs: dict  # env id -> settings for that env
+
+
+@dataclass(frozen=True)
+class Job:
+    env_id: str
+    algo: str  # a qzoo algo, or PEER_ALGO
+    seed: int
+    config: dict  # the resolved qzoo config (for the peer: the dqn config it mirrors)
+    run_dir: str
+
+    @property
+    def impl(self) -> str:
+        return "sb3" if self.algo == PEER_ALGO else "qzoo"
+
+
+# ---- suites ------------------------------------------------------------------------------------------------------
+def _parse_suites(data, where: str) -> dict[str, Suite]:
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must hold a mapping of suite names to suites")
+    suites = {}
+    for name, body in data.items():
+        if not isinstance(body, dict) or "envs" not in body:
+            raise ConfigError(f"{where}: suite '{name}' must be a mapping with an 'envs' list or mapping")
+        envs = body["envs"]
+        if isinstance(envs, list) and all(isinstance(e, str) for e in envs):
+            envs = {e: {} for e in envs}
+        if not isinstance(envs, dict) or not envs or not all(isinstance(v or {}, dict) for v in envs.values()):
+            raise ConfigError(f"{where}: suite '{name}': 'envs' must be a non-empty list of env ids or a mapping "
+                              "of env ids to settings")
+        settings = body.get("settings") or {}
+        if not isinstance(settings, dict):
+            raise ConfigError(f"{where}: suite '{name}': 'settings' must be a mapping of settings")
+        unknown = set(body) - {"description", "settings", "envs"}
+        if unknown:
+            raise ConfigError(f"{where}: suite '{name}' has unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
+                              "allowed: description, settings, envs")
+        suites[str(name)] = Suite(str(name), str(body.get("description", "")), dict(settings),
+                                  {str(k): dict(v or {}) for k, v in envs.items()})
+    return suites
+
+
+def load_suites(suite_file: str | Path | None = None) -> dict[str, Suite]:
+    """The built-in suites, with those of ``suite_file`` added (a suite of the same name replaces the built-in)."""
+    suites = _parse_suites(load_yaml(PRESET_DIR / "suites.yml"), "suites.yml")
+    if suite_file:
+        suites.update(_parse_suites(load_yaml(Path(suite_file)), f"suite file '{suite_file}'"))
+    return suites
+
+
+def load_anchors() -> dict:
+    return load_yaml(PRESET_DIR / "anchors.yml") or {}
+
+
+# ---- the plan ----------------------------------------------------------------------------------------------------
+def plan(suite: Suite, algos: list[str], seeds: list[int], bench_dir: Path, *, peer: str | None = None,
+         n_timesteps: int | None = None, sets: list[str] | None = None, envs: list[str] | None = None) -> list[Job]:
+    """Every (env, seed, algo) run of the suite, each config resolved and its env checked before anything runs.
+    Order: env, seed, algo (the peer right after qzoo's runs of the same env and seed)."""
+    from qzoo.envs import check_env
+    from qzoo.envs.minatar import is_minatar_id
+
+    for algo in algos:
+        if algo not in ALGOS or algo in TABULAR_ALGOS:
+            deep = [a for a in ALGOS if a not in TABULAR_ALGOS]
+            raise ConfigError(f"unknown algorithm '{algo}' in --algos; allowed: {', '.join(deep)}")
+    if peer is not None and peer not in PEERS:
+        raise ConfigError(f"unknown peer '{peer}'; allowed: {', '.join(PEERS)}")
+    env_ids = list(suite.envs)
+    if envs:
+        missing = [e for e in envs if e not in suite.envs]
+        if missing:
+            raise ConfigError(f"--envs: '{missing[0]}' is not in suite '{suite.name}' (it has: {', '.join(env_ids)})")
+        env_ids = [e for e in env_ids if e in envs]
+    user_sets = parse_set(sets or [])
+    jobs = []
+    for env_id in env_ids:
+        if peer == "sb3" and "/" in env_id and not is_minatar_id(env_id):
+            raise ConfigError(f"--peer sb3 runs classic-control and MinAtar envs; suite '{suite.name}' has "
+                              f"'{env_id}'")
+        configs = {}
+        for algo in algos + ([PEER_ALGO] if peer else []):
+            values = {**BENCH_SETTINGS, **suite.settings, **suite.envs[env_id]}
+            if n_timesteps is not None:
+                values["n_timesteps"] = n_timesteps
+            try:
+                base = resolve(env_id, "dqn" if algo == PEER_ALGO else algo, flags=values)
+                config = from_dict({**base.to_dict(), **user_sets})
+                check_env(config)
+            except ConfigError as e:
+                raise ConfigError(f"suite '{suite.name}', env '{env_id}', {algo}: {e}") from None
+            configs[algo] = config
+        for seed in seeds:
+            for algo, config in configs.items():
+                run_dir = bench_dir / suite.name / env_id / f"{algo}_s{seed}"
+                jobs.append(Job(env_id, algo, seed, config.replace(seed=seed).to_dict(), str(run_dir)))
+    return jobs
+
+
+def finished_result(job: Job) -> dict | None:
+    """The result of a finished run (model file and result.json present), else None. A finished run recorded
+    with other settings than ``job`` is refused."""
+    run_dir = Path(job.run_dir)
+    path = run_dir / RESULT_FILE
+    if not path.is_file():
+        return None
+    result = json.loads(path.read_text())
+    if not (run_dir / result.get("model", "model.pt")).is_file():
+        return None
+    recorded = result.get("config", {})
+    differs = sorted(k for k in job.config if recorded.get(k) != job.config[k])
+    if differs:
+        key = differs[0]
+        raise ConfigError(f"'{run_dir}' is a finished run with other settings ({key}: {recorded.get(key)!r}, now "
+                          f"{job.config[key]!r}); use another --bench-dir or remove that directory")
+    return result
+
+
+# ---- one run (in a worker process) -------------------------------------------------------------------------------
+def _atomic_json(path: Path, data: dict) -> None:
+    from qzoo.checkpoint import atomic_write_bytes
+
+    atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode())
+
+
+def _last_return(progress_csv: Path) -> float | None:
+    import csv
+
+    rows = list(csv.DictReader(open(progress_csv))) if progress_csv.is_file() else []
+    values = [r["return_mean"] for r in rows if r.get("return_mean") not in (None, "", "nan")]
+    return float(values[-1]) if values else None
+
+
+def run_job(job: Job) -> dict:
+    """Train one run into its (fresh) directory and write result.json last. Returns the result, or
+    ``{"status": "interrupted"}`` when the run was stopped (no result.json: it counts as unfinished)."""
+    import torch
+
+    from qzoo import checkpoint as ckpt
+
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM stops a run cleanly (checkpoint, logs), as Ctrl-C
+    torch.set_num_threads(1)
+    run_dir = Path(job.run_dir)
+    if run_dir.exists():  # an unfinished run's leftovers: start over
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    config = from_dict(job.config)
+    result = {"env": job.env_id, "algo": job.algo, "impl": job.impl, "seed": job.seed,
+              "n_timesteps": config.n_timesteps}
+    if job.impl == "qzoo":
+        from qzoo.trainer import train
+
+        command = f"qzoo bench (run {job.env_id} {job.algo} seed {job.seed})"
+        res = train(config, run_dir, command=command, out=None)
+        if res.interrupted:
+            return {**result, "status": "interrupted"}
+        result.update(final_eval=res.final_eval.mean, final_eval_std=res.final_eval.std,
+                      best_eval=res.best_eval_mean, train_return=_last_return(run_dir / "progress.csv"),
+                      steps_per_s=res.steps / res.loop_seconds, seconds=res.seconds, model=ckpt.MODEL_FILE)
+    else:
+        from qzoo.bench.peer import run_sb3
+
+        ckpt.write_config(run_dir, config)
+        r = run_sb3({**config.to_dict(), "run_dir": str(run_dir), "eval_episodes": config.eval_episodes,
+                     "torch_threads": 1})
+        result.update(final_eval=r["eval_mean"], final_eval_std=r["eval_std"], best_eval=None,
+                      train_return=r["train_return"], steps_per_s=r["steps_per_s"], seconds=r["seconds"],
+                      model="model.zip")
+    result.update(status="finished", run_dir=str(run_dir), finished_at=time.strftime("%Y-%m-%d %H:%M:%S"),
+                  worker_pid=os.getpid(), config=job.config)
+    _atomic_json(run_dir / RESULT_FILE, result)
+    return result
+
+
+# ---- the suite ---------------------------------------------------------------------------------------------------
+@dataclass
+class BenchResult:
+    suite_dir: Path
+    results: list[dict]  # every finished run (skipped ones included)
+    ran: int  # runs finished by this call
+    skipped: int  # runs found finished
+    failed: list[str]
+    interrupted: bool = False
+
+
+def run_suite(suite: Suite, jobs: list[Job], bench_dir: Path, n_workers: int = 1, log=sys.stderr) -> BenchResult:
+    """Run the unfinished jobs in ``n_workers`` processes, then write the tables (and plots, when available)."""
+    from qzoo.bench.tables import write_tables
+
+    suite_dir = Path(bench_dir) / suite.name
+    suite_dir.mkdir(parents=True, exist_ok=True)
+    done = {job.run_dir: r for job in jobs if (r := finished_result(job)) is not None}
+    todo = [job for job in jobs if job.run_dir not in done]
+    print(f"qzoo bench {suite.name}: {len(jobs)} runs, {len(done)} already finished, {len(todo)} to run "
+          f"({n_workers} worker{'s' * (n_workers > 1)}) -> {suite_dir}", file=log, flush=True)
+    if any(job.impl == "sb3" for job in todo):
+        from qzoo.bench.peer import ensure_sb3
+
+        ensure_sb3(log=log)  # once, before the workers start
+    failed, interrupted = [], False
+    if todo:
+        with ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(run_job, job): job for job in todo}
+            try:
+                for k, future in enumerate(as_completed(futures), 1):
+                    job = futures[future]
+                    try:
+                        r = future.result()
+                    except Exception as e:  # one failed run does not stop the suite
+                        failed.append(f"{job.env_id} {job.algo} seed {job.seed}: {type(e).__name__}: {e}")
+                        print(f"[{k}/{len(todo)}] {job.env_id} {job.algo} s{job.seed}: FAILED ({e})", file=log,
+                              flush=True)
+                        continue
+                    if r.get("status") != "finished":
+                        interrupted = True
+                        continue
+                    done[job.run_dir] = r
+                    print(f"[{k}/{len(todo)}] {job.env_id} {job.algo} s{job.seed}: final eval "
+                          f"{r['final_eval']:.2f}  {r['steps_per_s']:.0f} steps/s  {r['seconds']:.0f} s", file=log,
+                          flush=True)
+            except KeyboardInterrupt:  # stop the running runs cleanly (each writes a checkpoint), start no more
+                for process in list(getattr(pool, "_processes", {}).values()):
+                    if process.is_alive():
+                        process.terminate()
+                pool.shutdown(wait=True, cancel_futures=True)
+                interrupted = True
+    results = [done[job.run_dir] for job in jobs if job.run_dir in done]
+    write_tables(suite_dir, results, load_anchors(), suite.description)
+    _plot(suite_dir)
+    ran = sum(job.run_dir in done for job in todo)
+    return BenchResult(suite_dir, results, ran, len(jobs) - len(todo), failed, interrupted)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _plot(suite_dir: Path) -> None:
+    """The suite's learning curves, as ``qzoo plot SUITE_DIR -o SUITE_DIR/curves.png`` draws them (a panel per env,
+    a curve per algo with its bootstrap band across seeds; the peer's runs have no qzoo logs and are not drawn)."""
+    from qzoo.plotting import plot
+
+    try:
+        plot([str(suite_dir)], suite_dir / "curves.png")
+    except ConfigError:  # no finished qzoo run to draw (e.g. a peer-only suite)
+        pass

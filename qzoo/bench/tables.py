@@ -1,0 +1,122 @@
+"""Results tables of a benchmark suite: ``results.csv`` (one row per run), ``summary.csv`` (one row per env and
+algo) and ``results.md`` (per seed, then mean ± std per env and algo, with the published anchor beside it; with a
+peer, speed side by side).
+
+Conventions: the score is the final model's mean evaluation return (``final_eval``); ``train_return`` is the mean
+return of the last training episodes (what curve-reading papers such as MinAtar's report); the spread is the sample
+standard deviation over seeds (ddof 1; 0 for a single seed); steps/s is the training loop's (evaluation excluded).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+CSV_COLUMNS = ["env", "algo", "seed", "n_timesteps", "final_eval", "final_eval_std", "best_eval", "train_return",
+               "steps_per_s", "seconds", "run_dir"]
+SUMMARY_COLUMNS = ["env", "algo", "n_timesteps", "seeds", "mean", "std", "train_return", "steps_per_s", "anchor",
+                   "anchor_source", "threshold", "solved"]
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof 1; 0 for one value)."""
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    return mean, std
+
+
+def _order(results: list[dict]) -> tuple[list[str], list[str]]:
+    envs, algos = [], []
+    for r in results:
+        envs += [r["env"]] if r["env"] not in envs else []
+        algos += [r["algo"]] if r["algo"] not in algos else []
+    return envs, algos
+
+
+def summarize(results: list[dict], anchors: dict) -> list[dict]:
+    """One row per (env, algo), in first-seen order: seeds, per-seed scores (by seed), mean, std, mean training
+    return, mean steps/s, the anchor for that algo (the peer's is DQN's) and how many seeds reach the threshold."""
+    envs, algos = _order(results)
+    rows = []
+    for env in envs:
+        for algo in algos:
+            runs = sorted((r for r in results if r["env"] == env and r["algo"] == algo), key=lambda r: r["seed"])
+            if not runs:
+                continue
+            finals = [float(r["final_eval"]) for r in runs]
+            mean, std = mean_std(finals)
+            train = [float(r["train_return"]) for r in runs if r.get("train_return") is not None]
+            anchor = (anchors.get(env) or {}).get("dqn" if algo == "sb3-dqn" else algo)
+            threshold = (anchors.get(env) or {}).get("threshold")
+            rows.append({"env": env, "algo": algo, "seeds": [r["seed"] for r in runs], "finals": finals, "mean": mean,
+                         "std": std, "train_return": sum(train) / len(train) if train else None,
+                         "steps_per_s": sum(float(r["steps_per_s"]) for r in runs) / len(runs),
+                         "n_timesteps": runs[0]["n_timesteps"], "anchor": anchor, "threshold": threshold,
+                         "solved": None if threshold is None else sum(f >= threshold for f in finals)})
+    return rows
+
+
+def speed_rows(summary: list[dict], peer_algo: str = "sb3-dqn", algo: str = "dqn") -> list[dict]:
+    """Per env with both qzoo ``algo`` and the peer: their mean scores, steps/s and the speed ratio qzoo / peer."""
+    by = {(r["env"], r["algo"]): r for r in summary}
+    rows = []
+    for (env, a), q in by.items():
+        p = by.get((env, peer_algo))
+        if a == algo and p is not None:
+            rows.append({"env": env, "qzoo_mean": q["mean"], "qzoo_std": q["std"], "peer_mean": p["mean"],
+                         "peer_std": p["std"], "qzoo_steps_per_s": q["steps_per_s"],
+                         "peer_steps_per_s": p["steps_per_s"], "ratio": q["steps_per_s"] / p["steps_per_s"]})
+    return rows
+
+
+def _num(x, fmt: str = ".1f") -> str:
+    return "" if x is None else format(x, fmt)
+
+
+def markdown(summary: list[dict], description: str = "") -> str:
+    lines = []
+    if description:
+        lines += [description, ""]
+    lines += ["| env | algo | steps | per-seed final eval | mean ± std | train return | steps/s | published | solved |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in summary:
+        anchor = r["anchor"]
+        published = f"{anchor['score']:g} ({anchor['source']})" if anchor else ""
+        solved = "" if r["threshold"] is None else f"{r['solved']}/{len(r['finals'])} (≥ {r['threshold']:g})"
+        lines.append(f"| {r['env']} | {r['algo']} | {r['n_timesteps']:,} | {', '.join(_num(f) for f in r['finals'])} "
+                     f"| {r['mean']:.1f} ± {r['std']:.1f} | {_num(r['train_return'])} | {r['steps_per_s']:.0f} "
+                     f"| {published} | {solved} |")
+    speed = speed_rows(summary)
+    if speed:
+        lines += ["", "qzoo DQN beside stable-baselines3's DQN (same env, settings and seeds):", "",
+                  "| env | qzoo dqn | sb3 dqn | qzoo steps/s | sb3 steps/s | speed ratio |",
+                  "|---|---|---|---|---|---|"]
+        for s in speed:
+            lines.append(f"| {s['env']} | {s['qzoo_mean']:.1f} ± {s['qzoo_std']:.1f} | {s['peer_mean']:.1f} ± "
+                         f"{s['peer_std']:.1f} | {s['qzoo_steps_per_s']:.0f} | {s['peer_steps_per_s']:.0f} "
+                         f"| {s['ratio']:.2f}× |")
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(suite_dir: Path, results: list[dict], anchors: dict, description: str = "") -> list[dict]:
+    """Write results.csv and results.md into ``suite_dir``; return the summary rows."""
+    suite_dir = Path(suite_dir)
+    with open(suite_dir / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for r in sorted(results, key=lambda r: (r["env"], r["algo"], r["seed"])):
+            writer.writerow(r)
+    summary = summarize(results, anchors)
+    with open(suite_dir / "summary.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, SUMMARY_COLUMNS)
+        writer.writeheader()
+        for r in summary:
+            anchor = r["anchor"] or {}
+            writer.writerow({**{k: r[k] for k in ("env", "algo", "n_timesteps", "mean", "std", "train_return",
+                                                  "steps_per_s", "threshold", "solved")},
+                             "seeds": len(r["finals"]), "anchor": anchor.get("score"),
+                             "anchor_source": anchor.get("source")})
+    (suite_dir / "results.md").write_text(markdown(summary, description))
+    return summary

@@ -1,0 +1,116 @@
+"""`qzoo bench` on a tiny suite, and `qzoo train` on MinAtar, end to end (real subprocesses)."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+from PIL import Image
+
+QZOO = [sys.executable, "-m", "qzoo"]
+TINY = """tiny:
+  description: a tiny suite
+  settings: {eval_episodes: 2, eval_freq: 0, tensorboard: false, learning_starts: 100}
+  envs:
+    qzoo/Corridor-v0: {n_timesteps: 300}
+    CartPole-v1: {n_timesteps: 300, train_freq: 4, gradient_steps: 1}
+"""
+
+
+def run(args, cwd=None):
+    return subprocess.run(QZOO + args, capture_output=True, text=True, cwd=cwd, timeout=240,
+                          env={**os.environ, "PYTHONPATH": os.getcwd()})
+
+
+def test_bench_runs_in_parallel_resumes_and_redoes_unfinished_runs(tmp_path):
+    suite_file = tmp_path / "suites.yml"
+    suite_file.write_text(TINY)
+    args = ["bench", "tiny", "--suite-file", str(suite_file), "--seeds", "2", "--jobs", "2",
+            "--bench-dir", str(tmp_path / "bench")]
+    r = run(args)
+    assert r.returncode == 0, r.stderr
+    suite_dir = tmp_path / "bench" / "tiny"
+    results = {p.parent: json.loads(p.read_text()) for p in suite_dir.glob("*/*/*_s*/result.json")} | \
+        {p.parent: json.loads(p.read_text()) for p in suite_dir.glob("*/*_s*/result.json")}
+    assert len(results) == 4
+    for run_dir, res in results.items():
+        assert (run_dir / "model.pt").is_file() and (run_dir / "progress.csv").is_file()
+        assert res["status"] == "finished" and res["n_timesteps"] == 300 and res["config"]["torch_threads"] == 1
+    assert len({res["worker_pid"] for res in results.values()}) == 2  # two worker processes shared the runs
+    assert {(res["env"], res["seed"]) for res in results.values()} == {
+        ("qzoo/Corridor-v0", 0), ("qzoo/Corridor-v0", 1), ("CartPole-v1", 0), ("CartPole-v1", 1)}
+    rows = list(csv.DictReader(open(suite_dir / "results.csv")))
+    assert len(rows) == 4 and {row["algo"] for row in rows} == {"dqn"}
+    assert "| CartPole-v1 | dqn | 300 |" in (suite_dir / "results.md").read_text()
+    assert "(4 run, 0 already finished)" in r.stdout
+    with Image.open(suite_dir / "curves.png") as image:
+        assert image.format == "PNG" and image.size[0] > 400 and image.size[1] > 300  # curves, by `qzoo plot`
+
+    # second invocation: everything is finished, nothing is rerun
+    mtimes = {d: (d / "result.json").stat().st_mtime_ns for d in results}
+    r = run(args)
+    assert r.returncode == 0, r.stderr
+    assert "(0 run, 4 already finished)" in r.stdout
+    assert mtimes == {d: (d / "result.json").stat().st_mtime_ns for d in results}
+
+    # an unfinished run (result.json missing, say the machine stopped) is redone from scratch; the others are not
+    redo = suite_dir / "CartPole-v1" / "dqn_s1"
+    (redo / "result.json").unlink()
+    (redo / "leftover.txt").write_text("from the interrupted run")
+    r = run(args)
+    assert r.returncode == 0, r.stderr
+    assert "(1 run, 3 already finished)" in r.stdout
+    assert (redo / "result.json").is_file() and not (redo / "leftover.txt").exists()
+    assert all(mtimes[d] == (d / "result.json").stat().st_mtime_ns for d in results if d != redo)
+
+
+def test_bench_bad_input_is_one_line_and_exit_2(tmp_path):
+    r = run(["bench", "no-such-suite", "--bench-dir", str(tmp_path)])
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("qzoo bench: error: unknown suite 'no-such-suite'; allowed: classic, minatar, "
+                                "minatar-paper, atari (or define it in --suite-file)")
+    suite_file = tmp_path / "s.yml"
+    suite_file.write_text("s:\n  envs: [CartPole-v1, CartPol-v1]\n")
+    r = run(["bench", "s", "--suite-file", str(suite_file), "--bench-dir", str(tmp_path)])
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "suite 's', env 'CartPol-v1', dqn: unknown environment id 'CartPol-v1'" in r.stderr
+    assert not (tmp_path / "s").exists()  # nothing ran
+
+
+def test_train_minatar_end_to_end(runs_dir):
+    r = run(["train", "MinAtar/Breakout-v1", "-n", "300", "--runs-dir", str(runs_dir), "--set", "learning_starts=100",
+             "--set", "eval_episodes=2", "--set", "log_interval=100", "--quiet"])
+    assert r.returncode == 0, r.stderr
+    (run_dir,) = (runs_dir / "MinAtar" / "Breakout-v1").iterdir()
+    assert (run_dir / "model.pt").is_file()
+    config = (run_dir / "config.yaml").read_text()
+    assert "network: minatar" in config and "optimizer: rmsprop" in config
+    rows = list(csv.DictReader(open(run_dir / "progress.csv")))
+    assert [int(row["step"]) for row in rows] == [100, 200, 300] and int(rows[-1]["updates"]) == 200
+    e = run(["eval", str(run_dir), "--episodes", "2"])
+    assert e.returncode == 0, e.stderr
+    assert "(2 episodes)" in e.stdout
+
+
+def test_bench_stops_cleanly_on_sigterm_and_leaves_the_run_unfinished(tmp_path):
+    import signal
+    import time
+
+    suite_file = tmp_path / "suites.yml"
+    suite_file.write_text("long:\n  settings: {eval_freq: 0, tensorboard: false, log_interval: 200, "
+                          "learning_starts: 100}\n  envs:\n    CartPole-v1: {n_timesteps: 1000000}\n")
+    proc = subprocess.Popen(QZOO + ["bench", "long", "--suite-file", str(suite_file), "--seeds", "1",
+                                    "--bench-dir", str(tmp_path / "bench")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    run_dir = tmp_path / "bench" / "long" / "CartPole-v1" / "dqn_s0"
+    deadline = time.monotonic() + 120
+    while not (run_dir / "progress.csv").is_file() or (run_dir / "progress.csv").stat().st_size < 200:
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted; rerun the same command" in err
+    assert list((run_dir / "checkpoints").glob("step_*.pt"))  # the worker stopped cleanly and checkpointed
+    assert not (run_dir / "result.json").exists() and not (run_dir / "model.pt").exists()

@@ -1,0 +1,118 @@
+"""Benchmark tables from hand-written results (qzoo/bench/tables.py), and suite files (qzoo/bench)."""
+
+import csv
+import json
+import math
+
+import pytest
+
+from qzoo.bench import Job, finished_result, load_suites, plan
+from qzoo.bench.tables import mean_std, summarize, write_tables
+from qzoo.config import ConfigError
+
+ANCHORS = {"MinAtar/Breakout-v1": {"dqn": {"score": 10, "source": "paper"}},
+           "CartPole-v1": {"threshold": 475, "dqn": {"score": 500.0, "source": "RL Zoo"}}}
+
+
+def result(env, algo, seed, final, steps_per_s, train=None):
+    return {"env": env, "algo": algo, "seed": seed, "n_timesteps": 1000, "final_eval": final, "final_eval_std": 0.0,
+            "best_eval": None, "train_return": train, "steps_per_s": steps_per_s, "seconds": 10.0, "run_dir": "x"}
+
+
+RESULTS = [
+    result("MinAtar/Breakout-v1", "dqn", 2, 4.0, 500.0, train=3.0),  # out of seed order on purpose
+    result("MinAtar/Breakout-v1", "dqn", 0, 1.0, 300.0, train=1.0),
+    result("MinAtar/Breakout-v1", "dqn", 1, 2.0, 400.0, train=2.0),
+    result("MinAtar/Breakout-v1", "sb3-dqn", 0, 2.0, 100.0, train=2.5),
+    result("MinAtar/Breakout-v1", "sb3-dqn", 1, 4.0, 100.0, train=None),
+    result("CartPole-v1", "dqn", 0, 500.0, 800.0),
+    result("CartPole-v1", "dqn", 1, 474.9, 600.0),
+    result("CartPole-v1", "rainbow", 0, 480.0, 200.0),
+]
+
+
+def test_mean_and_sample_std():
+    assert mean_std([1.0, 2.0, 4.0]) == pytest.approx((7 / 3, math.sqrt((16 / 9 + 1 / 9 + 25 / 9) / 2)))
+    assert mean_std([5.0]) == (5.0, 0.0)
+
+
+def test_summary_rows_per_env_and_algo():
+    rows = {(r["env"], r["algo"]): r for r in summarize(RESULTS, ANCHORS)}
+    b = rows["MinAtar/Breakout-v1", "dqn"]
+    assert b["seeds"] == [0, 1, 2] and b["finals"] == [1.0, 2.0, 4.0]
+    assert b["mean"] == pytest.approx(7 / 3) and b["std"] == pytest.approx(1.527525, abs=1e-6)
+    assert b["train_return"] == 2.0 and b["steps_per_s"] == 400.0
+    assert b["anchor"] == {"score": 10, "source": "paper"} and b["threshold"] is None and b["solved"] is None
+    peer = rows["MinAtar/Breakout-v1", "sb3-dqn"]
+    assert (peer["mean"], peer["std"], peer["train_return"]) == (3.0, pytest.approx(math.sqrt(2)), 2.5)
+    assert peer["anchor"]["score"] == 10  # the peer is DQN: DQN's anchor
+    c = rows["CartPole-v1", "dqn"]
+    assert c["solved"] == 1 and c["threshold"] == 475 and c["mean"] == pytest.approx(487.45)
+    assert rows["CartPole-v1", "rainbow"]["anchor"] is None
+
+
+def test_written_tables(tmp_path):
+    write_tables(tmp_path, RESULTS, ANCHORS, "a test suite")
+    per_run = list(csv.DictReader(open(tmp_path / "results.csv")))
+    assert len(per_run) == 8
+    assert [(r["env"], r["algo"], r["seed"]) for r in per_run[:2]] == [("CartPole-v1", "dqn", "0"),
+                                                                        ("CartPole-v1", "dqn", "1")]
+    summary = {(r["env"], r["algo"]): r for r in csv.DictReader(open(tmp_path / "summary.csv"))}
+    row = summary["MinAtar/Breakout-v1", "dqn"]
+    assert (row["seeds"], float(row["mean"]), float(row["std"]), row["anchor"], row["anchor_source"]) == \
+        ("3", pytest.approx(7 / 3), pytest.approx(1.527525, abs=1e-6), "10", "paper")
+    md = (tmp_path / "results.md").read_text()
+    assert md.startswith("a test suite\n")
+    assert "| MinAtar/Breakout-v1 | dqn | 1,000 | 1.0, 2.0, 4.0 | 2.3 ± 1.5 | 2.0 | 400 | 10 (paper) |  |" in md
+    assert "| CartPole-v1 | dqn | 1,000 | 500.0, 474.9 | 487.4 ± 17.7 |  | 700 | 500 (RL Zoo) | 1/2 (≥ 475) |" in md
+    # speed beside the peer: qzoo 400 steps/s vs sb3 100 -> 4x; CartPole has no peer run
+    assert "| MinAtar/Breakout-v1 | 2.3 ± 1.5 | 3.0 ± 1.4 | 400 | 100 | 4.00× |" in md
+    assert md.count("×") == 1
+
+
+def test_suite_file_adds_and_replaces_suites(tmp_path):
+    path = tmp_path / "suites.yml"
+    path.write_text("classic:\n  envs: [CartPole-v1]\nmine:\n  settings: {n_timesteps: 100}\n"
+                    "  envs: {qzoo/Corridor-v0: {gamma: 0.5}}\n")
+    suites = load_suites(path)
+    assert list(suites["classic"].envs) == ["CartPole-v1"]
+    assert suites["mine"].envs == {"qzoo/Corridor-v0": {"gamma": 0.5}} and "minatar" in suites
+    jobs = plan(suites["mine"], ["dqn", "rainbow"], [0, 1], tmp_path / "b", sets=["batch_size=16"])
+    assert [(j.algo, j.seed) for j in jobs] == [("dqn", 0), ("rainbow", 0), ("dqn", 1), ("rainbow", 1)]
+    assert {(j.config["n_timesteps"], j.config["gamma"], j.config["batch_size"], j.config["torch_threads"])
+            for j in jobs} == {(100, 0.5, 16, 1)}
+    assert jobs[3].run_dir == str(tmp_path / "b" / "mine" / "qzoo/Corridor-v0" / "rainbow_s1")
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("s:\n  envs: [NoSuchEnv-v0]\n", "suite 's', env 'NoSuchEnv-v0', dqn: unknown environment id"),
+    ("s:\n  envs: []\n", "'envs' must be a non-empty list"),
+    ("s:\n  envz: [CartPole-v1]\n", "must be a mapping with an 'envs'"),
+    ("s:\n  envs: [CartPole-v1]\n  settings: {learnig_rate: 1}\n", "unknown setting 'learnig_rate'"),
+])
+def test_bad_suites_are_refused_with_one_line(tmp_path, text, needle):
+    path = tmp_path / "s.yml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=needle.replace("(", r"\(")):
+        plan(load_suites(path)["s"], ["dqn"], [0], tmp_path)
+
+
+def test_peer_refuses_atari_and_unknown_algos(tmp_path):
+    suites = load_suites()
+    with pytest.raises(ConfigError, match="--peer sb3 runs classic-control and MinAtar envs"):
+        plan(suites["atari"], ["dqn"], [0], tmp_path, peer="sb3")
+    with pytest.raises(ConfigError, match="unknown algorithm 'qlearning' in --algos"):
+        plan(suites["classic"], ["qlearning"], [0], tmp_path)
+
+
+def test_finished_means_model_and_result_with_the_same_settings(tmp_path):
+    job = Job("CartPole-v1", "dqn", 0, {"seed": 0, "n_timesteps": 10}, str(tmp_path / "r"))
+    (tmp_path / "r").mkdir()
+    assert finished_result(job) is None
+    (tmp_path / "r" / "result.json").write_text(json.dumps({"model": "model.pt", "config": job.config}))
+    assert finished_result(job) is None  # no model.pt yet
+    (tmp_path / "r" / "model.pt").write_bytes(b"")
+    assert finished_result(job)["config"] == job.config
+    other = Job("CartPole-v1", "dqn", 0, {"seed": 0, "n_timesteps": 20}, str(tmp_path / "r"))
+    with pytest.raises(ConfigError, match="finished run with other settings \\(n_timesteps: 10, now 20\\)"):
+        finished_result(other)

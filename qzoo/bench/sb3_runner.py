@@ -77,7 +77,8 @@ def make_atari(spec):
 
 def main() -> None:
     spec = json.loads(sys.argv[1])
-    torch.set_num_threads(spec.get("torch_threads") or 1)
+    if spec.get("torch_threads", 0) is not None:  # qzoo's 0 (auto) means one thread; null keeps torch's default
+        torch.set_num_threads(spec.get("torch_threads") or 1)
     policy_kwargs = {"net_arch": spec["net_arch"]}
     if spec["env_id"].startswith("MinAtar/"):
         load_minatar_adapter()

@@ -62,7 +62,7 @@ def main() -> None:
     p.add_argument("--out", default=str(HERE / "results" / "learning_classic.json"))
     args = p.parse_args()
 
-    seeds = [int(s) for s in args.seeds.split(",")] if "," in args.seeds else list(range(int(args.seeds)))
+    seeds = [int(s) for s in args.seeds.split(",") if s] if "," in args.seeds else list(range(int(args.seeds)))
     jobs = [] if args.peer_only else [(run_qzoo, env, s) for env in args.envs.split(",") for s in seeds]
     if args.peer or args.peer_only:
         from peer import ensure_sb3

@@ -219,11 +219,24 @@ def cmd_train(args) -> int:
             print(f"qzoo: resume with: qzoo train --resume {shlex.quote(str(run_dir))}", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(f"final evaluation: {result.final_eval.summary()}")
+    if (line := best_evaluation_line(result, config.is_tabular)) is not None:
+        print(line)
     print(f"run directory:    {run_dir}")
     print("  " + " ".join(sorted(p.name + "/" * p.is_dir() for p in run_dir.iterdir())))
     print(f"evaluate:         qzoo eval {run_dir}")
     print(f"tensorboard:      tensorboard --logdir {run_dir / 'tensorboard'}")
     return 0
+
+
+def best_evaluation_line(result, tabular: bool) -> str | None:
+    """Where the best model is, when an earlier evaluation beat the final one (a DQN run may fall back at the end)."""
+    if not result.best_eval_mean > result.final_eval.mean:
+        return None
+    from qzoo.checkpoint import BEST_FILE
+    from qzoo.tabular import BEST_QTABLE_FILE
+
+    return (f"best evaluation:  return {result.best_eval_mean:.2f}, earlier in training "
+            f"({BEST_QTABLE_FILE if tabular else BEST_FILE}; qzoo eval {result.run_dir} --model best)")
 
 
 def cmd_eval(args) -> int:

@@ -39,6 +39,10 @@ def test_train_cartpole_then_eval(runs_dir):
     assert "--total-timesteps 2000" in (run_dir / "command.txt").read_text()
     assert "n_timesteps: 2000" in (run_dir / "config.yaml").read_text()
     assert f"qzoo eval {run_dir}" in r.stdout  # the last lines say where everything is
+    best, final = max(float(e["return_mean"]) for e in evals), float(evals[-1]["return_mean"])
+    assert ("best evaluation:" in r.stdout) == (best > final)  # said exactly when an earlier model did better
+    if best > final:
+        assert f"best evaluation:  return {best:.2f}, earlier in training (best_model.pt" in r.stdout
 
     e = run(["eval", str(run_dir), "--episodes", "3", "--seed", "7"])
     assert e.returncode == 0, e.stderr

@@ -97,3 +97,18 @@ def test_preset_file_problems(tmp_path):
 def test_config_round_trips_through_dict():
     c = resolve("CartPole-v1", sets=["double=true"])
     assert Config(**c.to_dict()) == c
+
+
+def test_the_best_evaluation_is_named_only_when_it_beat_the_final_one():
+    from types import SimpleNamespace
+
+    from qzoo.cli import best_evaluation_line
+
+    def result(best, final):
+        return SimpleNamespace(best_eval_mean=best, final_eval=SimpleNamespace(mean=final), run_dir="runs/x")
+
+    assert best_evaluation_line(result(500.0, 500.0), tabular=False) is None
+    assert best_evaluation_line(result(23.2, 23.2), tabular=False) is None
+    assert best_evaluation_line(result(500.0, 23.2), tabular=False) == (
+        "best evaluation:  return 500.00, earlier in training (best_model.pt; qzoo eval runs/x --model best)")
+    assert "(best_qtable.csv;" in best_evaluation_line(result(0.8, 0.7), tabular=True)

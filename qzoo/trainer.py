@@ -197,6 +197,11 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
         interrupted = True
         if consistent and stop.signal is None:
             save_checkpoint()
+    except BaseException:  # divergence, a pruning hook, a crash: nothing below runs, so close what it would use
+        eval_env.close()
+        logger.close()
+        eval_log.close()
+        raise
     finally:
         stop.uninstall()
         loop_seconds = time.perf_counter() - start

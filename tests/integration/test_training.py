@@ -64,3 +64,35 @@ def test_interrupt_keeps_logs_and_writes_a_checkpoint(tmp_path, monkeypatch):
     assert (tmp_path / "run" / "checkpoints" / "step_1000.pt").is_file()
     assert len(list(csv.DictReader(open(tmp_path / "run" / "progress.csv")))) == 4
     assert not (tmp_path / "run" / "model.pt").exists()
+
+
+def test_a_run_stopped_by_its_evaluation_hook_closes_its_evaluation_env(tmp_path, monkeypatch):
+    """Tuning prunes a trial by raising from on_eval; many pruned trials in one worker must not leak their envs
+    or log files."""
+    import pytest
+
+    from qzoo import trainer
+
+    closed = []
+
+    def spy_make_env(*args, **kwargs):
+        env = real_make_env(*args, **kwargs)()
+        real_close = env.close
+        env.close = lambda: (closed.append(True), real_close())
+        return lambda: env
+
+    class Pruned(Exception):
+        pass
+
+    def prune(step, result):
+        raise Pruned
+
+    real_make_env = trainer.make_env
+    monkeypatch.setattr(trainer, "make_env", spy_make_env)
+    config = resolve("qzoo/Corridor-v0", flags={"n_timesteps": 400}, sets=FAST + [
+        "learning_starts=50", "eval_freq=100", "eval_episodes=1", "net_arch=[8]"])
+    with pytest.raises(Pruned):
+        train(config, tmp_path / "run", on_eval=prune, out=None)
+    assert closed == [True]
+    rows = list(csv.DictReader(open(tmp_path / "run" / "evaluations.csv")))
+    assert [int(r["step"]) for r in rows] == [100]  # the evaluation that was pruned is in the log

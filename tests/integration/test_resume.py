@@ -18,13 +18,19 @@ import torch
 from qzoo import checkpoint as ckpt
 from qzoo.cli import main
 
+
+def sets(*settings: str) -> list[str]:
+    """``--set K=V`` for each setting."""
+    return [arg for setting in settings for arg in ("--set", setting)]
+
+
 TIMING = ("steps_per_s", "time_s")
 # The toy corridor with every replay part that holds state: 2 envs, n-step windows, a PER sum tree.
-CORRIDOR = ["qzoo/Corridor-v0", "--seed", "1", "--n-envs", "2"] + [
-    x for s in ("learning_starts=100", "log_interval=100", "eval_freq=400", "eval_episodes=2", "checkpoint_freq=400",
-                "target_update_interval=50", "train_freq=1", "exploration_fraction=0.8", "tensorboard=false",
-                "prioritized=true", "n_step=3", "dueling=true", "batch_size=16", "save_replay=true",
-                "keep_checkpoints=2") for x in ("--set", s)]
+CORRIDOR = ["qzoo/Corridor-v0", "--seed", "1", "--n-envs", "2"] + sets(
+        "learning_starts=100", "log_interval=100", "eval_freq=400", "eval_episodes=2", "checkpoint_freq=400",
+        "target_update_interval=50", "train_freq=1", "exploration_fraction=0.8", "tensorboard=false",
+        "prioritized=true", "n_step=3", "dueling=true", "batch_size=16", "save_replay=true",
+        "keep_checkpoints=2")
 
 
 def qzoo(capsys, *args) -> tuple[int, str]:
@@ -95,10 +101,10 @@ def test_resume_after_a_kill_continues_exactly(corridor_run, tmp_path, capsys):
 
 
 def test_sigkill_after_a_checkpoint_then_resume_matches_a_straight_run(tmp_path, capsys):
-    args = ["CartPole-v1", "-n", "1600", "--seed", "3"] + [
-        x for s in ("learning_starts=300", "log_interval=200", "eval_freq=800", "eval_episodes=2", "train_freq=4",
-                    "gradient_steps=1", "checkpoint_freq=800", "target_update_interval=200", "tensorboard=false",
-                    "save_replay=true", "buffer_size=5000", "net_arch=[64, 64]") for x in ("--set", s)]
+    args = ["CartPole-v1", "-n", "1600", "--seed", "3"] + sets(
+            "learning_starts=300", "log_interval=200", "eval_freq=800", "eval_episodes=2", "train_freq=4",
+            "gradient_steps=1", "checkpoint_freq=800", "target_update_interval=200", "tensorboard=false",
+            "save_replay=true", "buffer_size=5000", "net_arch=[64, 64]")
     assert main(["train", *args, "--runs-dir", str(tmp_path / "straight"), "--quiet"]) == 0
     straight = only_run(tmp_path / "straight")
 
@@ -284,10 +290,10 @@ def simulate_kill_after(run: Path, step: int) -> None:
 
 
 def test_rainbow_resumes_exactly_noise_and_distributions_included(tmp_path, capsys):
-    args = ["train", "qzoo/Corridor-v0", "--algo", "rainbow", "-n", "800", "--quiet"] + [
-        x for s in ("learning_starts=100", "log_interval=100", "eval_freq=400", "eval_episodes=2", "train_freq=1",
-                    "checkpoint_freq=400", "target_update_interval=50", "tensorboard=false", "batch_size=16",
-                    "save_replay=true") for x in ("--set", s)]
+    args = ["train", "qzoo/Corridor-v0", "--algo", "rainbow", "-n", "800", "--quiet"] + sets(
+            "learning_starts=100", "log_interval=100", "eval_freq=400", "eval_episodes=2", "train_freq=1",
+            "checkpoint_freq=400", "target_update_interval=50", "tensorboard=false", "batch_size=16",
+            "save_replay=true")
     assert main([*args, "--runs-dir", str(tmp_path / "straight")]) == 0
     straight = only_run(tmp_path / "straight")
     run = tmp_path / "run"
@@ -301,10 +307,10 @@ def test_rainbow_resumes_exactly_noise_and_distributions_included(tmp_path, caps
 
 def test_envs_that_cannot_be_snapshotted_start_new_episodes(tmp_path, capsys):
     # Box2D worlds do not survive unpickling: the resume continues with new, seeded episodes and says so
-    args = ["train", "LunarLander-v3", "-n", "300", "--quiet"] + [
-        x for s in ("learning_starts=100", "log_interval=100", "eval_freq=0", "eval_episodes=1", "train_freq=4",
-                    "checkpoint_freq=200", "tensorboard=false", "batch_size=16", "net_arch=[16]",
-                    "save_replay=true") for x in ("--set", s)]
+    args = ["train", "LunarLander-v3", "-n", "300", "--quiet"] + sets(
+            "learning_starts=100", "log_interval=100", "eval_freq=0", "eval_episodes=1", "train_freq=4",
+            "checkpoint_freq=200", "tensorboard=false", "batch_size=16", "net_arch=[16]",
+            "save_replay=true")
     assert main([*args, "--runs-dir", str(tmp_path)]) == 0
     run = only_run(tmp_path)
     simulate_kill_after(run, 200)
@@ -317,10 +323,10 @@ def test_envs_that_cannot_be_snapshotted_start_new_episodes(tmp_path, capsys):
 def test_atari_resumes_with_its_frame_replay_and_new_episodes(tmp_path, capsys):
     # ALE games start new episodes on resume; the frame-once replay is restored and drops the unfinished
     # episodes' pending n-step windows, so learning goes on at once from the saved transitions
-    args = ["train", "ALE/Pong-v5", "-n", "300", "--quiet"] + [
-        x for s in ("learning_starts=100", "buffer_size=1000", "batch_size=16", "log_interval=100", "eval_freq=0",
-                    "eval_episodes=1", "max_episode_frames=800", "torch_threads=1", "checkpoint_freq=200",
-                    "n_step=3", "save_replay=true", "tensorboard=false") for x in ("--set", s)]
+    args = ["train", "ALE/Pong-v5", "-n", "300", "--quiet"] + sets(
+            "learning_starts=100", "buffer_size=1000", "batch_size=16", "log_interval=100", "eval_freq=0",
+            "eval_episodes=1", "max_episode_frames=800", "torch_threads=1", "checkpoint_freq=200",
+            "n_step=3", "save_replay=true", "tensorboard=false")
     assert main([*args, "--runs-dir", str(tmp_path)]) == 0
     run = only_run(tmp_path)
     simulate_kill_after(run, 200)

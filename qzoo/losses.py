@@ -36,6 +36,22 @@ def td_loss(q_tm1: torch.Tensor, target: torch.Tensor, kind: str = "huber") -> t
     raise ValueError(f"unknown loss {kind!r}")
 
 
+def td_loss_grad(q_tm1: torch.Tensor, target: torch.Tensor, scale: torch.Tensor | float,
+                 kind: str = "huber") -> torch.Tensor:
+    """d/dQ(s_tm1, a_tm1) of  sum_i scale_i * td_loss_i, element-wise (B,), with delta = Q - y:
+
+        Huber (threshold 1):  clamp(delta, -1, 1) * scale        squared:  2 delta * scale
+
+    ``scale`` is what the loss's reduction puts on each sample: 1/B for the mean, w_i / B with importance
+    weights. The same arithmetic as autograd's backward of :func:`td_loss` (tested equal)."""
+    delta = q_tm1 - target
+    if kind == "huber":
+        return delta.clamp_(-1.0, 1.0).mul_(scale)
+    if kind == "mse":
+        return delta.mul_(2.0).mul_(scale)
+    raise ValueError(f"unknown loss {kind!r}")
+
+
 def categorical_projection(reward_t: torch.Tensor, discount_t: torch.Tensor, probs_t: torch.Tensor,
                            support: torch.Tensor) -> torch.Tensor:
     """C51 projection (Bellemare et al. 2017) of the target distribution onto the fixed support z_0 < ... < z_{N-1}.

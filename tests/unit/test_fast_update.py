@@ -1,0 +1,145 @@
+"""The update's fast paths compute what the plain PyTorch path computes: the hand-written MLP backward pass
+(MLPBackprop + td_loss_grad), the global-norm clipping and the direct fused-Adam step. Each is compared with the
+autograd / torch.optim version on the same inputs."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from qzoo.agent import FusedAdamStep, build_agent, clip_grad_norm
+from qzoo.config import Config
+from qzoo.envs import check_env
+from qzoo.losses import td_loss, td_loss_grad
+from qzoo.networks import MLPBackprop
+from qzoo.replay import Batch
+
+
+def agent_for(**kw):
+    config = Config(env_id="CartPole-v1", net_arch=[32, 16], **kw)
+    info = check_env(config)
+    torch.manual_seed(0)
+    return build_agent(config, info.observation_space, info.n_actions, torch.device("cpu"))
+
+
+def random_batch(rng, n, weighted=False):
+    obs = rng.normal(size=(n, 4)).astype(np.float32)
+    nxt = rng.normal(size=(n, 4)).astype(np.float32)
+    # rewards large enough that some TD errors exceed the Huber threshold and some do not
+    reward = rng.normal(scale=2.0, size=n).astype(np.float32)
+    discount = np.where(rng.random(n) < 0.2, 0.0, 0.99).astype(np.float32)
+    weights = rng.uniform(0.1, 1.0, n).astype(np.float32) if weighted else None
+    return Batch(obs, rng.integers(0, 2, n), reward, discount, nxt, weights, np.arange(n))
+
+
+@pytest.mark.parametrize("kind", ["huber", "mse"])
+@pytest.mark.parametrize("batch", [1, 37, 64])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_hand_written_backward_equals_autograd(kind, batch, weighted):
+    agent = agent_for()
+    backprop = MLPBackprop.of(agent.q_net)
+    assert backprop is not None and len(backprop.params) == 6
+    rng = np.random.default_rng(batch)
+    obs = torch.as_tensor(rng.normal(size=(batch, 4)).astype(np.float32))
+    action = torch.as_tensor(rng.integers(0, 2, batch)).unsqueeze(1)
+    target = torch.as_tensor(rng.normal(scale=3.0, size=batch).astype(np.float32))
+    weights = torch.as_tensor(rng.uniform(0.1, 1.0, batch).astype(np.float32)) if weighted else None
+
+    q_tm1 = agent.q_net(obs).gather(1, action).squeeze(1)
+    losses = td_loss(q_tm1, target, kind)
+    (losses.mean() if weights is None else (weights * losses).mean()).backward()
+    expected = [p.grad.clone() for p in backprop.params]
+    for p in backprop.params:
+        p.grad = None
+
+    q, inputs = backprop.forward(obs)
+    torch.testing.assert_close(q, agent.q_net(obs), rtol=0, atol=0)
+    q_a = q.gather(1, action).squeeze(1)
+    scale = 1.0 / batch if weights is None else weights * (1.0 / batch)
+    grad_q = torch.zeros_like(q).scatter_(1, action, td_loss_grad(q_a, target, scale, kind).unsqueeze(1))
+    backprop.backward(grad_q, inputs)
+    for p, e in zip(backprop.params, expected, strict=True):
+        torch.testing.assert_close(p.grad, e, rtol=1e-6, atol=1e-7)
+
+
+def test_td_loss_grad_by_hand():
+    q = torch.tensor([0.0, 0.0, 0.0, 2.0])
+    y = torch.tensor([0.5, -3.0, 1.0, 0.0])  # delta = q - y = -0.5, 3, -1, 2
+    torch.testing.assert_close(td_loss_grad(q, y, 0.25, "huber"), torch.tensor([-0.125, 0.25, -0.25, 0.25]))
+    torch.testing.assert_close(td_loss_grad(q, y, 0.25, "mse"), torch.tensor([-0.25, 1.5, -0.5, 1.0]))
+    w = torch.tensor([1.0, 0.5, 2.0, 0.0])
+    torch.testing.assert_close(td_loss_grad(q, y, w, "huber"), torch.tensor([-0.5, 0.5, -2.0, 0.0]))
+
+
+def test_only_plain_mlps_take_the_hand_written_path():
+    assert agent_for()._backprop is not None
+    for kw in ({"dueling": True}, {"noisy": True}, {"distributional": "c51"}):
+        assert agent_for(**kw)._backprop is None
+
+
+def test_clip_grad_norm_equals_torch():
+    rng = torch.Generator().manual_seed(0)
+    for scale in (0.01, 100.0):  # below and above the threshold
+        grads = [torch.randn(7, 5, generator=rng) * scale, torch.randn(5, generator=rng) * scale]
+        original = [g.clone() for g in grads]
+        expected = [g.clone() for g in grads]
+        params = [nn.Parameter(torch.zeros_like(g)) for g in expected]
+        for p, g in zip(params, expected, strict=True):
+            p.grad = g
+        nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
+        clip_grad_norm(grads, 1.0)
+        for g, p in zip(grads, params, strict=True):
+            assert torch.equal(g, p.grad)
+        norm = float(torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads])))
+        if scale < 1:  # below the threshold: untouched
+            assert all(torch.equal(g, o) for g, o in zip(grads, original, strict=True))
+        else:  # above: scaled down to norm 1
+            assert norm == pytest.approx(1.0, rel=1e-5)
+
+
+def test_direct_fused_adam_step_equals_optimizer_step_and_survives_load_state_dict():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2))
+    twin = copy.deepcopy(net)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2, eps=1e-6, fused=True)
+    twin_opt = torch.optim.Adam(twin.parameters(), lr=1e-2, eps=1e-6, fused=True)
+    fast = FusedAdamStep.of(twin_opt, list(twin.parameters()))
+    assert fast is not None
+    x = torch.randn(16, 3)
+
+    def step(model, do_step):
+        model.zero_grad(set_to_none=True)
+        model(x).pow(2).mean().backward()
+        do_step()
+
+    for i in range(5):
+        step(net, opt.step)
+        step(twin, fast.step)
+        if i == 2:  # a resumed optimizer: new state tensors, which the fast step must use
+            twin_opt.load_state_dict(copy.deepcopy(opt.state_dict()))
+            fast.forget_state()
+    for a, b in zip(net.parameters(), twin.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert twin_opt.state_dict()["state"][0]["step"] == 5
+    assert FusedAdamStep.of(torch.optim.Adam(net.parameters(), amsgrad=True, fused=True),
+                            list(net.parameters())) is None
+    assert FusedAdamStep.of(torch.optim.Adam(net.parameters()), list(net.parameters())) is None  # not fused
+
+
+@pytest.mark.parametrize("kw", [{}, {"double": True}, {"loss": "mse"}, {"prioritized": True}])
+def test_updates_on_the_fast_paths_equal_the_autograd_path(kw):
+    """Twenty updates of the agent as built (hand-written backward, direct Adam) and of a twin forced through
+    autograd + optimizer.step(): the same losses and the same weights."""
+    fast, slow = agent_for(**kw), agent_for(**kw)
+    slow._backprop, slow._adam = None, None
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        batch = random_batch(rng, 32, weighted=kw.get("prioritized", False))
+        torch.testing.assert_close(fast.update(batch), slow.update(batch), rtol=1e-5, atol=1e-6)
+    for a, b in zip(fast.q_net.parameters(), slow.q_net.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    f, s = fast.pop_metrics(), slow.pop_metrics()
+    assert f["interval_updates"] == s["interval_updates"] == 20
+    assert f["loss"] == pytest.approx(s["loss"], rel=1e-5) and f["q_mean"] == pytest.approx(s["q_mean"], rel=1e-5)

@@ -160,7 +160,9 @@ class Config:
     v_max: float = setting(10.0, "highest value of the c51 support", group="network")
     n_step: int = setting(1, "n-step returns: bootstrap from gamma^n Q(s_t+n) (cut at terminations)", at_least(1),
                           "replay")
-    prioritized: bool = setting(False, "proportional prioritized replay on a sum tree (Schaul et al. 2016)",
+    prioritized: bool = setting(False, "proportional prioritized replay on a sum tree (Schaul et al. 2016); on its "
+                                       "own (outside the rainbow preset) it usually wants about a quarter of the "
+                                       "uniform-replay learning_rate, as in the paper (BENCHMARKS.md)",
                                 group="replay")
     prioritized_alpha: float = setting(0.6, "priority exponent alpha (0 = uniform)", unit_interval, "replay")
     prioritized_beta: float = setting(0.4, "initial importance-sampling exponent beta, annealed to 1 over training",

@@ -257,7 +257,9 @@ class FusedAdamStep:
         flags = ("amsgrad", "maximize", "capturable", "differentiable", "decoupled_weight_decay")
         if not (type(optimizer) is torch.optim.Adam and len(optimizer.param_groups) == 1 and group.get("fused")
                 and not any(group.get(flag) for flag in flags) and isinstance(group["lr"], float)
-                and group["params"] == params and len({p.device for p in params}) == 1
+                and len(group["params"]) == len(params)
+                and all(a is b for a, b in zip(group["params"], params, strict=False))
+                and len({p.device for p in params}) == 1
                 and hasattr(torch, "_fused_adam_")):
             return None
         return cls(optimizer, params)

@@ -150,8 +150,9 @@ class Config:
     noisy: bool = setting(False, "factorised Gaussian noisy linear layers (Fortunato et al. 2018); turns "
                                  "epsilon-greedy off", group="network")
     bf16: bool = setting(False, "run the Nature CNN torso in bfloat16 autocast (its output, the head, loss and "
-                               "optimizer stay float32): ~1.7x faster updates on CPUs with AVX512_BF16 or AMX; "
-                               "not yet checked for learning quality over a long run", group="network")
+                               "optimizer stay float32): ~1.7x faster updates on CPUs with AVX512_BF16 or AMX, "
+                               "~10x slower on CPUs without (emulated; train warns); not yet checked for learning "
+                               "quality over a long run", group="network")
     noisy_sigma: float = setting(0.5, "initial noise scale sigma0 of noisy layers", positive, "network")
     distributional: str = setting("none", "distributional head: none or c51 (Bellemare et al. 2017)",
                                   one_of("none", "c51"), "network")

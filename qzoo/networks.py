@@ -155,6 +155,23 @@ def build_q_network(config: Config, observation_space: gym.spaces.Space, n_actio
     return QNetwork(torso, feature_dim, n_actions, dueling=config.dueling, linear=linear, support=support)
 
 
+def native_bf16_cpu() -> bool:
+    """True when this CPU computes bfloat16 natively (AVX512_BF16 or AMX tiles). Elsewhere torch emulates bf16
+    convolutions, which made a Nature-CNN update ~12x slower than float32 (AVX2 AMD EPYC, BENCHMARKS.md)."""
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(check() for check in checks if check is not None)
+
+
+def bf16_warning(config: Config, device: torch.device, observation_shape: tuple) -> str | None:
+    """One line for a run that asks for bf16 where it can only be slower; None when bf16 is off or fits."""
+    if not (config.bf16 and device.type == "cpu" and config.resolved_network(observation_shape) == "nature_cnn"):
+        return None
+    if native_bf16_cpu():
+        return None
+    return ("qzoo: warning: bf16=true, but this CPU has no native bfloat16 (AVX512_BF16 or AMX), so torch emulates "
+            "it: updates run ~10x slower than in float32; set bf16=false on this machine")
+
+
 def plain_mlp_layers(q_net: QNetwork) -> tuple[list[nn.Linear], nn.Linear, nn.Linear | None] | None:
     """(torso linears, advantage head, value head or None) when ``q_net`` is a plain or dueling MLP on the CPU:
     Linear/ReLU pairs and linear heads, flat input, no noisy layers, no C51 support. None otherwise."""

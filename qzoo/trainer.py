@@ -30,6 +30,7 @@ from qzoo.config import Config
 from qzoo.envs import check_env, finished_episodes, finished_games, make_env, make_vec_env, true_next_obs
 from qzoo.evaluation import EvalResult, evaluate
 from qzoo.logger import CSVWriter, Logger, TensorBoardWriter
+from qzoo.networks import bf16_warning
 from qzoo.replay import make_replay
 from qzoo.schedules import LinearSchedule, epsilon_schedule
 from qzoo.video import capture_training
@@ -94,6 +95,8 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
     eval_env = make_env(config.env_id, config.env_kwargs, config=config)()  # Atari: whole games, raw score
     envs.action_space.seed(config.seed)
     agent = build_agent(config, env_info.observation_space, env_info.n_actions, device)
+    if (warning := bf16_warning(config, device, env_info.observation_space.shape)) is not None:
+        print(warning, file=out or sys.stderr, flush=True)
     replay = make_replay(config, env_info.observation_space)
     epsilon_at = epsilon_schedule(config.exploration_initial_eps, config.exploration_final_eps,
                                   config.exploration_fraction, config.schedule_horizon)

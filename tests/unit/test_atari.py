@@ -416,3 +416,18 @@ def test_nature_cnn_composes_with_noisy_dueling_c51_heads():
     frames = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8)
     assert net(frames).shape == (3, 6) and net.logits(frames).shape == (3, 6, 51)
     assert isinstance(build_q_network(Config(env_id="ALE/Pong-v5"), space, 6).torso.fc, torch.nn.Linear)
+
+
+def test_bf16_on_a_cpu_without_native_bfloat16_gets_a_one_line_warning(monkeypatch):
+    from qzoo import networks
+
+    config = Config(env_id="ALE/Pong-v5", bf16=True)
+    shape, cpu = (4, 84, 84), torch.device("cpu")
+    monkeypatch.setattr(networks, "native_bf16_cpu", lambda: False)
+    warning = networks.bf16_warning(config, cpu, shape)
+    assert warning is not None and "bf16=false" in warning and "\n" not in warning
+    assert networks.bf16_warning(config.replace(bf16=False), cpu, shape) is None
+    assert networks.bf16_warning(config, torch.device("cuda"), shape) is None  # GPUs have bf16
+    assert networks.bf16_warning(Config(env_id="CartPole-v1", bf16=True), cpu, (4,)) is None  # no CNN torso
+    monkeypatch.setattr(networks, "native_bf16_cpu", lambda: True)
+    assert networks.bf16_warning(config, cpu, shape) is None

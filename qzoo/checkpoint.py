@@ -37,6 +37,7 @@ Design decisions:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import hashlib
@@ -73,6 +74,29 @@ class CheckpointError(RuntimeError):
 
 
 # ---- files --------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def run_dir_lock(run_dir: Path):
+    """Hold an exclusive lock on ``run_dir`` for the duration (a flock on the directory itself: no file is created),
+    so two processes never train into one run directory (e.g. the same ``--resume`` started twice). ConfigError in
+    one line when another holder has it. The kernel drops the lock with its process, even after kill -9. A no-op
+    where flock does not exist (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ConfigError(f"'{run_dir}' is in use by another qzoo process (a training or resume of this run is "
+                              "still running); wait for it to end or stop it first") from None
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
 def new_run_dir(root: str | Path, config: Config) -> Path:
     """``<root>/<env_id>/<algo>_s<seed>_<YYYYmmdd-HHMMSS>[_k]`` (created, never reused)."""
     base = Path(root) / config.env_id / f"{config.algo}_s{config.seed}_{time.strftime('%Y%m%d-%H%M%S')}"

@@ -336,3 +336,36 @@ def test_atari_resumes_with_its_frame_replay_and_new_episodes(tmp_path, capsys):
     assert "refills" not in err
     updates = {int(r["step"]): int(r["updates"]) for r in rows(run / "progress.csv")}
     assert list(updates) == [100, 200, 300] and updates[300] == updates[200] + 25  # train_freq 4: 100 / 4
+
+
+def test_a_run_directory_in_use_is_refused_until_its_process_ends(corridor_run, tmp_path, capsys):
+    """A running `qzoo train` holds its run directory: a second process (`--resume` of the same run, e.g. started
+    twice by a scheduler) is refused in one line and changes nothing; once the first process is gone, even by
+    kill -9, the directory is free again."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(corridor_run, run_dir)
+    before = tree_hash(run_dir)
+    proc = subprocess.Popen([sys.executable, "-m", "qzoo", "train", "--resume", str(run_dir), "-n", "10000000"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        deadline = time.monotonic() + 120
+        while "resuming" not in proc.stderr.readline():  # the lock is taken before this line is printed
+            assert proc.poll() is None and time.monotonic() < deadline, "the resume did not start"
+        code, err = qzoo(capsys, "train", "--resume", run_dir, "-n", "20000000")
+        assert code == 2 and "in use by another qzoo process" in err and str(run_dir) in err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        proc.stderr.close()
+    with ckpt.run_dir_lock(run_dir):  # free again after the kill
+        pass
+    other = tmp_path / "other"
+    shutil.copytree(corridor_run, other)
+    with ckpt.run_dir_lock(other):  # held by this process: the CLI in this process is refused too
+        code, err = qzoo(capsys, "train", "--resume", other, "-n", "1600")
+        assert code == 2 and "in use" in err
+        assert tree_hash(other) == before  # the refusal left the directory exactly as it was
+    code, err = qzoo(capsys, "train", "--resume", other, "-n", "1600")
+    assert code == 0, err

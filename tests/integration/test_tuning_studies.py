@@ -177,8 +177,10 @@ def test_postgres_two_workers_one_killed_mid_trial(tmp_path, postgres_url):
     finish with every other trial COMPLETE."""
     space = tmp_path / "space.yml"
     space.write_text("learning_rate: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\n")
+    # 4000 steps: a trial must stay RUNNING long enough for the 0.2 s poll below to catch the victim in one (at
+    # 1000 steps the faster plain-MLP update made trials short enough to be missed about one time in three)
     args = ["tune", "qzoo/Corridor-v0", "--storage", postgres_url, "--study-name", "pg", "--n-trials", "4",
-            "--n-timesteps", "1000", "--n-evals", "2", "--eval-episodes", "1", "--pruner", "none",
+            "--n-timesteps", "4000", "--n-evals", "2", "--eval-episodes", "1", "--pruner", "none",
             "--space", str(space), "--space-only", "--heartbeat", "1", "--tunes-dir", str(tmp_path)]
     victim = subprocess.Popen(QZOO + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     time.sleep(1.0)  # the victim creates the study; the survivor joins it

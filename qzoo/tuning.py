@@ -418,6 +418,9 @@ def sqlite_url(study_dir: Path) -> str:
     return f"sqlite:///{(study_dir / 'study.db').resolve()}"
 
 
+SCHEMA_ATTEMPTS = 5  # opening a storage whose schema another worker is creating at the same moment
+
+
 def open_storage(url: str, heartbeat: int):
     """Optuna's RDB storage with heartbeats; a killed worker's trial becomes FAIL and is queued again."""
     import optuna
@@ -437,9 +440,18 @@ def open_storage(url: str, heartbeat: int):
         if parsed.drivername == "postgresql":  # SQLAlchemy 2.1 would pick psycopg 3; qzoo[postgres] installs psycopg2
             url = parsed.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
     try:
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
+        for attempt in range(SCHEMA_ATTEMPTS):
+            try:
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                        max_retry=MAX_RETRY))
+            except sqlalchemy.exc.IntegrityError:
+                # Workers started together on an empty database all create optuna's tables and types; the losers
+                # of that race hit "already exists". The schema is there once the winner commits: open it again.
+                if attempt == SCHEMA_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
     except ImportError as e:  # the database driver
         hint = " (pip install 'qzoo[postgres]')" if backend == "postgresql" else ""
         cause = e.__cause__ if isinstance(e.__cause__, ImportError) else e

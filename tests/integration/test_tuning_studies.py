@@ -20,7 +20,7 @@ import yaml
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from qzoo.tuning import TuneOptions, tune
+from qzoo.tuning import TuneOptions, open_storage, tune
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 QZOO = [sys.executable, "-m", "qzoo"]
@@ -186,7 +186,7 @@ def test_postgres_two_workers_one_killed_mid_trial(tmp_path, postgres_url):
     time.sleep(1.0)  # the victim creates the study; the survivor joins it
     survivor = subprocess.Popen(QZOO + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     try:
-        storage = optuna.storages.RDBStorage(postgres_url.replace("postgresql://", "postgresql+psycopg2://"))
+        storage = open_storage(postgres_url, heartbeat=1)  # (the workers may be creating the schema right now)
         deadline, killed = time.time() + 90, None
         while killed is None and time.time() < deadline:
             time.sleep(0.2)
@@ -253,3 +253,26 @@ def test_bad_input_from_the_command_line(tmp_path):
              "--tunes-dir", str(tmp_path)], timeout=60)
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.startswith("qzoo tune: error: cannot open storage ") and r.stderr.count("\n") == 1
+
+
+def test_workers_opening_an_empty_postgres_database_at_once_all_get_the_study(postgres_url):
+    """Workers started together on a fresh database race to create optuna's tables and enum types; the losers see
+    "already exists" (IntegrityError) from PostgreSQL. open_storage retries, so every one of them gets the storage."""
+    import threading
+
+    results, barrier = [], threading.Barrier(6)
+
+    def worker():
+        barrier.wait()
+        try:
+            storage = open_storage(postgres_url, heartbeat=1)
+            results.append(optuna.create_study(study_name="race", storage=storage, load_if_exists=True).study_name)
+        except Exception as e:  # noqa: BLE001 - the test reports whatever a worker hit
+            results.append(e)
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert results == ["race"] * 6, results

@@ -173,65 +173,77 @@ def _add_tune_parser(sub) -> None:
 
 
 def cmd_train(args) -> int:
+    with contextlib.ExitStack() as held:  # holds the run directory's lock for the whole run
+        config, run_dir, resume = prepare_train(args, held)
+        return train_and_report(args, config, run_dir, resume)
+
+
+def prepare_train(args, held: contextlib.ExitStack):
+    """(config, run_dir, resume) of ``qzoo train``, with the run directory locked in ``held``; every refusal is a
+    ConfigError raised before anything in the run directory changes."""
     from qzoo import checkpoint as ckpt
     from qzoo.envs import check_env
+
+    sets = list(args.sets) + (["progress_bar=false"] if args.quiet else [])
+    if args.resume is not None:  # refuse anything wrong before touching the run directory
+        given = [flag for flag, value in (("ENV_ID", args.env_id), ("--algo", args.algo), ("--seed", args.seed),
+                                          ("--n-envs", args.n_envs), ("--preset", args.preset),
+                                          ("--runs-dir", args.runs_dir)) if value is not None]
+        if given:
+            raise ConfigError(f"--resume continues a run with its own settings; {given[0]} cannot be given with it")
+        changes = parse_set(sets) | ({"device": args.device} if args.device else {})
+        run_dir = Path(args.resume)
+        if run_dir.is_dir():  # one process per run directory (a missing one is refused by prepare_resume)
+            held.enter_context(ckpt.run_dir_lock(run_dir))
+        config, resume = ckpt.prepare_resume(run_dir, args.n_timesteps, changes)
+        print(f"qzoo: resuming {config.algo} on {config.env_id} at step {resume.step} of {config.n_timesteps} -> "
+              f"{run_dir}", file=sys.stderr)
+        return config, run_dir, resume
+    if args.env_id is None:
+        raise ConfigError("give an environment id (e.g. CartPole-v1), or --resume RUN_DIR")
+    flags = {"seed": args.seed, "n_timesteps": args.n_timesteps, "n_envs": args.n_envs, "device": args.device}
+    config = resolve(args.env_id, args.algo or "dqn", args.preset, flags, sets)
+    check_env(config)  # refuse a bad env id / space before creating anything on disk
+    run_dir = ckpt.new_run_dir(args.runs_dir or "runs", config)
+    held.enter_context(ckpt.run_dir_lock(run_dir))
+    print(f"qzoo: training {config.algo} on {config.env_id} for {config.n_timesteps} steps -> {run_dir}",
+          file=sys.stderr)
+    return config, run_dir, None
+
+
+def train_and_report(args, config, run_dir: Path, resume) -> int:
+    """Run the training loop and print where everything is (or why it stopped); the exit code."""
+    from qzoo import checkpoint as ckpt
     from qzoo.tabular import train_tabular
     from qzoo.trainer import TrainingDiverged, train
 
-    with contextlib.ExitStack() as held:  # the run directory's lock, once there is one
-        sets = list(args.sets) + (["progress_bar=false"] if args.quiet else [])
-        resume = None
-        if args.resume is not None:  # refuse anything wrong before touching the run directory
-            given = [flag for flag, value in (("ENV_ID", args.env_id), ("--algo", args.algo), ("--seed", args.seed),
-                                              ("--n-envs", args.n_envs), ("--preset", args.preset),
-                                              ("--runs-dir", args.runs_dir)) if value is not None]
-            if given:
-                raise ConfigError(f"--resume continues a run with its own settings; {given[0]} cannot be given with it")
-            changes = parse_set(sets) | ({"device": args.device} if args.device else {})
-            run_dir = Path(args.resume)
-            if run_dir.is_dir():  # one process per run directory (a missing one is refused by prepare_resume)
-                held.enter_context(ckpt.run_dir_lock(run_dir))
-            config, resume = ckpt.prepare_resume(run_dir, args.n_timesteps, changes)
-            print(f"qzoo: resuming {config.algo} on {config.env_id} at step {resume.step} of {config.n_timesteps} -> "
-                  f"{run_dir}", file=sys.stderr)
-        else:
-            if args.env_id is None:
-                raise ConfigError("give an environment id (e.g. CartPole-v1), or --resume RUN_DIR")
-            flags = {"seed": args.seed, "n_timesteps": args.n_timesteps, "n_envs": args.n_envs, "device": args.device}
-            config = resolve(args.env_id, args.algo or "dqn", args.preset, flags, sets)
-            check_env(config)  # refuse a bad env id / space before creating anything on disk
-            run_dir = ckpt.new_run_dir(args.runs_dir or "runs", config)
-            held.enter_context(ckpt.run_dir_lock(run_dir))
-            print(f"qzoo: training {config.algo} on {config.env_id} for {config.n_timesteps} steps -> {run_dir}",
-                  file=sys.stderr)
-        out = None if args.quiet else sys.stderr
-        command = "qzoo " + shlex.join(args.argv)
-        run = train_tabular if config.is_tabular else train  # the one place a training loop is picked by algo
-        try:
-            result = run(config, run_dir, command=command, out=out, **({"resume": resume} if resume else {}))
-        except TrainingDiverged as e:
-            kept = ckpt.checkpoint_files(run_dir)
-            kept_text = (f"the last good checkpoint, checkpoints/{kept[-1].name}, is kept" if kept
-                         else "no checkpoint had been written yet")
-            print(f"qzoo: training stopped: {e}; {kept_text}", file=sys.stderr)
-            return EXIT_DIVERGED
-        except ckpt.CheckpointError as e:
-            print(f"qzoo: training stopped: {e}", file=sys.stderr)
-            return EXIT_FAILED
-        if result.interrupted:
-            where = f"checkpoint {result.checkpoint.name} and logs are" if result.checkpoint else "logs are"
-            print(f"qzoo: interrupted at step {result.steps}; the {where} in {run_dir}", file=sys.stderr)
-            if result.checkpoint is not None:
-                print(f"qzoo: resume with: qzoo train --resume {shlex.quote(str(run_dir))}", file=sys.stderr)
-            return EXIT_INTERRUPTED
-        print(f"final evaluation: {result.final_eval.summary()}")
-        if (line := best_evaluation_line(result, config.is_tabular)) is not None:
-            print(line)
-        print(f"run directory:    {run_dir}")
-        print("  " + " ".join(sorted(p.name + "/" * p.is_dir() for p in run_dir.iterdir())))
-        print(f"evaluate:         qzoo eval {run_dir}")
-        print(f"tensorboard:      tensorboard --logdir {run_dir / 'tensorboard'}")
-        return 0
+    out = None if args.quiet else sys.stderr
+    command = "qzoo " + shlex.join(args.argv)
+    run = train_tabular if config.is_tabular else train  # the one place a training loop is picked by algo
+    try:
+        result = run(config, run_dir, command=command, out=out, **({"resume": resume} if resume else {}))
+    except TrainingDiverged as e:
+        kept = ckpt.checkpoint_files(run_dir)
+        print(f"qzoo: training stopped: {e}; " + (f"the last good checkpoint, checkpoints/{kept[-1].name}, is kept"
+                                                  if kept else "no checkpoint had been written yet"), file=sys.stderr)
+        return EXIT_DIVERGED
+    except ckpt.CheckpointError as e:
+        print(f"qzoo: training stopped: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    if result.interrupted:
+        where = f"checkpoint {result.checkpoint.name} and logs are" if result.checkpoint else "logs are"
+        print(f"qzoo: interrupted at step {result.steps}; the {where} in {run_dir}", file=sys.stderr)
+        if result.checkpoint is not None:
+            print(f"qzoo: resume with: qzoo train --resume {shlex.quote(str(run_dir))}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"final evaluation: {result.final_eval.summary()}")
+    if (line := best_evaluation_line(result, config.is_tabular)) is not None:
+        print(line)
+    print(f"run directory:    {run_dir}")
+    print("  " + " ".join(sorted(p.name + "/" * p.is_dir() for p in run_dir.iterdir())))
+    print(f"evaluate:         qzoo eval {run_dir}")
+    print(f"tensorboard:      tensorboard --logdir {run_dir / 'tensorboard'}")
+    return 0
 
 
 def best_evaluation_line(result, tabular: bool) -> str | None:

@@ -524,13 +524,13 @@ def restore(resume: Resume, config: Config, *, agent, replay, progress, envs, rn
     step = state["step"]
     agent.load_state_dict(state["agent"])
     progress.load_state_dict(state["progress"])
-    envs, exact = restore_vec_env(envs, state["envs"])
-    notes = []
+    envs, why_not = restore_vec_env(envs, state["envs"])  # None: they continue their episodes exactly
+    exact, notes = why_not is None, []
     if exact:
         obs = state["obs"].numpy()
-    else:  # the envs cannot be snapshotted: new episodes, seeded from the run's seed and the step
+    else:  # new episodes, seeded from the run's seed and the step
         obs, _ = envs.reset(seed=config.seed + step)
-        notes.append("the environments start new episodes (they cannot be snapshotted)")
+        notes.append(f"the environments start new episodes ({why_not})")
     learn_from = config.learning_starts
     if resume.replay_path is not None:
         replay.load_state_dict(load_replay(resume.replay_path))

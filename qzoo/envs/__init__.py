@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.utils import EzPickle
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from qzoo.config import Config, ConfigError
@@ -38,6 +36,7 @@ from qzoo.envs.atari import (
     vector_backend_problem,
 )
 from qzoo.envs.minatar import register_minatar_envs
+from qzoo.envs.snapshot import ActionLog, needs_action_log, restore_vec_env, vec_env_state  # noqa: F401
 
 gym.register(id="qzoo/Corridor-v0", entry_point="qzoo.envs.toy:Corridor", max_episode_steps=30)
 register_minatar_envs()  # MinAtar/<Game>-v1
@@ -143,7 +142,9 @@ def make_env(env_id: str, env_kwargs: dict | None = None, *, one_hot: bool = Tru
             env = gym.make(env_id, **(env_kwargs or {}))
         if one_hot and isinstance(env.observation_space, gym.spaces.Discrete):
             env = OneHotObservation(env)
-        return gym.wrappers.RecordEpisodeStatistics(env)
+        env = gym.wrappers.RecordEpisodeStatistics(env)
+        # a training env whose state does not pickle is rebuilt on resume by replaying its episode (envs/snapshot.py)
+        return ActionLog(env) if training and needs_action_log(env) else env
 
     return thunk
 
@@ -157,33 +158,6 @@ def make_vec_env(config: Config, n_envs: int | None = None) -> gym.vector.Vector
     fns = [make_env(config.env_id, config.env_kwargs, config=config, training=True)
            for _ in range(n_envs or config.n_envs)]
     return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
-
-
-def vec_env_state(envs: gym.vector.VectorEnv) -> dict:
-    """A snapshot of the training envs for a checkpoint: the pickled sub-environments (episode in progress, time
-    limit counters, RNGs, episode statistics), which makes a resume exact (classic control, the toy envs).
-    ``{"envs": None}`` when they cannot be snapshotted, and a resume starts new episodes: envs that pickle by
-    their constructor arguments (gymnasium's ``EzPickle``: Box2D, ALE, MuJoCo) would come back as new, un-reset
-    envs, and anything that fails a pickle round trip is left out too."""
-    if not isinstance(envs, SyncVectorEnv) or any(isinstance(env.unwrapped, EzPickle) for env in envs.envs):
-        return {"envs": None}
-    try:
-        data = pickle.dumps(envs.envs)
-        pickle.loads(data)
-    except Exception:  # any failure to snapshot means: start new episodes on resume
-        return {"envs": None}
-    return {"envs": data}
-
-
-def restore_vec_env(envs: gym.vector.VectorEnv, state: dict) -> tuple[gym.vector.VectorEnv, bool]:
-    """The training envs of a checkpoint: ``(vector env, exact)``. With a snapshot, a vector env over the
-    unpickled sub-environments (``envs`` is closed); without one, ``envs`` itself (the caller resets it to
-    start new episodes)."""
-    if state.get("envs") is None:
-        return envs, False
-    restored = pickle.loads(state["envs"])  # a file of the user's own run directory, checksum-verified
-    envs.close()
-    return SyncVectorEnv([lambda env=env: env for env in restored], autoreset_mode=AutoresetMode.SAME_STEP), True
 
 
 def true_next_obs(next_obs: np.ndarray, infos: dict) -> np.ndarray:

@@ -180,13 +180,36 @@ def read_config(run_dir: Path) -> Config:
 
 
 def model_payload(config: Config, agent, step: int, obs_shape) -> dict:
-    return {"format": "qzoo-model", "version": FORMAT_VERSION, "env_id": config.env_id, "algo": config.algo,
-            "obs_shape": tuple(obs_shape), "n_actions": agent.n_actions, "step": step,
-            "config": config.to_dict(), "q_net": agent.q_net.state_dict()}
+    """model.pt / best_model.pt: the Q-network and what it was trained on, with its own checksum (``sha256``,
+    :func:`payload_digest`), so one file carries what verifies it."""
+    payload = {"format": "qzoo-model", "version": FORMAT_VERSION, "env_id": config.env_id, "algo": config.algo,
+               "obs_shape": tuple(obs_shape), "n_actions": agent.n_actions, "step": step,
+               "config": config.to_dict(), "q_net": agent.q_net.state_dict()}
+    return {**payload, "sha256": payload_digest(payload)}
+
+
+def payload_digest(payload: dict) -> str:
+    """sha256 of a model payload's contents (every key but ``sha256``: tensors by dtype, shape and bytes, other
+    values by repr), independent of how torch lays out the file."""
+    digest = hashlib.sha256()
+
+    def add(key: str, value) -> None:
+        if isinstance(value, dict):
+            for k in sorted(value, key=str):
+                add(f"{key}/{k}", value[k])
+        elif isinstance(value, torch.Tensor):
+            data = value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+            digest.update(f"{key}:{value.dtype}:{tuple(value.shape)}:".encode())
+            digest.update(data.tobytes())
+        else:
+            digest.update(f"{key}={value!r};".encode())
+
+    add("", {k: v for k, v in payload.items() if k != "sha256"})
+    return digest.hexdigest()
 
 
 def load(path: Path) -> dict:
-    """A model file or checkpoint, for its Q-network (``qzoo eval``)."""
+    """A model file or checkpoint, unverified (use :func:`load_model`)."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -215,19 +238,57 @@ def _names(step: int) -> tuple[str, str, str]:
     return f"step_{step}.pt", f"step_{step}.replay.npz", f"step_{step}.json"
 
 
-def find_model(run_dir: Path, which: str = "final") -> Path:
-    """The model file of a run: ``final`` (model.pt, else the latest checkpoint) or ``best``."""
-    run_dir = Path(run_dir)
-    if run_dir.is_file():
-        return run_dir
-    if not run_dir.is_dir():
-        raise ConfigError(f"run directory '{run_dir}' does not exist")
-    candidates = [run_dir / BEST_FILE] if which == "best" else [run_dir / MODEL_FILE]
-    candidates += checkpoint_files(run_dir)[::-1]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise ConfigError(f"'{run_dir}' holds no model ({MODEL_FILE}, {BEST_FILE} or checkpoints/step_*.pt)")
+def load_model(path: Path, which: str = "final", out=None) -> tuple[dict, Path]:
+    """The one verified way to read a trained Q-network: ``(payload, file)`` from a run directory or a file in one.
+    Every command that loads a model (eval, record, report, export, bench) comes through here.
+
+    - a run directory: ``best`` reads best_model.pt; ``final`` reads model.pt, or, when the run has none (stopped,
+      killed), the newest checkpoint whose manifest verifies, naming on ``out`` each newer one it skipped and why;
+    - model.pt / best_model.pt are checked against the checksum they carry (:func:`payload_digest`); a
+      ``checkpoints/step_N.pt`` against its manifest.
+
+    A file that fails is refused: ConfigError, one line naming the file and what is wrong."""
+    path = Path(path)
+    if path.is_file():
+        return _load_verified(path), path
+    if not path.is_dir():
+        raise ConfigError(f"run directory '{path}' does not exist")
+    model = path / (BEST_FILE if which == "best" else MODEL_FILE)
+    if model.is_file() or which == "best":
+        if not model.is_file():
+            raise ConfigError(f"'{path}' has no {BEST_FILE} (no evaluation finished yet); use --model final")
+        return _load_verified(model), model
+    directory = path / "checkpoints"
+    skipped = []
+    for step in _steps(directory)[::-1]:
+        pt = directory / _names(step)[0]
+        try:
+            payload = _load_verified(pt)
+        except ConfigError as e:
+            skipped.append(f"step_{step}: {e}")
+            continue
+        if skipped and out is not None:
+            print(f"qzoo: {path.name} has no {MODEL_FILE}: reading checkpoints/{pt.name}; skipped "
+                  + "; skipped ".join(skipped), file=out, flush=True)
+        return payload, pt
+    if skipped:
+        raise ConfigError(f"'{path}' has no {MODEL_FILE} and no intact checkpoint ({'; '.join(skipped)})")
+    raise ConfigError(f"'{path}' holds no model ({MODEL_FILE}, {BEST_FILE} or checkpoints/step_*.pt)")
+
+
+def _load_verified(path: Path) -> dict:
+    """One model file or checkpoint, verified (see :func:`load_model`); ConfigError naming ``path`` otherwise."""
+    if (m := _CHECKPOINT_FILE.fullmatch(path.name)) and m.group(2) == "pt":
+        problem = verify(path.parent, int(m.group(1)))
+        if problem is not None:
+            raise ConfigError(f"checkpoint '{path}' is refused: {problem}")
+        return load(path)
+    payload = load(path)
+    if "sha256" not in payload:  # written before model files carried a checksum: nothing to check it against
+        return payload
+    if payload_digest(payload) != payload["sha256"]:
+        raise ConfigError(f"'{path}' does not match the checksum it was saved with (corrupted); it is refused")
+    return payload
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:

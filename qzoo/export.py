@@ -54,14 +54,14 @@ def load_exported(path: Path, device: str = "cpu"):
     return agent, config, weights_path
 
 
-def _weights(run_dir: Path, which: str, config: Config, agent) -> tuple[dict, dict]:
-    """(tensors, metadata) of the agent loaded from the run."""
+def _weights(model_path: Path, config: Config, agent) -> tuple[dict, dict]:
+    """(tensors, metadata) of the agent loaded from the run's ``model_path``."""
     meta = {"format": EXPORT_FORMAT, "version": str(ckpt.FORMAT_VERSION), "env_id": config.env_id,
             "algo": config.algo}
     if config.is_tabular:
         meta.update(obs_shape="[]", n_actions=str(agent.n_actions))
         return {"q_table": torch.from_numpy(np.ascontiguousarray(agent.values))}, meta
-    payload = ckpt.load(ckpt.find_model(run_dir, which))
+    payload, _ = ckpt.load_model(model_path)
     meta.update(obs_shape=json.dumps(list(payload["obs_shape"])), n_actions=str(payload["n_actions"]),
                 step=str(payload["step"]))
     return {k: v.detach().cpu().contiguous() for k, v in agent.q_net.state_dict().items()}, meta
@@ -88,7 +88,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, which: str = "final"
     agent, config, model_path = load_policy(run_dir, which)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    tensors, meta = _weights(run_dir, which, config, agent)
+    tensors, meta = _weights(model_path, config, agent)
     save_file(tensors, str(out_dir / WEIGHTS_FILE), metadata=meta)
     (out_dir / WEIGHTS_FILE).chmod(0o644)  # safetensors creates it owner-only; this folder is for publishing
     ckpt.write_config(out_dir, config)

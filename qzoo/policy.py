@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from qzoo import checkpoint as ckpt
@@ -10,9 +11,10 @@ from qzoo.config import TABULAR_ALGOS, Config, ConfigError, from_dict
 from qzoo.envs import check_env
 
 
-def load_policy(path: Path, which: str = "final", device: str = "cpu"):
+def load_policy(path: Path, which: str = "final", device: str = "cpu", out=sys.stderr):
     """Returns (agent, config, model_path). The agent's ``act`` is ready for evaluation. ``path``: a run
-    directory, a model/checkpoint file in one, or a folder written by ``qzoo export``."""
+    directory, a model/checkpoint file in one, or a folder written by ``qzoo export``. Model files are verified
+    (:func:`qzoo.checkpoint.load_model`); checkpoints it skipped are named on ``out``."""
     from qzoo.export import is_export, load_exported
 
     if is_export(Path(path)):
@@ -21,8 +23,7 @@ def load_policy(path: Path, which: str = "final", device: str = "cpu"):
         from qzoo.tabular import load_qtable
 
         return load_qtable(Path(path), which)
-    model_path = ckpt.find_model(path, which)
-    payload = ckpt.load(model_path)
+    payload, model_path = ckpt.load_model(path, which, out)
     config: Config = from_dict(payload["config"])
     weights = payload["q_net"] if "q_net" in payload else payload["agent"]["q_net"]
     agent = deep_agent(config, payload["obs_shape"], payload["n_actions"], weights, device, model_path)

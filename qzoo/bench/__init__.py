@@ -149,9 +149,20 @@ def finished_result(job: Job) -> dict | None:
     path = run_dir / RESULT_FILE
     if not path.is_file():
         return None
-    result = json.loads(path.read_text())
-    if not (run_dir / result.get("model", "model.pt")).is_file():
+    try:
+        result = json.loads(path.read_text())
+        model = run_dir / result.get("model", "model.pt")
+    except (OSError, ValueError, AttributeError, TypeError):
+        raise ConfigError(f"'{path}' is not a readable bench result; remove '{run_dir}' to run it again") from None
+    if not model.is_file():
         return None
+    if model.suffix == ".pt":  # a qzoo model: verified as every command that reads one (a peer's .zip is not ours)
+        from qzoo.checkpoint import load_model
+
+        try:
+            load_model(model)
+        except ConfigError as e:
+            raise ConfigError(f"{e}; remove '{run_dir}' to run it again") from None
     recorded = result.get("config", {})
     differs = sorted(k for k in job.config if recorded.get(k) != job.config[k])
     if differs:

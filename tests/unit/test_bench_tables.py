@@ -5,7 +5,9 @@ import json
 import math
 
 import pytest
+import torch
 
+from qzoo import checkpoint as ckpt
 from qzoo.bench import Job, finished_result, load_suites, plan
 from qzoo.bench.tables import mean_std, summarize, write_tables
 from qzoo.config import ConfigError
@@ -111,8 +113,15 @@ def test_finished_means_model_and_result_with_the_same_settings(tmp_path):
     assert finished_result(job) is None
     (tmp_path / "r" / "result.json").write_text(json.dumps({"model": "model.pt", "config": job.config}))
     assert finished_result(job) is None  # no model.pt yet
-    (tmp_path / "r" / "model.pt").write_bytes(b"")
+    payload = {"format": "qzoo-model", "version": ckpt.FORMAT_VERSION, "q_net": {"w": torch.arange(4.0)}}
+    torch.save({**payload, "sha256": ckpt.payload_digest(payload)}, tmp_path / "r" / "model.pt")
     assert finished_result(job)["config"] == job.config
+    # a model.pt whose weights changed after it was saved is refused, naming the file
+    torch.save({**payload, "q_net": {"w": torch.arange(4.0) + 1}, "sha256": ckpt.payload_digest(payload)},
+               tmp_path / "r" / "model.pt")
+    with pytest.raises(ConfigError, match="model.pt' does not match the checksum it was saved with"):
+        finished_result(job)
+    torch.save({**payload, "sha256": ckpt.payload_digest(payload)}, tmp_path / "r" / "model.pt")
     other = Job("CartPole-v1", "dqn", 0, {"seed": 0, "n_timesteps": 20}, str(tmp_path / "r"))
     with pytest.raises(ConfigError, match="finished run with other settings \\(n_timesteps: 10, now 20\\)"):
         finished_result(other)

@@ -11,7 +11,7 @@ from qzoo.config import TABULAR_ALGOS, Config, ConfigError, from_dict
 from qzoo.envs import check_env
 
 
-def load_policy(path: Path, which: str = "final", device: str = "cpu", out=sys.stderr):
+def load_policy(path: Path, which: str = "final", device: str = "cpu", out=None):
     """Returns (agent, config, model_path). The agent's ``act`` is ready for evaluation. ``path``: a run
     directory, a model/checkpoint file in one, or a folder written by ``qzoo export``. Model files are verified
     (:func:`qzoo.checkpoint.load_model`); checkpoints it skipped are named on ``out``."""
@@ -23,7 +23,7 @@ def load_policy(path: Path, which: str = "final", device: str = "cpu", out=sys.s
         from qzoo.tabular import load_qtable
 
         return load_qtable(Path(path), which)
-    payload, model_path = ckpt.load_model(path, which, out)
+    payload, model_path = ckpt.load_model(path, which, out or sys.stderr)
     config: Config = from_dict(payload["config"])
     weights = payload["q_net"] if "q_net" in payload else payload["agent"]["q_net"]
     agent = deep_agent(config, payload["obs_shape"], payload["n_actions"], weights, device, model_path)

@@ -236,6 +236,9 @@ class AtariTrainingVectorEnv(gym.vector.VectorWrapper):
     was not reset) and clips the rewards. A game that is over or truncated was reset by the C++ env in the same
     step: its s' is the C++ env's ``final_obs``."""
 
+    # why a checkpoint cannot hold these envs' games (a resume starts new episodes; envs/snapshot.py)
+    snapshot_problem = "ale-py's C++ AtariVectorEnv (atari_backend vector) gives no access to each game's state"
+
     def __init__(self, config: Config, n_envs: int):
         from ale_py.vector_env import AtariVectorEnv
 

@@ -149,7 +149,8 @@ def vec_env_state(envs: gym.vector.VectorEnv) -> dict:
     """The checkpoint's snapshot of the training envs: ``{"envs": pickled sub-envs}``, ``{"snapshots": pickled
     per-env snapshots}``, or ``{"envs": None, "why": phrase}`` when there is none (a resume starts new episodes)."""
     if not isinstance(envs, SyncVectorEnv):
-        return {"envs": None, "why": f"{type(envs).__name__} gives no access to each env's state"}
+        return {"envs": None, "why": getattr(envs, "snapshot_problem", None)
+                or f"{type(envs).__name__} gives no access to each env's state"}
     if not any(isinstance(env.unwrapped, EzPickle) for env in envs.envs):
         try:
             data = pickle.dumps(envs.envs)

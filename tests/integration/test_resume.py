@@ -5,6 +5,7 @@ import errno
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -305,8 +306,10 @@ def test_rainbow_resumes_exactly_noise_and_distributions_included(tmp_path, caps
     assert_same_weights(weights(run / "model.pt"), weights(straight / "model.pt"))
 
 
-def test_envs_that_cannot_be_snapshotted_start_new_episodes(tmp_path, capsys):
-    # Box2D worlds do not survive unpickling: the resume continues with new, seeded episodes and says so
+def test_a_replay_that_reaches_another_observation_falls_back_to_new_episodes(tmp_path, capsys):
+    # Box2D worlds do not pickle: LunarLander is rebuilt by a seeded reset and the episode's actions replayed
+    # (test_resume_kill.py: exact). When the replay does not reach the saved observation (here: the saved one is
+    # altered, as an env that is not deterministic would), the resume starts new, seeded episodes and says so.
     args = ["train", "LunarLander-v3", "-n", "300", "--quiet"] + sets(
             "learning_starts=100", "log_interval=100", "eval_freq=0", "eval_episodes=1", "train_freq=4",
             "checkpoint_freq=200", "tensorboard=false", "batch_size=16", "net_arch=[16]",
@@ -314,16 +317,24 @@ def test_envs_that_cannot_be_snapshotted_start_new_episodes(tmp_path, capsys):
     assert main([*args, "--runs-dir", str(tmp_path)]) == 0
     run = only_run(tmp_path)
     simulate_kill_after(run, 200)
+    envs = torch.load(run / "checkpoints" / "step_200.pt", weights_only=True)["envs"]
+    snapshot = pickle.loads(envs["snapshots"])
+    replay = snapshot["envs"][0]["replay"]
+    assert replay["start"][0] in ("seed", "rng") and len(replay["actions"]) > 0
+    replay["obs"] = replay["obs"] + 1.0
+    rewrite_checkpoint(run, 200, envs={**envs, "snapshots": pickle.dumps(snapshot)})
     code, err = qzoo(capsys, "train", "--resume", run)
     assert code == 0, err
-    assert "resuming from step_200.pt (step 200); the environments start new episodes" in err
+    assert (f"resuming from step_200.pt (step 200); the environments start new episodes (env 0: replaying its "
+            f"{len(replay['actions'])} actions since the episode's reset reached another observation") in err
     assert [int(r["step"]) for r in rows(run / "progress.csv")] == [100, 200, 300]
 
 
-def test_atari_resumes_with_its_frame_replay_and_new_episodes(tmp_path, capsys):
-    # ALE games start new episodes on resume; the frame-once replay is restored and drops the unfinished
-    # episodes' pending n-step windows, so learning goes on at once from the saved transitions
-    args = ["train", "ALE/Pong-v5", "-n", "300", "--quiet"] + sets(
+def test_atari_vector_backend_resumes_with_its_frame_replay_and_new_episodes(tmp_path, capsys):
+    # ale-py's C++ AtariVectorEnv keeps its games to itself: new episodes on resume (the wrapper pipeline resumes
+    # exactly: test_resume_kill.py); the frame-once replay is restored and drops the unfinished episodes' pending
+    # n-step windows, so learning goes on at once from the saved transitions
+    args = ["train", "ALE/Pong-v5", "-n", "300", "--quiet"] + sets("atari_backend=vector",
             "learning_starts=100", "buffer_size=1000", "batch_size=16", "log_interval=100", "eval_freq=0",
             "eval_episodes=1", "max_episode_frames=800", "torch_threads=1", "checkpoint_freq=200",
             "n_step=3", "save_replay=true", "tensorboard=false")
@@ -332,7 +343,8 @@ def test_atari_resumes_with_its_frame_replay_and_new_episodes(tmp_path, capsys):
     simulate_kill_after(run, 200)
     code, err = qzoo(capsys, "train", "--resume", run)
     assert code == 0, err
-    assert "resuming from step_200.pt (step 200); the environments start new episodes" in err
+    assert ("resuming from step_200.pt (step 200); the environments start new episodes (ale-py's C++ "
+            "AtariVectorEnv (atari_backend vector) gives no access to each game's state)") in err
     assert "refills" not in err
     updates = {int(r["step"]): int(r["updates"]) for r in rows(run / "progress.csv")}
     assert list(updates) == [100, 200, 300] and updates[300] == updates[200] + 25  # train_freq 4: 100 / 4

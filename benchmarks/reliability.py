@@ -1,6 +1,7 @@
 """Checkpoint cost and memory over a long run (issue 8).
 
     python benchmarks/reliability.py checkpoint [--repeats 5]       # CartPole and a 100k-transition Atari buffer
+    python benchmarks/reliability.py envs [--repeats 5]             # with env states: Atari wrappers, LunarLander
     nice -n 10 python benchmarks/reliability.py rss [--steps 200000] [--every 2]
 
 ``checkpoint``: builds a run's parts as the trainer does (agent, replay, envs, progress log), fills the replay
@@ -10,6 +11,11 @@ fsync, rename, sha256 read-back, manifest), ``verify`` (what --resume checks) an
 prints file sizes. ``rss``: runs ``qzoo train CartPole-v1 --total-timesteps N`` (RL Zoo's CartPole settings,
 checkpoints with replay every 10%) in a subprocess and samples its resident memory (VmRSS) every few seconds
 together with the step reached (progress.csv), to show whether memory grows once the replay buffer is full.
+``envs`` (issue 18): the same measurement where the checkpoint holds the training envs' snapshot
+(qzoo/envs/snapshot.py): ALE/Pong-v5 through the gymnasium-wrapper pipeline (emulator state with its RNG, frame
+stack, max-pool buffer) with a 100k-transition buffer, and LunarLander-v3 (RL Zoo preset: 50k buffer, filled from
+the env; its envs are snapshotted as a seed and the actions since) with the envs mid-episode; it also times the
+snapshot alone (``vec_env_state``) and reports its pickled size; restore includes the action replay.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import numpy as np
 from qzoo import checkpoint as ckpt
 from qzoo.agent import build_agent, resolve_device
 from qzoo.config import resolve
-from qzoo.envs import check_env, make_vec_env, true_next_obs
+from qzoo.envs import check_env, make_vec_env, true_next_obs, vec_env_state
 from qzoo.logger import Logger
 from qzoo.replay import make_replay
 from qzoo.trainer import ProgressLog
@@ -73,6 +79,8 @@ def measure(name: str, env_id: str, sets: list[str], steps: int, repeats: int, a
     config, info, agent, replay, envs, progress = parts(env_id, sets)
     t0 = time.perf_counter()
     obs = fill_atari(replay, steps, rng) if atari else fill_from_env(replay, envs, steps, rng)
+    if atari:  # the envs mid-episode, as in training (the frames in the buffer are synthetic)
+        obs = step_envs(envs, 500, rng)
     print(f"{name}: filled {len(replay)} transitions in {time.perf_counter() - t0:.1f} s", flush=True)
     RESULTS.mkdir(exist_ok=True)
     directory = Path(tempfile.mkdtemp(prefix="ckpt-bench-", dir=RESULTS))
@@ -89,16 +97,29 @@ def measure(name: str, env_id: str, sets: list[str], steps: int, repeats: int, a
         assert ckpt.verify(directory / "checkpoints", step) is None
         verifies.append(time.perf_counter() - t0)
     sizes = {p.name.split(".", 1)[1]: p.stat().st_size for p in (directory / "checkpoints").glob(f"step_{step}.*")}
+    snapshots = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        env_state = vec_env_state(envs)
+        snapshots.append(time.perf_counter() - t0)
+    kind = "pickled envs" if env_state.get("envs") else "per-env snapshots" if "snapshots" in env_state else \
+        f"none ({env_state.get('why')})"
+    env_bytes = len(env_state.get("envs") or env_state.get("snapshots") or b"")
     resume = ckpt.find_resumable(directory, config, info.observation_space.shape, info.n_actions)
     for _ in range(min(repeats, 2)):
         _, _, agent2, replay2, envs2, progress2 = parts(env_id, sets)
         t0 = time.perf_counter()
-        ckpt.restore(resume, config, agent=agent2, replay=replay2, progress=progress2, envs=envs2, rng=rng)
+        envs2.reset(seed=config.seed)
+        out = io.StringIO()
+        ckpt.restore(resume, config, agent=agent2, replay=replay2, progress=progress2, envs=envs2, rng=rng, out=out)
+        assert "new episodes" not in out.getvalue() or not env_bytes, out.getvalue()
         restores.append(time.perf_counter() - t0)
         envs2.close()
     shutil.rmtree(directory)
     envs.close()
     fmt = lambda xs: ", ".join(f"{x:.3f}" for x in xs)  # noqa: E731
+    print(f"{name}: envs in the checkpoint: {kind}, {env_bytes / 1e3:.1f} kB for {envs.num_envs} env(s); "
+          f"snapshot s: {fmt(snapshots)}", flush=True)
     print(f"{name}: sizes {', '.join(f'{k} {v / 1e6:.2f} MB' for k, v in sizes.items())}; total "
           f"{sum(sizes.values()) / 1e6:.2f} MB", flush=True)
     print(f"{name}: save (write+fsync+sha256) s: {fmt(writes)} (median {statistics.median(writes):.3f}); "
@@ -110,6 +131,20 @@ def cmd_checkpoint(args) -> None:
             atari=False)
     measure("ALE/Pong-v5 (frame-once buffer, 100k transitions)", "ALE/Pong-v5", ["buffer_size=100000"], 100_000,
             args.repeats, atari=True)
+
+
+def step_envs(envs, n: int, rng) -> np.ndarray:
+    obs, _ = envs.reset(seed=0)
+    for _ in range(n):
+        obs = envs.step(rng.integers(0, envs.single_action_space.n, envs.num_envs))[0]
+    return obs
+
+
+def cmd_envs(args) -> None:
+    measure("ALE/Pong-v5 (wrapper pipeline, frame-once buffer, 100k transitions)", "ALE/Pong-v5",
+            ["buffer_size=100000", "atari_backend=wrappers"], 100_000, args.repeats, atari=True)
+    measure("LunarLander-v3 (RL Zoo preset, 50k buffer, filled from the env)", "LunarLander-v3", [], 50_000,
+            args.repeats, atari=False)
 
 
 def rss_kb(pid: int) -> int:
@@ -159,11 +194,13 @@ def main() -> None:
     sub = parser.add_subparsers(dest="what", required=True)
     c = sub.add_parser("checkpoint")
     c.add_argument("--repeats", type=int, default=5)
+    e = sub.add_parser("envs")
+    e.add_argument("--repeats", type=int, default=5)
     r = sub.add_parser("rss")
     r.add_argument("--steps", type=int, default=200_000)
     r.add_argument("--every", type=float, default=2.0)
     args = parser.parse_args()
-    {"checkpoint": cmd_checkpoint, "rss": cmd_rss}[args.what](args)
+    {"checkpoint": cmd_checkpoint, "envs": cmd_envs, "rss": cmd_rss}[args.what](args)
 
 
 if __name__ == "__main__":

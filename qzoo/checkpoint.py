@@ -11,8 +11,8 @@ A run directory holds::
                          step_<N>.pt           training state: agent (networks, optimizer), RNGs, envs, logs
                          step_<N>.replay.npz   the replay buffer (when save_replay allows it)
                          step_<N>.json         manifest: size and sha256 of the other two, written last
-    best_model.pt      Q-network with the best evaluation so far
-    model.pt           final Q-network
+    best_model.pt      Q-network with the best evaluation so far    (each with a sha256 of its contents:
+    model.pt           final Q-network                                :func:`load_model` verifies every read)
     qtable.csv         --algo qlearning: the final Q-table, with best_qtable.csv, in place of the .pt files
 
 Design decisions:
@@ -26,7 +26,7 @@ Design decisions:
   previous checkpoint as it was; the files of the failed one are removed and the error says so.
 - Everything the loop needs to continue is in the checkpoint: the step counters, the agent's state
   (:meth:`qzoo.agent.QAgent.state_dict`), the loop's and torch's RNG states, the training envs
-  (:func:`qzoo.envs.vec_env_state`), the progress log's recent episodes, the best evaluation, and the replay
+  mid-episode (:mod:`qzoo.envs.snapshot`), the progress log's recent episodes, the best evaluation, and the replay
   buffer (:meth:`qzoo.replay.ReplayBuffer.state_dict`) in its own ``.npz`` (numpy arrays, no pickle). The
   epsilon and beta schedules are functions of the step, so they follow from the restored step.
 - A resume changes nothing in the run directory until every check has passed (checkpoint intact, same env,

@@ -12,6 +12,9 @@ Atari games (ALE ids) go through the DQN preprocessing of :mod:`qzoo.envs.atari`
 clips rewards; the evaluation env plays whole games with
 the game's own score. Either reports a finished game's raw score in ``info["game_score"]``.
 
+A checkpoint holds the training envs mid-episode (:mod:`qzoo.envs.snapshot`); training envs whose state does not
+pickle (Box2D, MuJoCo) get :class:`~qzoo.envs.snapshot.ActionLog` as their outermost wrapper for that.
+
 MinAtar games (``MinAtar/<Game>-v1``, :mod:`qzoo.envs.minatar`) give (channels, 10, 10) uint8 grids, read by the
 small MinAtar CNN (``network: auto`` picks it for images smaller than the Nature CNN's 36x36 minimum).
 """

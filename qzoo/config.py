@@ -246,7 +246,7 @@ class Config:
     # helpers -------------------------------------------------------------------------------------------------
     @property
     def is_tabular(self) -> bool:
-        """A Q-table agent (qzoo/tabular.py) rather than the deep Q-learning agent."""
+        """A Q-table agent (qzoo/qtable.py, trained by qzoo/tabular.py) rather than the deep Q-learning agent."""
         return self.algo in TABULAR_ALGOS
 
     @property

@@ -57,8 +57,9 @@ def exploration(config: Config):
 def train_tabular(config: Config, run_dir: Path | None = None, *, command: str = "",
                   on_eval: Callable[[int, EvalResult], None] | None = None, out=sys.stderr) -> RunResult:
     """Tabular Q-learning on ``config`` (a Discrete-observation env); write everything to ``run_dir``
-    (None: write nothing). Returns the deep trainer's RunResult, whose ``agent`` is the :class:`QTable`.
-    ``on_eval(step, result)`` is called after each periodic evaluation, as in :func:`qzoo.trainer.train`."""
+    (None: write nothing). Returns the deep trainer's :class:`~qzoo.runlog.RunResult`, whose ``agent`` is the
+    :class:`QTable`. ``on_eval(step, result)`` is called after each periodic evaluation, as in
+    :func:`qzoo.trainer.train`."""
     info = check_env(config)  # refuses observations that are not Discrete
     env = make_env(config.env_id, config.env_kwargs, one_hot=False)()
     eval_env = make_env(config.env_id, config.env_kwargs, one_hot=False)()

@@ -110,7 +110,7 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
             envs=envs), replay)
 
     obs, _ = envs.reset(seed=config.seed)
-    if resume is not None:  # continue where the checkpoint left off (qzoo/checkpoint.py: what is restored)
+    if resume is not None:  # continue where the checkpoint left off (qzoo/checkpoint/resume.py: what is restored)
         r = ckpt.restore(resume, config, agent=agent, replay=replay, progress=progress, envs=envs, rng=rng, out=out)
         envs, obs, step, vec_steps, best_eval, learn_from = r.envs, r.obs, r.step, r.vec_steps, r.best_eval, \
             r.learn_from

@@ -5,7 +5,8 @@ freshly built envs (:func:`restore_vec_env`). Three ways, tried in this order:
 
 ``pickle``   environments that pickle with their whole state (classic control, the toy envs): the list of
              sub-environments as it is, mid-episode.
-``per env``  every other sub-environment of a ``SyncVectorEnv``, one snapshot each, in two parts:
+``per env``  every other sub-environment of a vector env that holds them in Python (``SyncVectorEnv``, or any with a
+             list ``envs``), one snapshot each, in two parts:
 
              - the wrapper chain, walked generically: each wrapper's ``__dict__`` without the inner env and without
                values that do not pickle (references the wrapper took at construction, e.g. an ``ALEInterface``).
@@ -145,13 +146,20 @@ def restore_env(env: gym.Env, state: dict) -> str | None:
 
 
 # ---- the training vector env ------------------------------------------------------------------------------------
+def _sub_envs(envs) -> list | None:
+    """The sub-environments of a vector env that holds them in Python (SyncVectorEnv, or any vector env with a list
+    ``envs`` of gymnasium envs), else None."""
+    subs = getattr(envs, "envs", None)
+    return subs if isinstance(subs, list) and all(isinstance(env, gym.Env) for env in subs) else None
+
+
 def vec_env_state(envs: gym.vector.VectorEnv) -> dict:
     """The checkpoint's snapshot of the training envs: ``{"envs": pickled sub-envs}``, ``{"snapshots": pickled
     per-env snapshots}``, or ``{"envs": None, "why": phrase}`` when there is none (a resume starts new episodes)."""
-    if not isinstance(envs, SyncVectorEnv):
+    if _sub_envs(envs) is None:
         return {"envs": None, "why": getattr(envs, "snapshot_problem", None)
                 or f"{type(envs).__name__} gives no access to each env's state"}
-    if not any(isinstance(env.unwrapped, EzPickle) for env in envs.envs):
+    if isinstance(envs, SyncVectorEnv) and not any(isinstance(env.unwrapped, EzPickle) for env in envs.envs):
         try:
             data = pickle.dumps(envs.envs)
             pickle.loads(data)
@@ -177,7 +185,7 @@ def restore_vec_env(envs: gym.vector.VectorEnv, state: dict) -> tuple[gym.vector
     if "snapshots" not in state:
         return envs, state.get("why", "they cannot be snapshotted")
     snapshot = pickle.loads(state["snapshots"])
-    if not isinstance(envs, SyncVectorEnv) or len(envs.envs) != len(snapshot["envs"]):
+    if _sub_envs(envs) is None or len(envs.envs) != len(snapshot["envs"]):
         return envs, "the training envs are not built as they were when the checkpoint was written"
     for i, (env, env_snapshot) in enumerate(zip(envs.envs, snapshot["envs"], strict=True)):
         problem = restore_env(env, env_snapshot)

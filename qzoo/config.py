@@ -126,10 +126,12 @@ class Config:
     atari_crop: list = setting([], "(ALE) screen pixels dropped before resizing: [top, bottom, left, right] "
                                    "([] = none)", crop_check, "env")
     atari_backend: str = setting(
-        "auto", "(ALE) training envs: 'vector' = ale-py's C++ AtariVectorEnv (the whole preprocessing in C++ "
-                "threads; a life loss continues the game from the same frame), 'wrappers' = gymnasium's wrappers "
-                "as the evaluation env; 'auto' = vector where the settings allow it (grayscale, no atari_crop, no "
-                "env_kwargs)", one_of("auto", "vector", "wrappers"), "env")
+        "auto", "(ALE) training envs: 'auto' = 'wrappers' = gymnasium's wrappers, one pipeline per env, the same "
+                "transitions as RL Zoo's AtariWrapper + 4-frame stack (the standard protocol); 'vector' = ale-py's "
+                "C++ AtariVectorEnv, faster where cores are free but NOT the standard protocol: after a lost life "
+                "no no-op/FIRE step and the frame stack carries on, a game reset presses FIRE for one frame, no-op "
+                "counts from its own generator (grayscale only, no atari_crop, no env_kwargs)",
+        one_of("auto", "vector", "wrappers"), "env")
     max_episode_frames: int = setting(108_000, "(ALE) a game is truncated after this many emulator frames (108000 "
                                                "= 30 minutes, the evaluation cap)", at_least(1), "env")
     # --- network ----------------------------------------------------------------------------------------------

@@ -105,7 +105,7 @@ def test_vector_backend_transitions_match_the_wrapper_pipeline_step_by_step():
     s' (the observation itself after a life loss, the true last one at a game over), and the per-life returns
     and lengths and whole-game raw scores reported in final_info. As in the test above, the game-over frame
     itself (which AtariPreprocessing does not read) is not compared, only the frames before it."""
-    config = Config(env_id="ALE/Breakout-v5", noop_max=0, fire_reset=False, n_envs=2)
+    config = Config(env_id="ALE/Breakout-v5", noop_max=0, fire_reset=False, n_envs=2, atari_backend="vector")
     envs = make_vec_env(config)
     assert isinstance(envs, AtariTrainingVectorEnv)
     refs = [make_atari_env(config, training=False) for _ in range(2)]
@@ -149,7 +149,8 @@ def test_vector_backend_transitions_match_the_wrapper_pipeline_step_by_step():
 
 
 def test_vector_backend_truncates_at_the_frame_cap_with_the_true_final_observation():
-    config = Config(env_id="ALE/Pong-v5", noop_max=0, fire_reset=False, max_episode_frames=400)
+    config = Config(env_id="ALE/Pong-v5", noop_max=0, fire_reset=False, max_episode_frames=400,
+                    atari_backend="vector")
     envs = make_vec_env(config)
     ref = make_atari_env(config, training=True)
     obs, _ = envs.reset(seed=0)
@@ -167,14 +168,14 @@ def test_vector_backend_truncates_at_the_frame_cap_with_the_true_final_observati
     envs.close()
 
 
-def test_vector_backend_is_used_where_the_settings_allow_it():
-    assert isinstance(make_vec_env(Config(env_id="ALE/Pong-v5")), AtariTrainingVectorEnv)
-    for settings in ({"atari_backend": "wrappers"}, {"atari_crop": [32, 14, 8, 8]}, {"grayscale": False},
+def test_vector_backend_only_when_asked_for_and_the_wrappers_by_default():
+    assert isinstance(make_vec_env(Config(env_id="ALE/Pong-v5", atari_backend="vector")), AtariTrainingVectorEnv)
+    for settings in ({}, {"atari_backend": "wrappers"}, {"atari_crop": [32, 14, 8, 8]}, {"grayscale": False},
                      {"env_kwargs": {"mode": 0}}):
         assert isinstance(make_vec_env(Config(env_id="ALE/Pong-v5", **settings)), gym.vector.SyncVectorEnv)
     with pytest.raises(ConfigError, match="'atari_backend' 'vector' cannot be used with atari_crop"):
         check_env(Config(env_id="ALE/Pong-v5", atari_backend="vector", atari_crop=[32, 14, 8, 8]))
-    machado = make_vec_env(Config(env_id="ALE/Breakout-v5", atari_protocol="machado"))
+    machado = make_vec_env(Config(env_id="ALE/Breakout-v5", atari_protocol="machado", atari_backend="vector"))
     assert not machado.episodic_life
 
 

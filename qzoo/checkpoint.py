@@ -54,7 +54,7 @@ import numpy as np
 import torch
 import yaml
 
-from qzoo.config import Config, ConfigError, from_dict
+from qzoo.config import TRI_STATE, Config, ConfigError, coerce, from_dict
 
 FORMAT_VERSION = 2  # 2: the whole training state and a manifest; 1: agent, optimizer and step only
 MODEL_VERSIONS = (1, 2)  # model files whose Q-network `qzoo eval` reads
@@ -435,7 +435,9 @@ def _check_fits(path: Path, payload, config: Config, obs_shape: tuple, n_actions
     if tuple(payload["obs_shape"]) != obs_shape or payload["n_actions"] != n_actions:
         raise ConfigError(f"{where} has observations {tuple(payload['obs_shape'])} and {payload['n_actions']} "
                           f"actions; '{config.env_id}' now gives {obs_shape} and {n_actions}")
-    saved, now = payload["config"], config.to_dict()
+    # (bf16 was a bool before it took 'auto': such checkpoints say false / true)
+    saved = {k: coerce(k, v) if k in TRI_STATE else v for k, v in payload["config"].items()}
+    now = config.to_dict()
     differ = [k for k in now if k not in RESUME_MAY_CHANGE and k in saved and saved[k] != now[k]]
     if differ:
         raise ConfigError(f"{where} was written with different settings than the run's config.yaml: "

@@ -7,10 +7,10 @@ observation as s' so a truncated episode still bootstraps from where it really e
 Discrete observations (FrozenLake, Taxi: an integer state) reach the deep agent one-hot encoded
 (:class:`OneHotObservation`); the tabular agent indexes its table with the integer itself.
 
-Atari games (ALE ids) go through the DQN preprocessing of :mod:`qzoo.envs.atari`: the training vector env
-(the gymnasium wrappers with ``training=True``, or with ``atari_backend: vector`` ale-py's C++ AtariVectorEnv) ends episodes at a life loss and
-clips rewards; the evaluation env plays whole games with
-the game's own score. Either reports a finished game's raw score in ``info["game_score"]``.
+Atari games (ALE ids) go through the DQN preprocessing of :mod:`qzoo.envs.atari`: the training vector env (the
+gymnasium wrappers with ``training=True``, or with ``atari_backend: vector`` ale-py's C++ AtariVectorEnv) ends
+episodes at a life loss and clips rewards; the evaluation env plays whole games with the game's own score. Either
+reports a finished game's raw score in ``info["game_score"]``.
 
 MinAtar games (``MinAtar/<Game>-v1``, :mod:`qzoo.envs.minatar`) give (channels, 10, 10) uint8 grids, read by the
 small MinAtar CNN (``network: auto`` picks it for images smaller than the Nature CNN's 36x36 minimum).

@@ -100,3 +100,15 @@ def test_overlapped_training_keeps_the_replay_ratio_and_repeats_itself(tmp_path,
     assert same(weights(runs["a"].agent.q_net), weights(runs["b"].agent.q_net))
     assert "overlap: 'true'" in (tmp_path / "a" / "config.yaml").read_text()
     assert runs["a"].timing["wait"] >= 0 and runs["a"].timing["update"] > 0
+
+
+def test_importing_qzoo_sets_a_passive_openmp_wait_policy_unless_one_is_set():
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    show = [sys.executable, "-c", "import os, qzoo, torch; print(os.environ['OMP_WAIT_POLICY'])"]
+    assert subprocess.run(show, env=env, capture_output=True, text=True).stdout.strip() == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    assert subprocess.run(show, env=env, capture_output=True, text=True).stdout.strip() == "ACTIVE"

@@ -6,12 +6,18 @@ one after the other in alternation, each in its own process (so each has its own
 is the training steps/s *after* learning starts (acting, env, replay, one update every 4 steps), measured over
 the ``--window`` steps that follow ``--learning-starts``. For qzoo it also reports ms per update (the learner
 alone), the time split (env / act / sample / update, as fractions of the whole loop, which includes the
-learning_starts random-action steps) and which env backend trained. ``--extra-envs 4,8`` adds qzoo-only runs
+learning_starts random-action steps; ``wait``: blocked on an overlapped training phase) and which env backend
+trained. ``--extra-envs 4,8`` adds qzoo-only runs
 with more envs and train_freq scaled to keep one update per 4 env steps, ``--variant`` qzoo-only runs with other
 settings (neither is SB3's configuration: labelled as extra lines).
 
     nice -n 5 python benchmarks/speed_atari.py [--envs ALE/Pong-v5,ALE/SpaceInvaders-v5] [--window 3000]
         [--learning-starts 1000] [--repeats 2] [--extra-envs 4] [--set torch_threads=1 ...] [--variant bf16=true]
+    # issue 14's table: the default (faithful wrapper pipeline) in fp32 and bf16, in line and overlapped, vs SB3
+    nice -n 5 python benchmarks/speed_atari.py --variant bf16=true --variant overlap=true \
+        --variant bf16=true,overlap=true
+
+Every variant is reported with its peak RSS, time split and ratio of medians to SB3.
 
 Prints one line per run to stderr and a JSON summary (medians, ratio of medians) to stdout.
 """
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import platform
 import resource
 import statistics
@@ -29,6 +36,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import yaml
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -51,6 +60,7 @@ def worker(args_json: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         res = train(config, Path(tmp) / "run", out=None)
         rows = list(csv.DictReader(open(Path(tmp) / "run" / "progress.csv")))
+        ran = yaml.safe_load(open(Path(tmp) / "run" / "config.yaml"))  # bf16 / overlap as resolved
     at_start = next(float(r["time_s"]) for r in rows if int(r["step"]) >= config.learning_starts)
     learning_steps = res.steps - next(int(r["step"]) for r in rows if int(r["step"]) >= config.learning_starts)
     updates = res.agent.updates
@@ -64,7 +74,9 @@ def worker(args_json: str) -> None:
         "time_split": {k: round(v / res.loop_seconds, 3) for k, v in res.timing.items()},
         "updates": updates,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "torch_threads": __import__("torch").get_num_threads()}))
+        "torch_threads": __import__("torch").get_num_threads(),
+        "settings": {k: ran[k] for k in ("atari_backend", "bf16", "overlap")},
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}))
 
 
 def run_qzoo(env_id: str, learning_starts: int, window: int, sets: list[str], timeout: int) -> dict:
@@ -122,8 +134,8 @@ def main() -> None:
                                args.timeout)
                 extra.setdefault(label, []).append(res)
                 print(f"{env_id} repeat {r}: qzoo {label} {res['learning_steps_per_s']:.0f} steps/s "
-                      f"({res['ms_per_update']:.1f} ms/update, split {res['time_split']})", file=sys.stderr,
-                      flush=True)
+                      f"({res['ms_per_update']:.1f} ms/update, split {res['time_split']}, "
+                      f"{res['peak_rss_mb']:.0f} MB)", file=sys.stderr, flush=True)
         q = statistics.median(x["learning_steps_per_s"] for x in qz)
         game = {"qzoo_steps_per_s": [round(x["learning_steps_per_s"], 1) for x in qz],
                 "qzoo_ms_per_update": [round(x["ms_per_update"], 2) for x in qz],
@@ -140,7 +152,11 @@ def main() -> None:
         for label, runs in extra.items():
             game[f"extra qzoo {label}"] = {"steps_per_s": [round(x["learning_steps_per_s"], 1) for x in runs],
                                           "ms_per_update": [round(x["ms_per_update"], 2) for x in runs],
-                                          "time_split": [x["time_split"] for x in runs]}
+                                          "time_split": [x["time_split"] for x in runs],
+                                          "peak_rss_mb": [round(x["peak_rss_mb"]) for x in runs]}
+            if sb:
+                game[f"extra qzoo {label}"]["ratio_of_medians"] = round(
+                    statistics.median(x["learning_steps_per_s"] for x in runs) / s, 2)
         summary["games"][env_id] = game
     print(json.dumps(summary, indent=1))
 

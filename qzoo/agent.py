@@ -58,13 +58,7 @@ class QAgent:
 
     def act(self, obs: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
         """epsilon-greedy over a batch of observations (one per environment)."""
-        n = len(obs)
-        explore = rng.random(n) < epsilon
-        actions = rng.integers(0, self.n_actions, n)
-        if not explore.all():  # skip the network entirely while every env explores
-            greedy = self.greedy(obs)
-            actions = np.where(explore, actions, greedy)
-        return actions
+        return epsilon_greedy(self.greedy, obs, epsilon, rng, self.n_actions)
 
     # ---- learning -----------------------------------------------------------------------------------------
     def learn(self, replay: ReplayBuffer, n_updates: int, batch_size: int, step: int) -> tuple[float, float]:
@@ -226,6 +220,16 @@ class QAgent:
         self._loss_sum.copy_(metrics["loss_sum"])
         self._q_sum.copy_(metrics["q_sum"])
         self._updates_at_pop = metrics["updates_at_pop"]
+
+
+def epsilon_greedy(greedy, obs: np.ndarray, epsilon: float, rng: np.random.Generator, n_actions: int) -> np.ndarray:
+    """One action per observation: uniformly random with probability epsilon, else ``greedy(obs)``'s."""
+    n = len(obs)
+    explore = rng.random(n) < epsilon
+    actions = rng.integers(0, n_actions, n)
+    if not explore.all():  # skip the network entirely while every env explores
+        actions = np.where(explore, actions, greedy(obs))
+    return actions
 
 
 def weighted_mean(losses: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:

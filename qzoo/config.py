@@ -126,10 +126,12 @@ class Config:
     atari_crop: list = setting([], "(ALE) screen pixels dropped before resizing: [top, bottom, left, right] "
                                    "([] = none)", crop_check, "env")
     atari_backend: str = setting(
-        "auto", "(ALE) training envs: 'vector' = ale-py's C++ AtariVectorEnv (the whole preprocessing in C++ "
-                "threads; a life loss continues the game from the same frame), 'wrappers' = gymnasium's wrappers "
-                "as the evaluation env; 'auto' = vector where the settings allow it (grayscale, no atari_crop, no "
-                "env_kwargs)", one_of("auto", "vector", "wrappers"), "env")
+        "auto", "(ALE) training envs: 'auto' = 'wrappers' = gymnasium's wrappers, one pipeline per env, the same "
+                "transitions as RL Zoo's AtariWrapper + 4-frame stack (the standard protocol); 'vector' = ale-py's "
+                "C++ AtariVectorEnv, faster where cores are free but NOT the standard protocol: after a lost life "
+                "no no-op/FIRE step and the frame stack carries on, a game reset presses FIRE for one frame, no-op "
+                "counts from its own generator (grayscale only, no atari_crop, no env_kwargs)",
+        one_of("auto", "vector", "wrappers"), "env")
     max_episode_frames: int = setting(108_000, "(ALE) a game is truncated after this many emulator frames (108000 "
                                                "= 30 minutes, the evaluation cap)", at_least(1), "env")
     # --- network ----------------------------------------------------------------------------------------------
@@ -149,10 +151,13 @@ class Config:
     dueling: bool = setting(False, "dueling head: Q = V + A - mean(A) (Wang et al. 2016)", group="network")
     noisy: bool = setting(False, "factorised Gaussian noisy linear layers (Fortunato et al. 2018); turns "
                                  "epsilon-greedy off", group="network")
-    bf16: bool = setting(False, "run the Nature CNN torso in bfloat16 autocast (its output, the head, loss and "
-                               "optimizer stay float32): ~1.7x faster updates on CPUs with AVX512_BF16 or AMX, "
-                               "~10x slower on CPUs without (emulated; train warns); not yet checked for learning "
-                               "quality over a long run", group="network")
+    bf16: str = setting(
+        "false", "bfloat16 autocast for the Nature CNN torso (its output, the head, loss and optimizer stay float32): "
+                 "~1.7x faster updates where the hardware computes bf16 natively, ~10x slower where torch emulates "
+                 "it; 'auto' = on with CUDA or a CPU whose /proc/cpuinfo flags include avx512_bf16 or amx_bf16, off "
+                 "elsewhere; 'true' / 'false' force it. The run prints what auto chose and config.yaml records the "
+                 "resolved value. Off by default until long runs show it learns as well as float32",
+        one_of("auto", "true", "false"), "network")
     noisy_sigma: float = setting(0.5, "initial noise scale sigma0 of noisy layers", positive, "network")
     distributional: str = setting("none", "distributional head: none or c51 (Bellemare et al. 2017)",
                                   one_of("none", "c51"), "network")
@@ -201,6 +206,13 @@ class Config:
                                     "matrices lose more to thread hand-offs than they gain; torch's default "
                                     "otherwise)", at_least(0),
                                  "train")
+    overlap: str = setting(
+        "auto", "run each training phase's gradient steps in a background thread while the envs step and actions "
+                "are chosen for the next train_freq steps (qzoo/actor.py): the same replay ratio (one phase per "
+                "train_freq steps, batches drawn at the phase's step), actions from weights at most one phase old; "
+                "'auto' = off for now (to become on for image observations once a learning check holds), 'true' / "
+                "'false' force it; config.yaml records the resolved value", one_of("auto", "true", "false"),
+        "train")
     # --- logging, evaluation, checkpoints ---------------------------------------------------------------------
     log_interval: int = setting(1000, "environment steps between progress.csv rows", at_least(1), "logging")
     stats_window: int = setting(100, "recent episodes averaged in the logged mean return", at_least(1), "logging")
@@ -276,6 +288,8 @@ class Config:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+TRI_STATE = ("bf16", "overlap", "save_replay")  # 'auto', 'true' or 'false'
+_BOOL_WORDS = ("true", "yes", "on", "1", "false", "no", "off", "0")
 _TYPES = typing.get_type_hints(Config)
 
 
@@ -315,6 +329,11 @@ def coerce(key: str, value: Any) -> Any:
                 return float(number)
             raise bad
         if typ is str:
+            if key in TRI_STATE:  # 'auto' | 'true' | 'false', also written as a YAML or CLI boolean
+                if isinstance(value, bool):
+                    return str(value).lower()
+                if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
+                    return "true" if value.strip().lower() in _BOOL_WORDS[:4] else "false"
             if isinstance(value, str) and value:
                 return value
             raise bad

@@ -21,11 +21,12 @@ import numpy as np
 import torch
 
 from qzoo import checkpoint as ckpt
+from qzoo.actor import TrainingPhases, resolve_overlap
 from qzoo.agent import build_agent, resolve_device
 from qzoo.config import Config
 from qzoo.envs import check_env, finished_episodes, finished_games, make_env, make_vec_env, true_next_obs
 from qzoo.evaluation import EvalResult, evaluate
-from qzoo.networks import bf16_warning
+from qzoo.networks import resolve_bf16
 from qzoo.replay import make_replay
 from qzoo.runlog import (  # noqa: F401  (EVAL_COLUMNS, PROGRESS_COLUMNS, ProgressLog: their home is runlog)
     EVAL_COLUMNS,
@@ -69,13 +70,16 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
     # ~5x slower; flushing them to zero changes no result that matters and keeps updates fast.
     torch.set_flush_denormal(True)
     device = resolve_device(config.device)
+    # settings that depend on the machine: resolved once, recorded as resolved in config.yaml
+    bf16, bf16_note = resolve_bf16(config, device, env_info.observation_space.shape)
+    config = config.replace(bf16=bf16, overlap=str(resolve_overlap(config, env_info.observation_space.shape)).lower())
+    if bf16_note is not None:
+        print(bf16_note, file=out or sys.stderr, flush=True)
 
     envs = make_vec_env(config)
     eval_env = make_env(config.env_id, config.env_kwargs, config=config)()  # Atari: whole games, raw score
     envs.action_space.seed(config.seed)
     agent = build_agent(config, env_info.observation_space, env_info.n_actions, device)
-    if (warning := bf16_warning(config, device, env_info.observation_space.shape)) is not None:
-        print(warning, file=out or sys.stderr, flush=True)
     replay = make_replay(config, env_info.observation_space)
     epsilon_at = epsilon_schedule(config.exploration_initial_eps, config.exploration_final_eps,
                                   config.exploration_fraction, config.schedule_horizon)
@@ -90,18 +94,21 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
     best_eval, final_eval, interrupted = -math.inf, None, False
     checkpoint_freq = config.checkpoint_freq or max(config.n_timesteps // 10, 1)
     n_envs = config.n_envs
-    timing = dict.fromkeys(("env", "act", "sample", "update"), 0.0)  # seconds spent in each part of the loop
+    # seconds spent in each part of the loop (wait: blocked on an overlapped training phase)
+    timing = dict.fromkeys(("env", "act", "sample", "update", "wait"), 0.0)
     start = progress.start
     step = vec_steps = 0
     learn_from = config.learning_starts  # learning starts once step > learn_from
 
     def run_evaluation() -> EvalResult:
+        phases.settle()
         with agent.evaluating():  # noisy layers use their mean weights
             return evaluate(agent, eval_env, config.eval_episodes, config.eval_epsilon, config.seed + 10_000)
 
     def save_checkpoint() -> None:
         if checkpointer is None:
             return
+        phases.settle()
         if not agent.is_finite():  # a diverged agent is never checkpointed: the last good checkpoint stays
             raise TrainingDiverged(f"the Q-network's weights became non-finite before step {step}; "
                                    "try a lower learning_rate or max_grad_norm")
@@ -114,6 +121,7 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
         r = ckpt.restore(resume, config, agent=agent, replay=replay, progress=progress, envs=envs, rng=rng, out=out)
         envs, obs, step, vec_steps, best_eval, learn_from = r.envs, r.obs, r.step, r.vec_steps, r.best_eval, \
             r.learn_from
+    phases = TrainingPhases(agent, replay, config, timing, overlap=config.overlap == "true")  # qzoo/actor.py
     stop = StopSignals().install()
     consistent = False  # may a checkpoint be written if the loop is interrupted here?
     try:
@@ -125,7 +133,7 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
             if step < config.learning_starts:
                 action = rng.integers(0, env_info.n_actions, n_envs)
             else:  # (noisy nets explore through their weights: epsilon is 0 for them)
-                action = agent.act(obs, epsilon, rng)
+                action = phases.policy.act(obs, epsilon, rng)  # the agent, or its acting copy (overlap)
             t1 = time.perf_counter()
             next_obs, reward, terminated, truncated, infos = envs.step(action)
             t2 = time.perf_counter()
@@ -144,10 +152,9 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
 
             # ---- learn -----------------------------------------------------------------------------------
             if step > learn_from and vec_steps % config.train_freq == 0:
-                sample_s, update_s = agent.learn(replay, config.updates_per_phase, config.batch_size, step)
-                timing["sample"] += sample_s
-                timing["update"] += update_s
+                phases.learn(step)  # overlap: runs in the background while the next train_freq steps are taken
             if crossed(step, n_envs, config.target_update_interval):
+                phases.settle()
                 agent.sync_target(config.tau)
             consistent = True
 
@@ -155,6 +162,7 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
             if bar is not None:
                 bar.update(n_envs)
             if crossed(step, n_envs, config.log_interval) or step >= config.n_timesteps:
+                phases.settle()
                 metrics = agent.pop_metrics()
                 if metrics["interval_updates"] and not all(map(math.isfinite, (metrics["loss"], metrics["q_mean"]))):
                     raise TrainingDiverged(f"loss or Q-value became non-finite at step {step} "
@@ -169,9 +177,11 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
                 if on_eval is not None:
                     on_eval(step, result)
             if crossed(step, n_envs, config.video_every):
+                phases.settle()
                 capture_training(run_dir, config, agent, step)
             if crossed(step, n_envs, checkpoint_freq):
                 save_checkpoint()
+        phases.settle()
         if stop.signal is not None:  # SIGINT / SIGTERM: the step is complete (a second signal cuts the write short)
             interrupted, consistent = True, False
             save_checkpoint()
@@ -185,6 +195,7 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
         eval_log.close()
         raise
     finally:
+        phases.close()
         stop.uninstall()
         loop_seconds = time.perf_counter() - start
         if bar is not None:

@@ -15,7 +15,7 @@ from qzoo.checkpoint.durable import unflatten
 from qzoo.checkpoint.models import FORMAT_VERSION
 from qzoo.checkpoint.periodic import verify
 from qzoo.checkpoint.rundir import checkpoint_names, checkpoint_steps, read_config
-from qzoo.config import Config, ConfigError
+from qzoo.config import TRI_STATE, Config, ConfigError, coerce
 
 # Settings a resume may change: they do not alter what the agent learns from the steps it takes (n_timesteps:
 # a longer budget; the schedules keep their horizon through schedule_timesteps).
@@ -106,7 +106,9 @@ def _check_fits(path: Path, payload, config: Config, obs_shape: tuple, n_actions
     if tuple(payload["obs_shape"]) != obs_shape or payload["n_actions"] != n_actions:
         raise ConfigError(f"{where} has observations {tuple(payload['obs_shape'])} and {payload['n_actions']} "
                           f"actions; '{config.env_id}' now gives {obs_shape} and {n_actions}")
-    saved, now = payload["config"], config.to_dict()
+    # (bf16 was a bool before it took 'auto': such checkpoints say false / true)
+    saved = {k: coerce(k, v) if k in TRI_STATE else v for k, v in payload["config"].items()}
+    now = config.to_dict()
     differ = [k for k in now if k not in RESUME_MAY_CHANGE and k in saved and saved[k] != now[k]]
     if differ:
         raise ConfigError(f"{where} was written with different settings than the run's config.yaml: "

@@ -7,10 +7,10 @@ observation as s' so a truncated episode still bootstraps from where it really e
 Discrete observations (FrozenLake, Taxi: an integer state) reach the deep agent one-hot encoded
 (:class:`OneHotObservation`); the tabular agent indexes its table with the integer itself.
 
-Atari games (ALE ids) go through the DQN preprocessing of :mod:`qzoo.envs.atari`: the training vector env
-(ale-py's C++ AtariVectorEnv, or the gymnasium wrappers with ``training=True``) ends episodes at a life loss and
-clips rewards; the evaluation env plays whole games with
-the game's own score. Either reports a finished game's raw score in ``info["game_score"]``.
+Atari games (ALE ids) go through the DQN preprocessing of :mod:`qzoo.envs.atari`: the training vector env (the
+gymnasium wrappers with ``training=True``, or with ``atari_backend: vector`` ale-py's C++ AtariVectorEnv) ends
+episodes at a life loss and clips rewards; the evaluation env plays whole games with the game's own score. Either
+reports a finished game's raw score in ``info["game_score"]``.
 
 A checkpoint holds the training envs mid-episode (:mod:`qzoo.envs.snapshot`); training envs whose state does not
 pickle (Box2D, MuJoCo) get :class:`~qzoo.envs.snapshot.ActionLog` as their outermost wrapper for that.
@@ -89,8 +89,8 @@ def check_env(config: Config) -> EnvInfo:
         if is_atari_id(config.env_id):
             problem = vector_backend_problem(config)
             if config.atari_backend == "vector" and problem:
-                raise ConfigError(f"setting 'atari_backend' 'vector' cannot be used with {problem}: use 'auto' or "
-                                  "'wrappers'")
+                raise ConfigError(f"setting 'atari_backend' 'vector' cannot be used with {problem}: use 'auto' "
+                                  "(the wrapper pipeline)")
             env = make_atari_env(config, training=False)
         else:
             env = gym.make(config.env_id, **config.env_kwargs)
@@ -153,8 +153,8 @@ def make_env(env_id: str, env_kwargs: dict | None = None, *, one_hot: bool = Tru
 
 
 def make_vec_env(config: Config, n_envs: int | None = None) -> gym.vector.VectorEnv:
-    """The training environments (for Atari: life-loss episodes, clipped rewards; ale-py's C++ AtariVectorEnv
-    where the settings allow it, see ``atari_backend``)."""
+    """The training environments (for Atari: life-loss episodes, clipped rewards; the wrapper pipeline, or ale-py's
+    C++ AtariVectorEnv with ``atari_backend: vector``)."""
     import_gym_packages(config.gym_packages)
     if is_atari_id(config.env_id) and uses_vector_backend(config):
         return AtariTrainingVectorEnv(config, n_envs or config.n_envs)

@@ -16,13 +16,16 @@ The pipeline, inner to outer (``training`` marks what only the training environm
     FrameStackObservation   gymnasium's: the last frame_stack frames, zero-padded at an episode start
     ChannelsFirst           only for RGB: (stack, H, W, 3) -> (3 * stack, H, W)
 
-The training envs are ale-py's C++ ``AtariVectorEnv`` instead (:class:`AtariTrainingVectorEnv`, ``atari_backend``)
-where the settings allow it: the same preprocessing in C++ threads, faster than the Python wrappers where cores are
-free (BENCHMARKS.md). Its episodes and scores follow the wrappers' rules, with three differences by design (all at a
-reset, never within a life): a life loss ends the episode but the next one starts from the very next frame (the
-frame stack carries on; the wrappers take a no-op step, FIRE and action 2, and zero-pad the stack); at a game reset
-the C++ env presses FIRE for one frame (the wrappers: FIRE, then action 2, as agent steps); its no-op counts come
-from its own generator. The wrappers stay the evaluation env and the independent reference the tests hold both to.
+The training envs are this same pipeline, one per env, batched by gymnasium's SyncVectorEnv
+(``atari_backend: auto`` or ``wrappers``): transition by transition what RL Zoo trains on (SB3's ``AtariWrapper``
++ ``VecFrameStack(4)``; tests/unit/test_atari_golden.py replays a trace recorded from SB3). ``atari_backend:
+vector`` trains on ale-py's C++ ``AtariVectorEnv`` instead (:class:`AtariTrainingVectorEnv`): the preprocessing
+in C++ threads, faster where cores are free (BENCHMARKS.md), but NOT the standard protocol. Its episodes and
+scores follow the wrappers' rules within a life, with three differences at a reset: a life loss ends the episode
+but the next one starts from the very next frame (the frame stack carries on; the wrappers take a no-op step,
+FIRE and action 2, and zero-pad the stack); at a game reset the C++ env presses FIRE for one frame (the wrappers:
+FIRE, then action 2, as agent steps); its no-op counts come from its own generator. The wrappers stay the
+evaluation env and the independent reference the tests hold both to.
 
 ``make_env`` adds RecordEpisodeStatistics outside all of it, so an episode's logged return is what the agent
 learns from (per life, clipped, in training); the game score is recorded inside, before anything alters it.
@@ -206,8 +209,9 @@ def vector_backend_problem(config: Config) -> str | None:
 
 
 def uses_vector_backend(config: Config) -> bool:
-    """True when the training envs are ale-py's C++ ``AtariVectorEnv`` (atari_backend, and what it allows)."""
-    return config.atari_backend != "wrappers" and vector_backend_problem(config) is None
+    """True when the training envs are ale-py's C++ ``AtariVectorEnv``: only when asked for (``atari_backend:
+    vector``; ``auto`` is the faithful wrapper pipeline) and the settings allow it (check_env refuses the rest)."""
+    return config.atari_backend == "vector" and vector_backend_problem(config) is None
 
 
 class AtariTrainingVectorEnv(gym.vector.VectorWrapper):

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+from qzoo.networks import native_bf16_cpu
+
 QZOO = [sys.executable, "-m", "qzoo"]
 
 
@@ -19,12 +21,15 @@ def test_train_pong_then_eval_reports_the_game_score(runs_dir):
     r = run(["train", "ALE/Pong-v5", "--total-timesteps", "300", "--runs-dir", str(runs_dir), "--quiet",
              "--set", "learning_starts=100", "--set", "buffer_size=1000", "--set", "batch_size=16",
              "--set", "log_interval=100", "--set", "eval_episodes=1", "--set", "max_episode_frames=800",
-             "--set", "torch_threads=1"])
+             "--set", "torch_threads=1", "--set", "bf16=auto"])
     assert r.returncode == 0, r.stderr
     (run_dir,) = (runs_dir / "ALE" / "Pong-v5").iterdir()
     assert {"config.yaml", "progress.csv", "evaluations.csv", "model.pt"} <= {p.name for p in run_dir.iterdir()}
     config = (run_dir / "config.yaml").read_text()
     assert "network: nature_cnn" in config and "learning_rate: 0.0001" in config  # the atari preset
+    on = native_bf16_cpu()  # bf16 auto: said in the first line, recorded resolved (so is overlap's auto: off)
+    assert r.stderr.splitlines()[1].startswith(f"qzoo: bf16=auto: {'on' if on else 'off'} (")  # after "training"
+    assert f"bf16: '{str(on).lower()}'" in config and "overlap: 'false'" in config
     rows = list(csv.DictReader(open(run_dir / "progress.csv")))
     assert [int(row["step"]) for row in rows] == [100, 200, 300]
     # Pong has no lives, so a training episode is a game: both columns filled once the 200-step cap ended one

@@ -27,8 +27,8 @@ LAYERS = [
     ("agents", ["qzoo.agent", "qzoo.qtable", "qzoo.policy"]),
     # run outputs: what a running loop writes besides its model files (logs, progress, evaluations, videos).
     ("run outputs", ["qzoo.runlog", "qzoo.video"]),
-    # trainers: the deep and the tabular training loops.
-    ("trainers", ["qzoo.trainer", "qzoo.tabular"]),
+    # trainers: the deep and the tabular training loops (and the deep loop's learner phases, in line or overlapped).
+    ("trainers", ["qzoo.trainer", "qzoo.actor", "qzoo.tabular"]),
     # tools: commands built on trainers and trained runs (export, report, plots, tuning, benchmarks).
     ("tools", ["qzoo.export", "qzoo.report", "qzoo.plotting", "qzoo.tuning", "qzoo.bench"]),
     # entry: the command line.

@@ -105,7 +105,7 @@ def test_vector_backend_transitions_match_the_wrapper_pipeline_step_by_step():
     s' (the observation itself after a life loss, the true last one at a game over), and the per-life returns
     and lengths and whole-game raw scores reported in final_info. As in the test above, the game-over frame
     itself (which AtariPreprocessing does not read) is not compared, only the frames before it."""
-    config = Config(env_id="ALE/Breakout-v5", noop_max=0, fire_reset=False, n_envs=2)
+    config = Config(env_id="ALE/Breakout-v5", noop_max=0, fire_reset=False, n_envs=2, atari_backend="vector")
     envs = make_vec_env(config)
     assert isinstance(envs, AtariTrainingVectorEnv)
     refs = [make_atari_env(config, training=False) for _ in range(2)]
@@ -149,7 +149,8 @@ def test_vector_backend_transitions_match_the_wrapper_pipeline_step_by_step():
 
 
 def test_vector_backend_truncates_at_the_frame_cap_with_the_true_final_observation():
-    config = Config(env_id="ALE/Pong-v5", noop_max=0, fire_reset=False, max_episode_frames=400)
+    config = Config(env_id="ALE/Pong-v5", noop_max=0, fire_reset=False, max_episode_frames=400,
+                    atari_backend="vector")
     envs = make_vec_env(config)
     ref = make_atari_env(config, training=True)
     obs, _ = envs.reset(seed=0)
@@ -167,14 +168,14 @@ def test_vector_backend_truncates_at_the_frame_cap_with_the_true_final_observati
     envs.close()
 
 
-def test_vector_backend_is_used_where_the_settings_allow_it():
-    assert isinstance(make_vec_env(Config(env_id="ALE/Pong-v5")), AtariTrainingVectorEnv)
-    for settings in ({"atari_backend": "wrappers"}, {"atari_crop": [32, 14, 8, 8]}, {"grayscale": False},
+def test_vector_backend_only_when_asked_for_and_the_wrappers_by_default():
+    assert isinstance(make_vec_env(Config(env_id="ALE/Pong-v5", atari_backend="vector")), AtariTrainingVectorEnv)
+    for settings in ({}, {"atari_backend": "wrappers"}, {"atari_crop": [32, 14, 8, 8]}, {"grayscale": False},
                      {"env_kwargs": {"mode": 0}}):
         assert isinstance(make_vec_env(Config(env_id="ALE/Pong-v5", **settings)), gym.vector.SyncVectorEnv)
     with pytest.raises(ConfigError, match="'atari_backend' 'vector' cannot be used with atari_crop"):
         check_env(Config(env_id="ALE/Pong-v5", atari_backend="vector", atari_crop=[32, 14, 8, 8]))
-    machado = make_vec_env(Config(env_id="ALE/Breakout-v5", atari_protocol="machado"))
+    machado = make_vec_env(Config(env_id="ALE/Breakout-v5", atari_protocol="machado", atari_backend="vector"))
     assert not machado.episodic_life
 
 
@@ -404,7 +405,8 @@ def test_nature_cnn_bf16_autocast_stays_close_to_float32_and_learns_in_float32()
     features.sum().backward()
     assert bf16.convs[0].weight.grad.dtype == torch.float32 and bf16.convs[0].weight.grad.abs().sum() > 0
     space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
-    assert build_q_network(Config(env_id="ALE/Pong-v5", bf16=True), space, 6).torso.bf16
+    assert build_q_network(Config(env_id="ALE/Pong-v5", bf16="true"), space, 6).torso.bf16
+    assert not build_q_network(Config(env_id="ALE/Pong-v5", bf16="false"), space, 6).torso.bf16
 
 
 def test_nature_cnn_composes_with_noisy_dueling_c51_heads():
@@ -418,16 +420,46 @@ def test_nature_cnn_composes_with_noisy_dueling_c51_heads():
     assert isinstance(build_q_network(Config(env_id="ALE/Pong-v5"), space, 6).torso.fc, torch.nn.Linear)
 
 
-def test_bf16_on_a_cpu_without_native_bfloat16_gets_a_one_line_warning(monkeypatch):
+def test_native_bf16_is_read_from_the_cpu_flags(tmp_path):
     from qzoo import networks
 
-    config = Config(env_id="ALE/Pong-v5", bf16=True)
-    shape, cpu = (4, 84, 84), torch.device("cpu")
-    monkeypatch.setattr(networks, "native_bf16_cpu", lambda: False)
-    warning = networks.bf16_warning(config, cpu, shape)
-    assert warning is not None and "bf16=false" in warning and "\n" not in warning
-    assert networks.bf16_warning(config.replace(bf16=False), cpu, shape) is None
-    assert networks.bf16_warning(config, torch.device("cuda"), shape) is None  # GPUs have bf16
-    assert networks.bf16_warning(Config(env_id="CartPole-v1", bf16=True), cpu, (4,)) is None  # no CNN torso
-    monkeypatch.setattr(networks, "native_bf16_cpu", lambda: True)
-    assert networks.bf16_warning(config, cpu, shape) is None
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu sse2 avx2 avx512f\n\n"
+                       "processor\t: 1\nflags\t\t: fpu sse2 avx2 avx512f\n")
+    flags = networks.cpu_flags(cpuinfo)
+    assert flags == {"fpu", "sse2", "avx2", "avx512f"} and not networks.native_bf16_cpu(flags)
+    assert networks.native_bf16_cpu({"avx2", "avx512_bf16"}) and networks.native_bf16_cpu({"amx_bf16", "amx_tile"})
+    assert networks.cpu_flags(tmp_path / "missing") is None
+
+
+def test_bf16_auto_resolves_by_hardware_and_says_so_in_one_line(monkeypatch):
+    from qzoo import networks
+
+    pong, shape, cpu, cuda = Config(env_id="ALE/Pong-v5", bf16="auto"), (4, 84, 84), torch.device("cpu"), \
+        torch.device("cuda")
+    monkeypatch.setattr(networks, "native_bf16_cpu", lambda flags=None: False)
+    value, line = networks.resolve_bf16(pong, cpu, shape)
+    assert value == "false" and line.startswith("qzoo: bf16=auto: off (") and "\n" not in line
+    assert networks.resolve_bf16(pong, cuda, shape) == ("true", "qzoo: bf16=auto: on (CUDA)")
+    # forced on where it is emulated: a one-line warning
+    value, warning = networks.resolve_bf16(pong.replace(bf16="true"), cpu, shape)
+    assert value == "true" and "warning" in warning and "bf16=false" in warning and "\n" not in warning
+    assert networks.resolve_bf16(pong.replace(bf16="true"), cuda, shape) == ("true", None)
+    assert networks.resolve_bf16(pong.replace(bf16="false"), cpu, shape) == ("false", None)
+    monkeypatch.setattr(networks, "native_bf16_cpu", lambda flags=None: True)
+    value, line = networks.resolve_bf16(pong, cpu, shape)
+    assert value == "true" and line.startswith("qzoo: bf16=auto: on (this CPU computes bfloat16 natively")
+    assert networks.resolve_bf16(pong.replace(bf16="true"), cpu, shape) == ("true", None)
+    # no CNN torso, no bf16 path: auto is off, silently
+    assert networks.resolve_bf16(Config(env_id="CartPole-v1", bf16="auto"), cpu, (4,)) == ("false", None)
+
+
+def test_tri_state_settings_also_take_booleans():
+    from qzoo.config import from_dict
+
+    assert from_dict({"bf16": True}).bf16 == "true" and from_dict({"bf16": "off"}).bf16 == "false"
+    assert from_dict({"overlap": "Auto".lower()}).overlap == "auto" and from_dict({"save_replay": False}).save_replay \
+        == "false"
+    assert Config().bf16 == "false" and Config().overlap == "auto"  # the shipped defaults
+    with pytest.raises(ConfigError, match="setting 'bf16' must be one of 'auto', 'true', 'false', got 'fast'"):
+        from_dict({"bf16": "fast"})

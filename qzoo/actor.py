@@ -1,0 +1,142 @@
+"""Training phases, run in line or overlapped with acting (the ``overlap`` setting).
+
+The loop calls :meth:`TrainingPhases.learn` every ``train_freq`` vector steps and acts with
+:attr:`TrainingPhases.policy`. In line (``overlap`` off) that is ``agent.learn`` on the spot and the agent itself:
+the loop as written, bit for bit. Overlapped, a phase's gradient steps run in a background thread while the loop
+goes on stepping the envs and choosing actions for the next ``train_freq`` steps:
+
+    step k (a phase):  wait for phase k - F  ->  acting copy <- online weights  ->  sample phase k's batches
+                       ->  start its updates in the background
+    steps k+1 .. k+F:  act with the acting copy (weights of phase k - F), step the envs, add to the replay
+
+- Replay ratio: exactly as in line. Phase k's batches are drawn at step k, on the main thread, from the replay as
+  it is at step k (the background job never touches the replay; new transitions land while it runs).
+- Policy lag: at most one phase (one update at RL Zoo's gradient_steps 1). The actor reads a copy of the online
+  network refreshed at each phase start, never the weights the optimizer is writing.
+- Whatever reads what the updates write waits for the phase in flight first (:meth:`settle`): target syncs, the
+  logged loss and Q, evaluation, checkpoints, videos and the end of the loop.
+- Deterministic: every draw from a generator happens on the main thread in the same order run after run, and the
+  updates of a phase are applied in order, so an overlapped run repeats itself exactly (it is not the in-line run).
+- Prioritized replay with several gradient steps per phase draws a phase's batches together, with the priorities
+  at the phase start (in line, each batch sees the previous update's priorities); new priorities reach the sum
+  tree when the phase is waited for. With gradient_steps 1 (RL Zoo's Atari setting) that is the same thing.
+- A resume from a checkpoint of an overlapped run acts with the checkpoint's weights for the rest of that phase
+  (the acting copy is not saved), so it is close to, not exactly, the uninterrupted run.
+
+The background job is a single thread: PyTorch releases the GIL inside its kernels, so the update's convolutions
+run while the main thread steps the emulator. With two cores give torch one thread (``torch_threads=1``):
+learner and actor then have a core each (BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+from qzoo.agent import QAgent, epsilon_greedy
+from qzoo.config import Config
+from qzoo.replay import Batch, ReplayBuffer
+
+
+def resolve_overlap(config: Config, observation_shape: tuple) -> bool:
+    """``overlap`` as a bool. 'auto' is off for now: overlapping changes what the agent acts with (policy lag one
+    phase), and it becomes the default for image observations only once a learning check shows no loss."""
+    return config.overlap == "true"
+
+
+class ActingCopy:
+    """A copy of the agent's online network that chooses actions while the learner updates the original."""
+
+    def __init__(self, agent: QAgent):
+        self.agent = agent
+        self.net = copy.deepcopy(agent.q_net).requires_grad_(False)
+        self.refresh()
+
+    @torch.no_grad()
+    def refresh(self) -> None:
+        """Online weights (and noisy layers' noise) -> the copy."""
+        for mine, theirs in zip(self.net.state_dict().values(), self.agent.q_net.state_dict().values(), strict=True):
+            mine.copy_(theirs)
+
+    def greedy(self, obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            q = self.net(torch.as_tensor(obs, device=self.agent.device))
+        return q.argmax(dim=1).cpu().numpy()
+
+    def act(self, obs: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
+        return epsilon_greedy(self.greedy, obs, epsilon, rng, self.agent.n_actions)
+
+
+class PhaseBatches:
+    """Stands in for the replay buffer during a background phase: hands out the batches drawn at the phase start
+    and keeps the new priorities for the main thread to apply (the real buffer is being added to meanwhile)."""
+
+    def __init__(self, replay: ReplayBuffer, n_updates: int, batch_size: int, step: int):
+        self.sampler = replay.sampler
+        self.batches = iter([replay.sample(batch_size, step) for _ in range(n_updates)])
+        self.priorities: list[tuple[np.ndarray, torch.Tensor]] = []
+
+    def sample(self, batch_size: int, step: int = 0) -> Batch:
+        return next(self.batches)
+
+    def update_priorities(self, indices: np.ndarray, td_errors) -> None:
+        self.priorities.append((indices, td_errors))
+
+
+class TrainingPhases:
+    """The loop's learner: ``learn(step)`` every train_freq vector steps, ``settle()`` before anything reads what
+    the updates write, ``policy`` to act with, ``close()`` at the end. Adds its seconds to ``timing`` (``sample``,
+    ``update``; overlapped also ``wait``: the main thread blocked on the background phase)."""
+
+    def __init__(self, agent: QAgent, replay: ReplayBuffer, config: Config, timing: dict, *, overlap: bool):
+        self.agent, self.replay, self.timing = agent, replay, timing
+        self.n_updates, self.batch_size = config.updates_per_phase, config.batch_size
+        self.overlap = overlap
+        self.policy = ActingCopy(agent) if overlap else agent
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="qzoo-learner") if overlap else None
+        self._job: Future | None = None
+        self._view: PhaseBatches | None = None
+
+    def learn(self, step: int) -> None:
+        if not self.overlap:
+            sample_s, update_s = self.agent.learn(self.replay, self.n_updates, self.batch_size, step)
+            self.timing["sample"] += sample_s
+            self.timing["update"] += update_s
+            return
+        self.settle()
+        self.policy.refresh()
+        t0 = time.perf_counter()
+        self._view = PhaseBatches(self.replay, self.n_updates, self.batch_size, step)
+        self.timing["sample"] += time.perf_counter() - t0
+        self._job = self._executor.submit(self._updates, self._view, step)
+
+    def _updates(self, view: PhaseBatches, step: int) -> float:
+        t0 = time.perf_counter()
+        self.agent.learn(view, self.n_updates, self.batch_size, step)
+        return time.perf_counter() - t0
+
+    def settle(self) -> None:
+        """Wait for the phase in flight (if any) and hand its new priorities to the replay buffer."""
+        if self._job is None:
+            return
+        t0 = time.perf_counter()
+        job, view, self._job, self._view = self._job, self._view, None, None
+        self.timing["update"] += job.result()  # re-raises what the update raised
+        self.timing["wait"] += time.perf_counter() - t0
+        for indices, td_errors in view.priorities:
+            self.replay.update_priorities(indices, td_errors)
+
+    def close(self) -> None:
+        """Wait for the phase in flight (its error, if any, is dropped: the loop is already ending) and stop the
+        thread."""
+        if self._executor is None:
+            return
+        try:
+            self.settle()
+        except Exception:
+            pass
+        self._executor.shutdown(wait=True)

@@ -1,0 +1,114 @@
+"""Training phases in line and overlapped with acting (qzoo/actor.py, the ``overlap`` setting)."""
+
+import csv
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from qzoo.actor import TrainingPhases
+from qzoo.agent import build_agent
+from qzoo.config import Config
+from qzoo.replay import make_replay
+from qzoo.trainer import train
+
+SPACE = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+TIMING = ("env", "act", "sample", "update", "wait")
+
+
+def parts(config: Config):
+    torch.manual_seed(0)
+    agent = build_agent(config, SPACE, 2, torch.device("cpu"))
+    replay = make_replay(config, SPACE)
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        replay.add(rng.uniform(-1, 1, (1, 4)).astype(np.float32), rng.integers(0, 2, 1), rng.random(1),
+                   rng.uniform(-1, 1, (1, 4)).astype(np.float32), np.zeros(1, bool), np.zeros(1, bool))
+    return agent, replay
+
+
+def weights(net) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in net.parameters()]
+
+
+def same(a, b) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_an_overlapped_phase_draws_its_batches_at_its_step_and_acts_with_weights_one_phase_old():
+    config = Config(env_id="CartPole-v1", batch_size=8, buffer_size=200, gradient_steps=2, seed=0)
+    agent, replay = parts(config)
+    inline_agent, inline_replay = parts(config)
+    overlapped = TrainingPhases(agent, replay, config, dict.fromkeys(TIMING, 0.0), overlap=True)
+    inline = TrainingPhases(inline_agent, inline_replay, config, dict.fromkeys(TIMING, 0.0), overlap=False)
+    assert inline.policy is inline_agent and overlapped.policy is not agent
+
+    start = weights(agent.q_net)
+    overlapped.learn(step=40)
+    assert same(weights(overlapped.policy.net), start)  # acting with the weights from before this phase
+    for _ in range(4):  # the loop goes on adding while the phase runs: the phase's batches were drawn already
+        replay.add(np.ones((1, 4), np.float32), np.ones(1, int), np.full(1, 9.0), np.ones((1, 4), np.float32),
+                   np.ones(1, bool), np.zeros(1, bool))
+    overlapped.settle()
+    inline.learn(step=40)
+    assert agent.updates == inline_agent.updates == 2  # gradient_steps per phase, as in line
+    after_first = weights(agent.q_net)
+    assert same(after_first, weights(inline_agent.q_net)) and not same(after_first, start)  # the same 2 updates
+
+    overlapped.learn(step=44)
+    assert same(weights(overlapped.policy.net), after_first)  # one phase old, never older
+    overlapped.settle()
+    assert agent.updates == 4 and not same(weights(agent.q_net), after_first)
+    obs = np.random.default_rng(1).uniform(-1, 1, (5, 4)).astype(np.float32)
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    overlapped.policy.refresh()
+    np.testing.assert_array_equal(overlapped.policy.act(obs, 0.3, rng_a), agent.act(obs, 0.3, rng_b))
+    overlapped.close()
+
+
+def test_an_error_in_the_background_phase_reaches_the_loop(monkeypatch):
+    config = Config(env_id="CartPole-v1", batch_size=8, buffer_size=200)
+    agent, replay = parts(config)
+    phases = TrainingPhases(agent, replay, config, dict.fromkeys(TIMING, 0.0), overlap=True)
+
+    def broken(*args):
+        raise FloatingPointError("update failed")
+
+    monkeypatch.setattr(agent, "learn", broken)
+    phases.learn(step=40)
+    with pytest.raises(FloatingPointError, match="update failed"):
+        phases.settle()
+    phases.close()
+
+
+def progress(run_dir) -> list[dict]:
+    rows = list(csv.DictReader(open(run_dir / "progress.csv")))
+    return [{k: v for k, v in row.items() if k not in ("steps_per_s", "time_s")} for row in rows]
+
+
+@pytest.mark.parametrize("settings", [{"prioritized": True}, {}])
+def test_overlapped_training_keeps_the_replay_ratio_and_repeats_itself(tmp_path, settings):
+    config = Config(env_id="CartPole-v1", n_timesteps=1500, learning_starts=200, train_freq=4, buffer_size=2000,
+                    batch_size=16, log_interval=500, eval_freq=0, eval_episodes=1, target_update_interval=100,
+                    progress_bar=False, tensorboard=False, seed=3, **settings)
+    runs = {name: train(config.replace(overlap=value), tmp_path / name, out=None)
+            for name, value in (("a", "true"), ("b", "true"), ("inline", "false"))}
+    assert runs["a"].agent.updates == runs["inline"].agent.updates == (1500 - 200) // 4
+    assert progress(tmp_path / "a") == progress(tmp_path / "b")  # deterministic, thread or not
+    assert progress(tmp_path / "a") != progress(tmp_path / "inline")  # (acting one phase behind changes the run)
+    assert same(weights(runs["a"].agent.q_net), weights(runs["b"].agent.q_net))
+    assert "overlap: 'true'" in (tmp_path / "a" / "config.yaml").read_text()
+    assert runs["a"].timing["wait"] >= 0 and runs["a"].timing["update"] > 0
+
+
+def test_importing_qzoo_sets_a_passive_openmp_wait_policy_unless_one_is_set():
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    show = [sys.executable, "-c", "import os, qzoo, torch; print(os.environ['OMP_WAIT_POLICY'])"]
+    assert subprocess.run(show, env=env, capture_output=True, text=True).stdout.strip() == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    assert subprocess.run(show, env=env, capture_output=True, text=True).stdout.strip() == "ACTIVE"

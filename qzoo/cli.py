@@ -125,13 +125,14 @@ def add_results_commands(sub) -> None:
 
 
 def _add_tune_parser(sub) -> None:
+    from qzoo.objectives import OBJECTIVES
     from qzoo.tuning import PRUNERS, SAMPLERS, space_help
 
     tu = sub.add_parser(
         "tune", help="tune hyperparameters with Optuna (several seeds per trial, parallel workers, shared storage)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run an Optuna study: each trial samples the search space, trains every seed in-process with "
-                    "periodic evaluations (reported to the pruner) and scores the mean final evaluation. Writes "
+                    "periodic evaluations (reported to the pruner) and scores the final evaluations (--objective). Writes "
                     "best_preset.yml (for `qzoo train ENV --preset FILE`), trials.csv, history.png and "
                     "importances.png to TUNES_DIR/ENV/STUDY_NAME/, also on Ctrl-C.",
         epilog=textwrap.fill("search spaces (override or extend them with --space FILE.yml, a mapping such as `name: "
@@ -142,8 +143,11 @@ def _add_tune_parser(sub) -> None:
     tu.add_argument("--algo", default="dqn", choices=ALGOS, help="algorithm and its search space (default: dqn)")
     tu.add_argument("--n-trials", type=int, default=20, help="trials the study runs to, over all workers; "
                     "complete, pruned and failed trials count (default: 20)")
-    tu.add_argument("--seeds", type=int, default=1, help="seeds per trial, trained one after another; the score is "
-                    "their mean final evaluation (default: 1)")
+    tu.add_argument("--seeds", "--seeds-per-trial", type=int, default=1, help="seeds per trial (--seed, --seed + 1, "
+                    "...), trained one after another (default: 1)")
+    tu.add_argument("--objective", default="mean", help=f"{', '.join(OBJECTIVES)}: the trial's score over its seeds' "
+                    "final-model evaluations: their mean, the worst seed, or the mean minus the standard deviation "
+                    "(rewards settings that work on every seed) (default: mean)")
     tu.add_argument("--n-timesteps", type=int, help="training steps per seed (default: the preset's n_timesteps)")
     tu.add_argument("--n-evals", type=int, default=5, help="evaluations per seed, the last at the end; each is "
                     "reported to the pruner (default: 5)")

@@ -16,8 +16,8 @@ Design decisions
 * **Seeds one after another; pruning compares like with like.** A trial trains seed 0, then seed 1, ... Each seed
   is evaluated ``n_evals`` times (periodically, the last one at the end of training); seed i's k-th evaluation is
   reported at step ``i * n_evals + k``. A pruner therefore always compares the same seed at the same point of
-  training across trials, and can stop a trial during any seed. The trial's score (the objective) is the mean over
-  its seeds of the final evaluation.
+  training across trials, and can stop a trial during any seed. The trial's score is ``--objective`` over its
+  seeds' final evaluations (qzoo/objectives.py: mean, min, or mean minus standard deviation).
 * **Scaling is processes.** ``--workers N`` starts N processes that run Optuna's optimize loop on the same storage
   (Optuna's threads share one interpreter, which CPU-bound torch does not scale across). Workers on other
   machines join with ``--storage URL --study-name NAME``. ``--n-trials`` is the *study's* target: a worker
@@ -54,6 +54,7 @@ from typing import Any
 import yaml
 
 from qzoo.config import FIELDS, TABULAR_SETTINGS, Config, ConfigError, coerce, load_yaml, resolve
+from qzoo.objectives import DESCRIPTIONS, OBJECTIVES, aggregate
 
 # --------------------------------------------------------------------------------------------------------------
 # Search spaces, as data. A distribution is {type: float|int, low, high[, log][, step]}, {type: categorical,
@@ -333,6 +334,7 @@ class TuneOptions:
     algo: str = "dqn"
     n_trials: int = 20
     seeds: int = 1
+    objective: str = "mean"  # qzoo/objectives.py
     n_timesteps: int | None = None  # None: the preset's n_timesteps
     n_evals: int = 5
     eval_episodes: int = 5
@@ -362,6 +364,8 @@ def check_options(o: TuneOptions) -> None:
             raise ConfigError(f"{name} must be an integer >= {lowest}, got {value}")
     if o.timeout is not None and not o.timeout > 0:
         raise ConfigError(f"--timeout must be a number of seconds > 0, got {o.timeout}")
+    if o.objective not in OBJECTIVES:
+        raise ConfigError(f"unknown objective '{o.objective}'; allowed: {', '.join(OBJECTIVES)}")
     if o.sampler not in SAMPLERS:
         raise ConfigError(f"unknown sampler '{o.sampler}'; allowed: {', '.join(SAMPLERS)}")
     if o.pruner not in PRUNERS:
@@ -470,6 +474,7 @@ def study_signature(base: Config, space: dict[str, Param], o: TuneOptions) -> di
     signature = {"env_id": base.env_id, "algo": base.algo, "n_timesteps": base.n_timesteps, "seeds": o.seeds,
                  "n_evals": o.n_evals, "eval_episodes": o.eval_episodes,
                  "space": {name: p.spec() for name, p in space.items()}, "settings": settings}
+    signature["objective"] = o.objective
     return json.loads(json.dumps(signature))
 
 
@@ -482,6 +487,8 @@ def open_study(storage, name: str, sampler, pruner, signature: dict):
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:
         raise ConfigError(f"study '{name}' minimises its objective; qzoo tune maximises the evaluation return")
     stored = study.user_attrs.get("qzoo")
+    if stored is not None:
+        stored = {"objective": "mean", **stored}  # studies made before --objective scored the mean
     if stored is None:
         study.set_user_attr("qzoo", signature)
     elif stored != signature:
@@ -518,14 +525,14 @@ def format_params(params: dict) -> str:
 
 
 class Objective:
-    """``objective(trial)``: sample, convert, train every seed; report each evaluation; prune; return the mean
-    final evaluation over seeds."""
+    """``objective(trial)``: sample, convert, train every seed; report each evaluation; prune; return
+    ``aggregate`` (mean, min or mean-std; qzoo/objectives.py) of the final evaluations over seeds."""
 
     def __init__(self, base: Config, space: dict[str, Param], seeds: int, n_evals: int, eval_episodes: int,
-                 say: Say):
+                 say: Say, aggregate: str = "mean"):
         self.base, self.space, self.seeds, self.n_evals, self.eval_episodes = base, space, seeds, n_evals, \
             eval_episodes
-        self.say = say
+        self.say, self.aggregate = say, aggregate
 
     def __call__(self, trial) -> float:
         from qzoo.tabular import train_tabular
@@ -563,7 +570,7 @@ class Objective:
             self.report(trial, i, self.n_evals - 1, result.steps, score, last=i == self.seeds - 1)
             scores.append(score)
         trial.set_user_attr("seed_scores", scores)
-        return sum(scores) / len(scores)
+        return aggregate(self.aggregate, scores)
 
     def report(self, trial, seed_index: int, k: int, step: int, value: float, last: bool = False) -> None:
         import optuna
@@ -702,7 +709,7 @@ def _worker_process(o: TuneOptions, index: int, study_name: str, url: str, deadl
         study = optuna.load_study(study_name=study_name, storage=storage,
                                   sampler=make_sampler(o.sampler, seed, o.startup_trials),
                                   pruner=make_pruner(o.pruner, o.startup_trials, o.n_evals))
-        run_worker(study, Objective(base, space, o.seeds, o.n_evals, o.eval_episodes, say), o.n_trials, deadline,
+        run_worker(study, Objective(base, space, o.seeds, o.n_evals, o.eval_episodes, say, o.objective), o.n_trials, deadline,
                    say, o.heartbeat)
     except KeyboardInterrupt:
         sys.exit(130)
@@ -743,14 +750,14 @@ def tune(o: TuneOptions, out=sys.stderr) -> TuneResult:
                        make_pruner(o.pruner, o.startup_trials, o.n_evals), study_signature(base, space, o))
     say = Say(out)
     say(f"qzoo: tuning {o.algo} on {base.env_id}: study '{study_name}' in {safe_url(url)}; {o.n_trials} trials x "
-        f"{o.seeds} seed(s) x {base.n_timesteps} steps, {o.n_evals} evaluation(s) of {o.eval_episodes} episode(s) "
+        f"{o.seeds} seed(s) x {base.n_timesteps} steps (objective: {o.objective}), {o.n_evals} evaluation(s) of {o.eval_episodes} episode(s) "
         f"each; sampler {o.sampler}, pruner {o.pruner}, {o.workers} worker(s) -> {study_dir}")
     say("search space: " + "; ".join(f"{n} {p.describe()}" for n, p in space.items()))
     deadline = None if o.timeout is None else time.time() + o.timeout
     interrupted, exit_codes = False, []
     if o.workers == 1:
         try:
-            run_worker(study, Objective(base, space, o.seeds, o.n_evals, o.eval_episodes, say), o.n_trials,
+            run_worker(study, Objective(base, space, o.seeds, o.n_evals, o.eval_episodes, say, o.objective), o.n_trials,
                        deadline, say, o.heartbeat)
         except KeyboardInterrupt:
             interrupted = True
@@ -845,8 +852,9 @@ def write_outputs(study, study_dir: Path, base: Config, o: TuneOptions, say: Say
     if complete:
         best = study.best_trial
         path = study_dir / "best_preset.yml"
-        header = [f"qzoo tune: best trial {best.number} of study '{study.study_name}': {best.value:.2f}, the mean "
-                  f"final evaluation of {o.seeds} seed(s) after {base.n_timesteps} steps",
+        header = [f"qzoo tune: best trial {best.number} of study '{study.study_name}': {best.value:.2f}, "
+                  f"{DESCRIPTIONS[o.objective]} of {o.seeds} seed(s) after {base.n_timesteps} steps "
+                  f"(seeds: {' '.join(f'{v:g}' for v in best.user_attrs.get('seed_scores', []))})",
                   f"parameters: {format_params(best.params)}",
                   f"train with: qzoo train {base.env_id} --algo {base.algo} --preset {path}"]
         path.write_text(best_preset_text(base, to_settings(best.params, base), header))

@@ -142,6 +142,10 @@ class Config:
     # --- learner ----------------------------------------------------------------------------------------------
     learning_rate: float = setting(1e-4, "optimizer step size (dqn); step size alpha of the table update "
                                          "(qlearning)", positive)
+    learning_rate_schedule: str = setting(
+        "constant", "'constant', or 'linear': from learning_rate at step 0 down to 0 at the end of training "
+                    "(over schedule_timesteps; RL Zoo's `learning_rate: lin_<value>`, which a preset may also "
+                    "write); dqn and rainbow", one_of("constant", "linear"))
     optimizer: str = setting("adam", "optimizer", one_of("adam", "rmsprop"))
     optimizer_eps: float = setting(1e-8, "epsilon of Adam / RMSprop", positive)
     gamma: float = setting(0.99, "discount factor", unit_interval)
@@ -219,7 +223,7 @@ class Config:
                 "'auto' (when the buffer's filled part is at most 4 GiB and keep_checkpoints + 1 copies of it take "
                 "at most half the free disk space)", one_of("auto", "true", "false"), "logging")
     schedule_timesteps: int = setting(
-        0, "steps over which the epsilon and PER beta schedules run (0 = n_timesteps); `--resume --total-timesteps` "
+        0, "steps over which the epsilon, learning-rate and PER beta schedules run (0 = n_timesteps); `--resume --total-timesteps` "
            "sets it so that extending a run keeps its schedules", at_least(0), "train")
     progress_bar: bool = setting(True, "show a live progress bar", group="logging")
     tensorboard: bool = setting(True, "write TensorBoard event files", group="logging")
@@ -390,6 +394,8 @@ def normalise_preset_entry(entry: dict, where: str) -> dict:
             if value not in _POLICIES:
                 raise ConfigError(f"{where}: policy must be one of {', '.join(_POLICIES)}, got {value!r}")
             out["network"] = _POLICIES[value]
+        elif key == "learning_rate" and isinstance(value, str) and value.startswith("lin_"):
+            out["learning_rate"], out["learning_rate_schedule"] = value[len("lin_"):], "linear"  # RL Zoo's syntax
         elif key == "policy_kwargs":
             kwargs = _parse_policy_kwargs(value, where) if isinstance(value, str) else value
             for k, v in (kwargs or {}).items():

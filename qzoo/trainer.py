@@ -32,7 +32,7 @@ from qzoo.evaluation import EvalResult, evaluate
 from qzoo.logger import CSVWriter, Logger, TensorBoardWriter
 from qzoo.networks import bf16_warning
 from qzoo.replay import make_replay
-from qzoo.schedules import LinearSchedule, epsilon_schedule
+from qzoo.schedules import LinearSchedule, epsilon_schedule, learning_rate_schedule
 from qzoo.video import capture_training
 
 # return_*: episodes as the agent learns from them (for Atari: one life, clipped rewards); game_score_mean: the raw
@@ -102,6 +102,8 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
                                   config.exploration_fraction, config.schedule_horizon)
     if config.noisy:
         epsilon_at = LinearSchedule(0.0, 0.0, 0)
+    learning_rate_at = learning_rate_schedule(config.learning_rate_schedule, config.learning_rate,
+                                              config.schedule_horizon)
     rng = np.random.default_rng(config.seed)
     obs_shape = env_info.observation_space.shape
 
@@ -165,6 +167,7 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
 
             # ---- learn -----------------------------------------------------------------------------------
             if step > learn_from and vec_steps % config.train_freq == 0:
+                agent.set_learning_rate(learning_rate_at(step))
                 sample_s, update_s = agent.learn(replay, config.updates_per_phase, config.batch_size, step)
                 timing["sample"] += sample_s
                 timing["update"] += update_s

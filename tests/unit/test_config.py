@@ -112,3 +112,14 @@ def test_the_best_evaluation_is_named_only_when_it_beat_the_final_one():
     assert best_evaluation_line(result(500.0, 23.2), tabular=False) == (
         "best evaluation:  return 500.00, earlier in training (best_model.pt; qzoo eval runs/x --model best)")
     assert "(best_qtable.csv;" in best_evaluation_line(result(0.8, 0.7), tabular=True)
+
+
+def test_rl_zoo_lin_prefix_in_a_preset_is_a_linear_learning_rate_schedule(tmp_path):
+    f = tmp_path / "zoo.yml"
+    f.write_text("CartPole-v1:\n  learning_rate: lin_2.3e-3\n  batch_size: 64\n")
+    config = resolve("CartPole-v1", preset_file=str(f))
+    assert (config.learning_rate, config.learning_rate_schedule) == (2.3e-3, "linear")
+    with pytest.raises(ConfigError, match="setting 'learning_rate' must be a number, got 'lin_x'"):
+        resolve("CartPole-v1", sets=["learning_rate=lin_x"])
+    with pytest.raises(ConfigError, match="'learning_rate_schedule' must be one of 'constant', 'linear'"):
+        resolve("CartPole-v1", sets=["learning_rate_schedule=cosine"])

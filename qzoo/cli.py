@@ -132,7 +132,8 @@ def _add_tune_parser(sub) -> None:
         "tune", help="tune hyperparameters with Optuna (several seeds per trial, parallel workers, shared storage)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run an Optuna study: each trial samples the search space, trains every seed in-process with "
-                    "periodic evaluations (reported to the pruner) and scores the final evaluations (--objective). Writes "
+                    "periodic evaluations (reported to the pruner) and scores the final evaluations "
+                    "(--objective). Writes "
                     "best_preset.yml (for `qzoo train ENV --preset FILE`), trials.csv, history.png and "
                     "importances.png to TUNES_DIR/ENV/STUDY_NAME/, also on Ctrl-C.",
         epilog=textwrap.fill("search spaces (override or extend them with --space FILE.yml, a mapping such as `name: "

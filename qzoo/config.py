@@ -223,8 +223,8 @@ class Config:
                 "'auto' (when the buffer's filled part is at most 4 GiB and keep_checkpoints + 1 copies of it take "
                 "at most half the free disk space)", one_of("auto", "true", "false"), "logging")
     schedule_timesteps: int = setting(
-        0, "steps over which the epsilon, learning-rate and PER beta schedules run (0 = n_timesteps); `--resume --total-timesteps` "
-           "sets it so that extending a run keeps its schedules", at_least(0), "train")
+        0, "steps over which the epsilon, learning-rate and PER beta schedules run (0 = n_timesteps); `--resume "
+           "--total-timesteps` sets it so that extending a run keeps its schedules", at_least(0), "train")
     progress_bar: bool = setting(True, "show a live progress bar", group="logging")
     tensorboard: bool = setting(True, "write TensorBoard event files", group="logging")
 

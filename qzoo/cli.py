@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="environment steps to train for (default: the preset's n_timesteps)")
     train.add_argument("--n-envs", type=int, help="environments stepped in parallel (default: 1)")
     train.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
-    train.add_argument("--preset", metavar="FILE", help="YAML file of settings (RL Zoo format or flat)")
+    train.add_argument("--preset", metavar="FILE|NAME", help="YAML file of settings (RL Zoo format or flat), or "
+                       "rl-zoo: RL Baselines3 Zoo's tuned presets in place of qzoo's (qzoo/presets/rl-zoo/)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
                        help="override one setting; repeatable")
     train.add_argument("--runs-dir", help="parent of run directories (default: runs)")
@@ -169,7 +170,8 @@ def _add_tune_parser(sub) -> None:
                     "period; a trial silent for twice this is marked failed and queued again (default: 60)")
     tu.add_argument("--space", metavar="FILE", help="YAML search space overriding / extending the built-in one")
     tu.add_argument("--space-only", action="store_true", help="use the --space file alone")
-    tu.add_argument("--preset", metavar="FILE", help="YAML file of settings the trials start from")
+    tu.add_argument("--preset", metavar="FILE|NAME", help="YAML file of settings the trials start from, or rl-zoo "
+                    "(as for qzoo train)")
     tu.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
                     help="fix one setting of every trial; repeatable")
     tu.add_argument("--seed", type=int, default=0, help="first training seed (default: 0)")

@@ -8,6 +8,9 @@ Resolution order (later wins)::
     Config defaults  <  preset (qzoo/presets/<algo>.yml: ``default`` entry, then the env id's entry)
                      <  --preset FILE  <  dedicated CLI flags (--seed, --total-timesteps, ...)  <  --set key=value
 
+``--preset NAME`` (a name from :func:`named_presets`, e.g. ``rl-zoo``) instead swaps the built-in table for
+qzoo/presets/NAME/<algo>.yml, in the same format and layered the same way.
+
 Every value passes through :func:`coerce` (type) and its field's ``check`` (range) before anything runs;
 a problem raises :class:`ConfigError` whose message is one line naming the key and what is allowed.
 """
@@ -423,19 +426,37 @@ def load_yaml(path: Path, what: str = "preset file") -> Any:
         raise ConfigError(f"{what} '{path}' is not valid YAML{at}") from None
 
 
-def preset_values(algo: str, env_id: str) -> dict:
+def named_presets() -> dict[str, list[str]]:
+    """Named preset tables shipped with qzoo (``--preset NAME``): name -> the algos it has a table for."""
+    return {d.name: sorted(p.stem for p in d.glob("*.yml")) for d in sorted(PRESET_DIR.iterdir()) if d.is_dir()}
+
+
+def is_preset_name(text: str) -> bool:
+    """A --preset value naming a shipped table rather than a file: no path separator, no .yml/.yaml suffix, and
+    no file of that name here."""
+    return "/" not in text and not text.endswith((".yml", ".yaml")) and not Path(text).exists() \
+        and text in named_presets()
+
+
+def preset_values(algo: str, env_id: str, name: str | None = None) -> dict:
     """Built-in preset for (algo, env_id): the ``default`` entry, overlaid with the ``atari`` entry for ALE
-    ids (``minatar`` for MinAtar ids), overlaid with the env id's own entry (default < atari/minatar < env id)."""
+    ids (``minatar`` for MinAtar ids), overlaid with the env id's own entry (default < atari/minatar < env id).
+    ``name``: read the named table qzoo/presets/NAME/<algo>.yml instead, which must have an entry for the env."""
     from qzoo.envs.atari import is_atari_id  # imported here: qzoo.envs imports this module
     from qzoo.envs.minatar import is_minatar_id
 
-    table = load_yaml(PRESET_DIR / f"{algo}.yml") or {}
+    where = f"{algo}.yml" if name is None else f"{name}/{algo}.yml"
+    if name is not None and algo not in named_presets().get(name, []):
+        raise ConfigError(f"preset '{name}' has no {algo} settings (it has: {', '.join(named_presets()[name])}); "
+                          f"--algo {algo} uses the built-in preset")
+    table = load_yaml(PRESET_DIR / where) or {}
     family = ["atari"] if is_atari_id(env_id) else (["minatar"] if is_minatar_id(env_id) else [])
-    groups = ["default"] + family + [env_id]
+    groups = [g for g in ["default"] + family + [env_id] if g in table]
+    if name is not None and not groups:
+        raise ConfigError(f"preset '{name}' has no entry for '{env_id}' (it has: {', '.join(map(str, table))})")
     values: dict = {}
     for group in groups:
-        if group in table:
-            values.update(normalise_preset_entry(table[group], f"preset {algo}.yml:{group}"))
+        values.update(normalise_preset_entry(table[group], f"preset {where}:{group}"))
     return values
 
 
@@ -470,12 +491,20 @@ def parse_set(items: list[str]) -> dict:
 
 def resolve(env_id: str, algo: str = "dqn", preset_file: str | None = None, flags: dict | None = None,
             sets: list[str] | None = None) -> Config:
-    """defaults < built-in preset < preset file < CLI flags < --set; validated."""
+    """defaults < built-in preset < preset file < CLI flags < --set; validated. A ``preset_file`` that names a
+    shipped table (``rl-zoo``) replaces the built-in preset instead."""
     if algo not in ALGOS:
         raise ConfigError(f"unknown algorithm '{algo}'; allowed: {', '.join(ALGOS)}")
-    values: dict = preset_values(algo, env_id)
-    if preset_file:
-        values.update(preset_file_values(preset_file, env_id))
+    if preset_file and "/" not in preset_file and not preset_file.endswith((".yml", ".yaml")) \
+            and not Path(preset_file).exists() and not is_preset_name(preset_file):
+        raise ConfigError(f"--preset '{preset_file}' is neither a file nor a named preset (named: "
+                          f"{', '.join(named_presets())})")
+    if preset_file and is_preset_name(preset_file):
+        values: dict = preset_values(algo, env_id, preset_file)
+    else:
+        values = preset_values(algo, env_id)
+        if preset_file:
+            values.update(preset_file_values(preset_file, env_id))
     values.update({k: v for k, v in (flags or {}).items() if v is not None})
     overrides = parse_set(sets or [])
     for key, where in (("env_id", "the ENV_ID argument"), ("algo", "--algo")):

@@ -4,7 +4,7 @@ from qzoo.config import Config, ConfigError, coerce, parse_set, preset_file_valu
 
 
 def test_rl_zoo_cartpole_preset_values():
-    c = resolve("CartPole-v1")
+    c = resolve("CartPole-v1", preset_file="rl-zoo")
     assert (c.n_timesteps, c.learning_rate, c.batch_size, c.buffer_size) == (50_000, 2.3e-3, 64, 100_000)
     assert (c.target_update_interval, c.train_freq, c.gradient_steps) == (10, 256, 128)
     assert (c.exploration_fraction, c.exploration_final_eps, c.net_arch) == (0.16, 0.04, [256, 256])
@@ -123,3 +123,27 @@ def test_rl_zoo_lin_prefix_in_a_preset_is_a_linear_learning_rate_schedule(tmp_pa
         resolve("CartPole-v1", sets=["learning_rate=lin_x"])
     with pytest.raises(ConfigError, match="'learning_rate_schedule' must be one of 'constant', 'linear'"):
         resolve("CartPole-v1", sets=["learning_rate_schedule=cosine"])
+
+
+def test_the_rl_zoo_preset_replaces_qzoos_own_rather_than_adding_to_it(tmp_path, monkeypatch):
+    """`--preset rl-zoo` reads qzoo/presets/rl-zoo/dqn.yml in place of qzoo/presets/dqn.yml: a setting that only
+    qzoo's preset makes (here double and a learning-rate schedule) is back at the Config default."""
+    from qzoo import config as config_module
+
+    (tmp_path / "rl-zoo").mkdir()
+    (tmp_path / "dqn.yml").write_text("default: {batch_size: 7}\nCartPole-v1: {double: true, "
+                                      "learning_rate_schedule: linear, gamma: 0.9}\n")
+    (tmp_path / "rl-zoo" / "dqn.yml").write_text("atari: {batch_size: 5}\nCartPole-v1: {gamma: 0.98}\n")
+    monkeypatch.setattr(config_module, "PRESET_DIR", tmp_path)
+    own, zoo = resolve("CartPole-v1"), resolve("CartPole-v1", preset_file="rl-zoo")
+    assert (own.double, own.learning_rate_schedule, own.gamma, own.batch_size) == (True, "linear", 0.9, 7)
+    assert (zoo.double, zoo.learning_rate_schedule, zoo.gamma, zoo.batch_size) == (False, "constant", 0.98, 32)
+    assert resolve("CartPole-v1", preset_file="rl-zoo", sets=["gamma=0.5"]).gamma == 0.5  # --set still wins
+    assert preset_values("dqn", "ALE/Pong-v5", "rl-zoo") == {"batch_size": 5}
+    with pytest.raises(ConfigError, match="preset 'rl-zoo' has no entry for 'Acrobot-v1' "
+                                          "\\(it has: atari, CartPole-v1\\)"):
+        resolve("Acrobot-v1", preset_file="rl-zoo")
+    # a file of that name in the working directory, or a path, is a preset file as before
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "flat.yml").write_text("gamma: 0.3\n")
+    assert resolve("CartPole-v1", preset_file="flat.yml").gamma == 0.3

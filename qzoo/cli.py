@@ -244,13 +244,31 @@ def train_and_report(args, config, run_dir: Path, resume) -> int:
             print(f"qzoo: resume with: qzoo train --resume {shlex.quote(str(run_dir))}", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(f"final evaluation: {result.final_eval.summary()}")
+    print(f"                  {score_meaning(config, result.final_eval.mean)}")
     if (line := best_evaluation_line(result, config.is_tabular)) is not None:
         print(line)
     print(f"run directory:    {run_dir}")
     print("  " + " ".join(sorted(p.name + "/" * p.is_dir() for p in run_dir.iterdir())))
-    print(f"evaluate:         qzoo eval {run_dir}")
+    where = shlex.quote(str(run_dir))
+    print(f"watch it play:    qzoo record {where}   (writes {run_dir / 'video.mp4'})")
+    print(f"one-page report:  qzoo report {where}   (curves, evaluations and that video: "
+          f"{run_dir / 'report.html'})")
+    print(f"evaluate again:   qzoo eval {where}")
     print(f"tensorboard:      tensorboard --logdir {run_dir / 'tensorboard'}")
     return 0
+
+
+def score_meaning(config, mean_return: float) -> str:
+    """What the final evaluation's number means, for someone who has never trained an agent."""
+    from qzoo.bench import load_anchors
+
+    what = (f"(the average total reward of {config.eval_episodes} episodes played by the final model, always "
+            "taking its best-rated action")
+    threshold = (load_anchors().get(config.env_id) or {}).get("threshold")
+    if threshold is None:
+        return what + ")"
+    verdict = "solved" if mean_return >= threshold else "not solved"
+    return what + f"; {config.env_id} counts as solved at {threshold:g} or more: {verdict})"
 
 
 def best_evaluation_line(result, tabular: bool) -> str | None:

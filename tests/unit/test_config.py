@@ -10,6 +10,16 @@ def test_rl_zoo_cartpole_preset_values():
     assert (c.exploration_fraction, c.exploration_final_eps, c.net_arch) == (0.16, 0.04, [256, 256])
 
 
+def test_qzoos_own_cartpole_preset_is_still_a_dqn():
+    c = resolve("CartPole-v1")
+    assert (c.learning_rate, c.learning_rate_schedule, c.double, c.n_step) == (6e-3, "linear", True, 3)
+    assert (c.net_arch, c.batch_size, c.train_freq, c.gradient_steps, c.target_update_interval) == \
+        ([64, 64], 64, 256, 64, 256)
+    # one Q-network, epsilon-greedy exploration, uniform replay, a scalar head: DQN with Double/n-step targets
+    assert (c.noisy, c.dueling, c.prioritized, c.distributional, c.exploration_final_eps) == \
+        (False, False, False, "none", 0.04)
+
+
 def test_lunarlander_gradient_steps_minus_one_means_train_freq():
     c = resolve("LunarLander-v3")
     assert c.gradient_steps == -1 and c.updates_per_phase == 4

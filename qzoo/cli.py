@@ -126,8 +126,8 @@ def add_results_commands(sub) -> None:
 
 
 def _add_tune_parser(sub) -> None:
-    from qzoo.objectives import OBJECTIVES
     from qzoo.tuning import PRUNERS, SAMPLERS, space_help
+    from qzoo.tuning.objectives import OBJECTIVES
 
     tu = sub.add_parser(
         "tune", help="tune hyperparameters with Optuna (several seeds per trial, parallel workers, shared storage)",
@@ -283,8 +283,8 @@ def best_evaluation_line(result, tabular: bool) -> str | None:
 
 
 def cmd_eval(args) -> int:
+    from qzoo.env_ids import atari_game, is_atari_id
     from qzoo.envs import make_env
-    from qzoo.envs.atari import atari_game, is_atari_id
     from qzoo.evaluation import evaluate, human_normalized
     from qzoo.policy import load_policy
 

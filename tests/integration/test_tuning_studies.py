@@ -283,7 +283,7 @@ def test_workers_opening_an_empty_postgres_database_at_once_all_get_the_study(po
 def test_objective_scores_a_trial_by_its_worst_seed_or_mean_minus_spread(tmp_path, objective):
     """Slippery FrozenLake after 5000 steps (learning rate 0.3): the three seeds' final evaluations differ, and the
     trial's value is the objective over them (min; mean - population std), as trials.csv and best_preset.yml say."""
-    from qzoo.objectives import aggregate
+    from qzoo.tuning.objectives import aggregate
 
     space = tmp_path / "space.yml"
     space.write_text("exploration_final_eps: [0.05]\n")

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from qzoo.objectives import OBJECTIVES, aggregate
+from qzoo.tuning.objectives import OBJECTIVES, aggregate
 
 
 def test_objectives_by_hand():

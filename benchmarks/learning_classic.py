@@ -4,9 +4,10 @@ Learning at RL Zoo's budgets on classic control: final evaluation return per see
 stable-baselines3's DQN on the same hyperparameters and seeds.
 
     python benchmarks/learning_classic.py --envs CartPole-v1,Acrobot-v1,MountainCar-v0,LunarLander-v3 \
-        --seeds 5 --jobs 2 [--peer] [--algo rainbow] [--set double=true] [--out benchmarks/results/learning.json]
+        --seeds 5 --jobs 2 [--peer] [--algo rainbow] [--preset rl-zoo] [--set double=true] [--out FILE.json]
 
-Each run uses the built-in preset (RL Zoo's tuned values) and its full n_timesteps; the score is the mean
+Each run uses the built-in preset (qzoo's own; `--preset rl-zoo`: RL Zoo's tuned values) and its full
+n_timesteps; the score is the mean
 return of 10 greedy evaluation episodes of the final model (RL Zoo's protocol evaluates the final model).
 Runs go to worker processes (one torch thread each).
 """
@@ -27,23 +28,23 @@ sys.path.insert(0, str(HERE))
 THRESHOLDS = {"CartPole-v1": 475, "Acrobot-v1": -100, "MountainCar-v0": -110, "LunarLander-v3": 150}
 
 
-def run_qzoo(env_id: str, seed: int, sets: list[str], algo: str = "dqn") -> dict:
+def run_qzoo(env_id: str, seed: int, sets: list[str], algo: str = "dqn", preset: str | None = None) -> dict:
     from qzoo.config import resolve
     from qzoo.trainer import train
 
-    config = resolve(env_id, algo, flags={"seed": seed}, sets=["progress_bar=false", "tensorboard=false",
+    config = resolve(env_id, algo, preset, flags={"seed": seed}, sets=["progress_bar=false", "tensorboard=false",
                                                          "eval_episodes=10", "device=cpu", *sets])
     res = train(config, None, out=None)
     return {"impl": "qzoo", "env": env_id, "seed": seed, "final": res.final_eval.mean, "best": res.best_eval_mean,
             "steps_per_s": res.steps / res.loop_seconds, "seconds": res.seconds}
 
 
-def run_peer(env_id: str, seed: int, sets: list[str], algo: str = "dqn") -> dict:
+def run_peer(env_id: str, seed: int, sets: list[str], algo: str = "dqn", preset: str | None = None) -> dict:
     from peer import run_sb3
 
     from qzoo.config import resolve
 
-    spec = resolve(env_id, flags={"seed": seed}, sets=list(sets)).to_dict()
+    spec = resolve(env_id, "dqn", preset, flags={"seed": seed}, sets=list(sets)).to_dict()
     spec.update(eval_episodes=10, torch_threads=1)
     r = run_sb3(spec)
     return {"impl": "sb3", "env": env_id, "seed": seed, "final": r["eval_mean"], "best": None,
@@ -58,6 +59,7 @@ def main() -> None:
     p.add_argument("--peer", action="store_true", help="also run stable-baselines3 (its own venv)")
     p.add_argument("--peer-only", action="store_true", help="run only stable-baselines3")
     p.add_argument("--set", action="append", default=[], dest="sets")
+    p.add_argument("--preset", help="a preset file or name for every run, e.g. rl-zoo (default: the built-in one)")
     p.add_argument("--algo", default="dqn", help="qzoo preset family: dqn or rainbow (the peer is always SB3's DQN)")
     p.add_argument("--out", default=str(HERE / "results" / "learning_classic.json"))
     args = p.parse_args()
@@ -71,7 +73,7 @@ def main() -> None:
         jobs += [(run_peer, env, s) for env in args.envs.split(",") for s in seeds]
     results = []
     with ProcessPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(fn, env, seed, args.sets, args.algo) for fn, env, seed in jobs]
+        futures = [pool.submit(fn, env, seed, args.sets, args.algo, args.preset) for fn, env, seed in jobs]
         for f in futures:
             r = f.result()
             results.append(r)
@@ -92,7 +94,7 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.machine(),
-                               "sets": args.sets, "results": results}, indent=1))
+                               "preset": args.preset, "sets": args.sets, "results": results}, indent=1))
 
 
 if __name__ == "__main__":

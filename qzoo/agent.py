@@ -181,6 +181,10 @@ class QAgent:
         return {"loss": loss_sum / n, "q_mean": q_sum / n, "interval_updates": n}
 
     @torch.no_grad()
+    def set_learning_rate(self, learning_rate: float) -> None:
+        """The optimizer's step size for the updates that follow (a schedule's value at the current step)."""
+        self.optimizer.param_groups[0]["lr"] = float(learning_rate)
+
     def sync_target(self, tau: float = 1.0) -> None:
         """theta_target <- tau * theta + (1 - tau) * theta_target  (tau = 1: hard copy)."""
         online, target = list(self.q_net.parameters()), list(self.target_net.parameters())

@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="environment steps to train for (default: the preset's n_timesteps)")
     train.add_argument("--n-envs", type=int, help="environments stepped in parallel (default: 1)")
     train.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
-    train.add_argument("--preset", metavar="FILE", help="YAML file of settings (RL Zoo format or flat)")
+    train.add_argument("--preset", metavar="FILE|NAME", help="YAML file of settings (RL Zoo format or flat), or "
+                       "rl-zoo: RL Baselines3 Zoo's tuned presets in place of qzoo's (qzoo/presets/rl-zoo/)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
                        help="override one setting; repeatable")
     train.add_argument("--runs-dir", help="parent of run directories (default: runs)")
@@ -126,12 +127,14 @@ def add_results_commands(sub) -> None:
 
 def _add_tune_parser(sub) -> None:
     from qzoo.tuning import PRUNERS, SAMPLERS, space_help
+    from qzoo.tuning.objectives import OBJECTIVES
 
     tu = sub.add_parser(
         "tune", help="tune hyperparameters with Optuna (several seeds per trial, parallel workers, shared storage)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run an Optuna study: each trial samples the search space, trains every seed in-process with "
-                    "periodic evaluations (reported to the pruner) and scores the mean final evaluation. Writes "
+                    "periodic evaluations (reported to the pruner) and scores the final evaluations "
+                    "(--objective). Writes "
                     "best_preset.yml (for `qzoo train ENV --preset FILE`), trials.csv, history.png and "
                     "importances.png to TUNES_DIR/ENV/STUDY_NAME/, also on Ctrl-C.",
         epilog=textwrap.fill("search spaces (override or extend them with --space FILE.yml, a mapping such as `name: "
@@ -142,8 +145,11 @@ def _add_tune_parser(sub) -> None:
     tu.add_argument("--algo", default="dqn", choices=ALGOS, help="algorithm and its search space (default: dqn)")
     tu.add_argument("--n-trials", type=int, default=20, help="trials the study runs to, over all workers; "
                     "complete, pruned and failed trials count (default: 20)")
-    tu.add_argument("--seeds", type=int, default=1, help="seeds per trial, trained one after another; the score is "
-                    "their mean final evaluation (default: 1)")
+    tu.add_argument("--seeds", "--seeds-per-trial", type=int, default=1, help="seeds per trial (--seed, --seed + 1, "
+                    "...), trained one after another (default: 1)")
+    tu.add_argument("--objective", default="mean", help=f"{', '.join(OBJECTIVES)}: the trial's score over its seeds' "
+                    "final-model evaluations: their mean, the worst seed, or the mean minus the standard deviation "
+                    "(rewards settings that work on every seed) (default: mean)")
     tu.add_argument("--n-timesteps", type=int, help="training steps per seed (default: the preset's n_timesteps)")
     tu.add_argument("--n-evals", type=int, default=5, help="evaluations per seed, the last at the end; each is "
                     "reported to the pruner (default: 5)")
@@ -164,7 +170,8 @@ def _add_tune_parser(sub) -> None:
                     "period; a trial silent for twice this is marked failed and queued again (default: 60)")
     tu.add_argument("--space", metavar="FILE", help="YAML search space overriding / extending the built-in one")
     tu.add_argument("--space-only", action="store_true", help="use the --space file alone")
-    tu.add_argument("--preset", metavar="FILE", help="YAML file of settings the trials start from")
+    tu.add_argument("--preset", metavar="FILE|NAME", help="YAML file of settings the trials start from, or rl-zoo "
+                    "(as for qzoo train)")
     tu.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
                     help="fix one setting of every trial; repeatable")
     tu.add_argument("--seed", type=int, default=0, help="first training seed (default: 0)")
@@ -237,13 +244,31 @@ def train_and_report(args, config, run_dir: Path, resume) -> int:
             print(f"qzoo: resume with: qzoo train --resume {shlex.quote(str(run_dir))}", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(f"final evaluation: {result.final_eval.summary()}")
+    print(f"                  {score_meaning(config, result.final_eval.mean)}")
     if (line := best_evaluation_line(result, config.is_tabular)) is not None:
         print(line)
     print(f"run directory:    {run_dir}")
     print("  " + " ".join(sorted(p.name + "/" * p.is_dir() for p in run_dir.iterdir())))
-    print(f"evaluate:         qzoo eval {run_dir}")
+    where = shlex.quote(str(run_dir))
+    print(f"watch it play:    qzoo record {where}   (writes {run_dir / 'video.mp4'})")
+    print(f"one-page report:  qzoo report {where}   (curves, evaluations and that video: "
+          f"{run_dir / 'report.html'})")
+    print(f"evaluate again:   qzoo eval {where}")
     print(f"tensorboard:      tensorboard --logdir {run_dir / 'tensorboard'}")
     return 0
+
+
+def score_meaning(config, mean_return: float) -> str:
+    """What the final evaluation's number means, for someone who has never trained an agent."""
+    from qzoo.bench import load_anchors
+
+    what = (f"(the average total reward of {config.eval_episodes} episodes played by the final model, always "
+            "taking its best-rated action")
+    threshold = (load_anchors().get(config.env_id) or {}).get("threshold")
+    if threshold is None:
+        return what + ")"
+    verdict = "solved" if mean_return >= threshold else "not solved"
+    return what + f"; {config.env_id} counts as solved at {threshold:g} or more: {verdict})"
 
 
 def best_evaluation_line(result, tabular: bool) -> str | None:

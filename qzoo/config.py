@@ -8,6 +8,9 @@ Resolution order (later wins)::
     Config defaults  <  preset (qzoo/presets/<algo>.yml: ``default`` entry, then the env id's entry)
                      <  --preset FILE  <  dedicated CLI flags (--seed, --total-timesteps, ...)  <  --set key=value
 
+``--preset NAME`` (a name from :func:`named_presets`, e.g. ``rl-zoo``) instead swaps the built-in table for
+qzoo/presets/NAME/<algo>.yml, in the same format and layered the same way.
+
 Every value passes through :func:`coerce` (type) and its field's ``check`` (range) before anything runs;
 a problem raises :class:`ConfigError` whose message is one line naming the key and what is allowed.
 """
@@ -144,6 +147,10 @@ class Config:
     # --- learner ----------------------------------------------------------------------------------------------
     learning_rate: float = setting(1e-4, "optimizer step size (dqn); step size alpha of the table update "
                                          "(qlearning)", positive)
+    learning_rate_schedule: str = setting(
+        "constant", "'constant', or 'linear': from learning_rate at step 0 down to 0 at the end of training "
+                    "(over schedule_timesteps; RL Zoo's `learning_rate: lin_<value>`, which a preset may also "
+                    "write); dqn and rainbow", one_of("constant", "linear"))
     optimizer: str = setting("adam", "optimizer", one_of("adam", "rmsprop"))
     optimizer_eps: float = setting(1e-8, "epsilon of Adam / RMSprop", positive)
     gamma: float = setting(0.99, "discount factor", unit_interval)
@@ -231,8 +238,8 @@ class Config:
                 "'auto' (when the buffer's filled part is at most 4 GiB and keep_checkpoints + 1 copies of it take "
                 "at most half the free disk space)", one_of("auto", "true", "false"), "logging")
     schedule_timesteps: int = setting(
-        0, "steps over which the epsilon and PER beta schedules run (0 = n_timesteps); `--resume --total-timesteps` "
-           "sets it so that extending a run keeps its schedules", at_least(0), "train")
+        0, "steps over which the epsilon, learning-rate and PER beta schedules run (0 = n_timesteps); `--resume "
+           "--total-timesteps` sets it so that extending a run keeps its schedules", at_least(0), "train")
     progress_bar: bool = setting(True, "show a live progress bar", group="logging")
     tensorboard: bool = setting(True, "write TensorBoard event files", group="logging")
 
@@ -409,6 +416,8 @@ def normalise_preset_entry(entry: dict, where: str) -> dict:
             if value not in _POLICIES:
                 raise ConfigError(f"{where}: policy must be one of {', '.join(_POLICIES)}, got {value!r}")
             out["network"] = _POLICIES[value]
+        elif key == "learning_rate" and isinstance(value, str) and value.startswith("lin_"):
+            out["learning_rate"], out["learning_rate_schedule"] = value[len("lin_"):], "linear"  # RL Zoo's syntax
         elif key == "policy_kwargs":
             kwargs = _parse_policy_kwargs(value, where) if isinstance(value, str) else value
             for k, v in (kwargs or {}).items():
@@ -436,18 +445,36 @@ def load_yaml(path: Path, what: str = "preset file") -> Any:
         raise ConfigError(f"{what} '{path}' is not valid YAML{at}") from None
 
 
-def preset_values(algo: str, env_id: str) -> dict:
+def named_presets() -> dict[str, list[str]]:
+    """Named preset tables shipped with qzoo (``--preset NAME``): name -> the algos it has a table for."""
+    return {d.name: sorted(p.stem for p in d.glob("*.yml")) for d in sorted(PRESET_DIR.iterdir()) if d.is_dir()}
+
+
+def is_preset_name(text: str) -> bool:
+    """A --preset value naming a shipped table rather than a file: no path separator, no .yml/.yaml suffix, and
+    no file of that name here."""
+    return "/" not in text and not text.endswith((".yml", ".yaml")) and not Path(text).exists() \
+        and text in named_presets()
+
+
+def preset_values(algo: str, env_id: str, name: str | None = None) -> dict:
     """Built-in preset for (algo, env_id): the ``default`` entry, overlaid with the ``atari`` entry for ALE
-    ids (``minatar`` for MinAtar ids), overlaid with the env id's own entry (default < atari/minatar < env id)."""
+    ids (``minatar`` for MinAtar ids), overlaid with the env id's own entry (default < atari/minatar < env id).
+    ``name``: read the named table qzoo/presets/NAME/<algo>.yml instead, which must have an entry for the env."""
     from qzoo.env_ids import is_atari_id, is_minatar_id  # imported here: ale-py loads in ~0.3 s (`qzoo --help`)
 
-    table = load_yaml(PRESET_DIR / f"{algo}.yml") or {}
+    where = f"{algo}.yml" if name is None else f"{name}/{algo}.yml"
+    if name is not None and algo not in named_presets().get(name, []):
+        raise ConfigError(f"preset '{name}' has no {algo} settings (it has: {', '.join(named_presets()[name])}); "
+                          f"--algo {algo} uses the built-in preset")
+    table = load_yaml(PRESET_DIR / where) or {}
     family = ["atari"] if is_atari_id(env_id) else (["minatar"] if is_minatar_id(env_id) else [])
-    groups = ["default"] + family + [env_id]
+    groups = [g for g in ["default"] + family + [env_id] if g in table]
+    if name is not None and not groups:
+        raise ConfigError(f"preset '{name}' has no entry for '{env_id}' (it has: {', '.join(map(str, table))})")
     values: dict = {}
     for group in groups:
-        if group in table:
-            values.update(normalise_preset_entry(table[group], f"preset {algo}.yml:{group}"))
+        values.update(normalise_preset_entry(table[group], f"preset {where}:{group}"))
     return values
 
 
@@ -482,12 +509,20 @@ def parse_set(items: list[str]) -> dict:
 
 def resolve(env_id: str, algo: str = "dqn", preset_file: str | None = None, flags: dict | None = None,
             sets: list[str] | None = None) -> Config:
-    """defaults < built-in preset < preset file < CLI flags < --set; validated."""
+    """defaults < built-in preset < preset file < CLI flags < --set; validated. A ``preset_file`` that names a
+    shipped table (``rl-zoo``) replaces the built-in preset instead."""
     if algo not in ALGOS:
         raise ConfigError(f"unknown algorithm '{algo}'; allowed: {', '.join(ALGOS)}")
-    values: dict = preset_values(algo, env_id)
-    if preset_file:
-        values.update(preset_file_values(preset_file, env_id))
+    if preset_file and "/" not in preset_file and not preset_file.endswith((".yml", ".yaml")) \
+            and not Path(preset_file).exists() and not is_preset_name(preset_file):
+        raise ConfigError(f"--preset '{preset_file}' is neither a file nor a named preset (named: "
+                          f"{', '.join(named_presets())})")
+    if preset_file and is_preset_name(preset_file):
+        values: dict = preset_values(algo, env_id, preset_file)
+    else:
+        values = preset_values(algo, env_id)
+        if preset_file:
+            values.update(preset_file_values(preset_file, env_id))
     values.update({k: v for k, v in (flags or {}).items() if v is not None})
     overrides = parse_set(sets or [])
     for key, where in (("env_id", "the ENV_ID argument"), ("algo", "--algo")):

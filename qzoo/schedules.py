@@ -1,4 +1,4 @@
-"""Schedules: validated callables of the step (exploration epsilon, later PER's beta)."""
+"""Schedules: validated callables of the step (exploration epsilon, learning rate, PER's beta)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,14 @@ class LinearSchedule:
 def epsilon_schedule(initial: float, final: float, fraction: float, total_steps: int) -> LinearSchedule:
     """SB3/RL Zoo's exploration schedule: decay over ``fraction`` of the run."""
     return LinearSchedule(initial, final, int(fraction * total_steps))
+
+
+def learning_rate_schedule(kind: str, learning_rate: float, total_steps: int) -> LinearSchedule:
+    """'constant': ``learning_rate`` throughout; 'linear': ``learning_rate`` at step 0 down to 0 at
+    ``total_steps`` (SB3's ``linear_schedule``, RL Zoo's ``lin_`` prefix, on environment steps)."""
+    if kind == "linear":
+        return LinearSchedule(learning_rate, 0.0, total_steps)
+    return LinearSchedule(learning_rate, learning_rate, 0)
 
 
 @dataclass(frozen=True)

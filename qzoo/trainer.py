@@ -38,7 +38,7 @@ from qzoo.runlog import (  # noqa: F401  (EVAL_COLUMNS, PROGRESS_COLUMNS, Progre
     open_outputs,
     record_eval,
 )
-from qzoo.schedules import LinearSchedule, epsilon_schedule
+from qzoo.schedules import LinearSchedule, epsilon_schedule, learning_rate_schedule
 from qzoo.video import capture_training
 
 
@@ -85,6 +85,8 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
                                   config.exploration_fraction, config.schedule_horizon)
     if config.noisy:
         epsilon_at = LinearSchedule(0.0, 0.0, 0)
+    learning_rate_at = learning_rate_schedule(config.learning_rate_schedule, config.learning_rate,
+                                              config.schedule_horizon)
     rng = np.random.default_rng(config.seed)
     obs_shape = env_info.observation_space.shape
 
@@ -152,6 +154,9 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
 
             # ---- learn -----------------------------------------------------------------------------------
             if step > learn_from and vec_steps % config.train_freq == 0:
+                if config.learning_rate_schedule != "constant":  # a phase in flight keeps the rate it began with
+                    phases.settle()
+                    agent.set_learning_rate(learning_rate_at(step))
                 phases.learn(step)  # overlap: runs in the background while the next train_freq steps are taken
             if crossed(step, n_envs, config.target_update_interval):
                 phases.settle()

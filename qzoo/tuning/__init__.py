@@ -4,6 +4,7 @@
     options.py     the command's options (TuneOptions), their checks, the base config of every trial
     storage.py     Optuna storage (SQLite, PostgreSQL; heartbeats, schema retries), the study, sampler, pruner
     objective.py   one trial: every seed trained in-process, evaluations reported for pruning
+    objectives.py  a trial's score over its seeds (--objective mean, min, mean-std)
     workers.py     the worker loop, worker processes (--workers N) and tune(), the whole command
     outputs.py     best_preset.yml, trials.csv, history.png, importances.png
 
@@ -23,8 +24,8 @@ Design decisions
 * **Seeds one after another; pruning compares like with like.** A trial trains seed 0, then seed 1, ... Each seed
   is evaluated ``n_evals`` times (periodically, the last one at the end of training); seed i's k-th evaluation is
   reported at step ``i * n_evals + k``. A pruner therefore always compares the same seed at the same point of
-  training across trials, and can stop a trial during any seed. The trial's score (the objective) is the mean over
-  its seeds of the final evaluation.
+  training across trials, and can stop a trial during any seed. The trial's score is ``--objective`` over its seeds'
+  final evaluations (objectives.py: mean, min, or mean minus standard deviation).
 * **Scaling is processes.** ``--workers N`` starts N processes that run Optuna's optimize loop on the same storage
   (Optuna's threads share one interpreter, which CPU-bound torch does not scale across). Workers on other
   machines join with ``--storage URL --study-name NAME``. ``--n-trials`` is the *study's* target: a worker

@@ -9,6 +9,7 @@ import socket
 import sys
 
 from qzoo.config import Config, ConfigError
+from qzoo.tuning.objectives import aggregate
 from qzoo.tuning.space import Param, to_settings
 
 
@@ -43,14 +44,14 @@ def format_params(params: dict) -> str:
 
 
 class Objective:
-    """``objective(trial)``: sample, convert, train every seed; report each evaluation; prune; return the mean
-    final evaluation over seeds."""
+    """``objective(trial)``: sample, convert, train every seed; report each evaluation; prune; return
+    ``aggregate`` (mean, min or mean-std; qzoo/tuning/objectives.py) of the final evaluations over seeds."""
 
     def __init__(self, base: Config, space: dict[str, Param], seeds: int, n_evals: int, eval_episodes: int,
-                 say: Say):
+                 say: Say, aggregate: str = "mean"):
         self.base, self.space, self.seeds, self.n_evals, self.eval_episodes = base, space, seeds, n_evals, \
             eval_episodes
-        self.say = say
+        self.say, self.aggregate = say, aggregate
 
     def __call__(self, trial) -> float:
         from qzoo.tabular import train_tabular
@@ -88,7 +89,7 @@ class Objective:
             self.report(trial, i, self.n_evals - 1, result.steps, score, last=i == self.seeds - 1)
             scores.append(score)
         trial.set_user_attr("seed_scores", scores)
-        return sum(scores) / len(scores)
+        return aggregate(self.aggregate, scores)
 
     def report(self, trial, seed_index: int, k: int, step: int, value: float, last: bool = False) -> None:
         import optuna

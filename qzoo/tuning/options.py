@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from qzoo.config import Config, ConfigError, resolve
+from qzoo.tuning.objectives import OBJECTIVES
 
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "none", "halving")
@@ -15,6 +16,7 @@ class TuneOptions:
     algo: str = "dqn"
     n_trials: int = 20
     seeds: int = 1
+    objective: str = "mean"  # qzoo/tuning/objectives.py
     n_timesteps: int | None = None  # None: the preset's n_timesteps
     n_evals: int = 5
     eval_episodes: int = 5
@@ -44,6 +46,8 @@ def check_options(o: TuneOptions) -> None:
             raise ConfigError(f"{name} must be an integer >= {lowest}, got {value}")
     if o.timeout is not None and not o.timeout > 0:
         raise ConfigError(f"--timeout must be a number of seconds > 0, got {o.timeout}")
+    if o.objective not in OBJECTIVES:
+        raise ConfigError(f"unknown objective '{o.objective}'; allowed: {', '.join(OBJECTIVES)}")
     if o.sampler not in SAMPLERS:
         raise ConfigError(f"unknown sampler '{o.sampler}'; allowed: {', '.join(SAMPLERS)}")
     if o.pruner not in PRUNERS:

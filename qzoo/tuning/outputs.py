@@ -11,6 +11,7 @@ import yaml
 
 from qzoo.config import Config
 from qzoo.tuning.objective import Say, format_params
+from qzoo.tuning.objectives import DESCRIPTIONS
 from qzoo.tuning.options import TuneOptions
 from qzoo.tuning.space import to_settings
 
@@ -64,8 +65,9 @@ def write_outputs(study, study_dir: Path, base: Config, o: TuneOptions, say: Say
     if complete:
         best = study.best_trial
         path = study_dir / "best_preset.yml"
-        header = [f"qzoo tune: best trial {best.number} of study '{study.study_name}': {best.value:.2f}, the mean "
-                  f"final evaluation of {o.seeds} seed(s) after {base.n_timesteps} steps",
+        header = [f"qzoo tune: best trial {best.number} of study '{study.study_name}': {best.value:.2f}, "
+                  f"{DESCRIPTIONS[o.objective]} of {o.seeds} seed(s) after {base.n_timesteps} steps "
+                  f"(seeds: {' '.join(f'{v:g}' for v in best.user_attrs.get('seed_scores', []))})",
                   f"parameters: {format_params(best.params)}",
                   f"train with: qzoo train {base.env_id} --algo {base.algo} --preset {path}"]
         path.write_text(best_preset_text(base, to_settings(best.params, base), header))

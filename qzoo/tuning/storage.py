@@ -105,7 +105,8 @@ def study_signature(base: Config, space: dict[str, Param], o: TuneOptions) -> di
                                                                      "tensorboard")}
     signature = {"env_id": base.env_id, "algo": base.algo, "n_timesteps": base.n_timesteps, "seeds": o.seeds,
                  "n_evals": o.n_evals, "eval_episodes": o.eval_episodes,
-                 "space": {name: p.spec() for name, p in space.items()}, "settings": settings}
+                 "space": {name: p.spec() for name, p in space.items()}, "settings": settings,
+                 "objective": o.objective}
     return json.loads(json.dumps(signature))
 
 
@@ -118,6 +119,8 @@ def open_study(storage, name: str, sampler, pruner, signature: dict):
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:
         raise ConfigError(f"study '{name}' minimises its objective; qzoo tune maximises the evaluation return")
     stored = study.user_attrs.get("qzoo")
+    if stored is not None:
+        stored = {"objective": "mean", **stored}  # studies made before --objective scored the mean
     if stored is None:
         study.set_user_attr("qzoo", signature)
     elif stored != signature:

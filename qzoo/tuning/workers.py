@@ -127,8 +127,8 @@ def _worker_process(o: TuneOptions, index: int, study_name: str, url: str, deadl
         study = optuna.load_study(study_name=study_name, storage=storage,
                                   sampler=make_sampler(o.sampler, seed, o.startup_trials),
                                   pruner=make_pruner(o.pruner, o.startup_trials, o.n_evals))
-        run_worker(study, Objective(base, space, o.seeds, o.n_evals, o.eval_episodes, say), o.n_trials, deadline,
-                   say, o.heartbeat)
+        run_worker(study, Objective(base, space, o.seeds, o.n_evals, o.eval_episodes, say, o.objective), o.n_trials,
+                   deadline, say, o.heartbeat)
     except KeyboardInterrupt:
         sys.exit(130)
     except ConfigError as e:
@@ -166,14 +166,15 @@ def tune(o: TuneOptions, out=sys.stderr) -> TuneResult:
                        make_pruner(o.pruner, o.startup_trials, o.n_evals), study_signature(base, space, o))
     say = Say(out)
     say(f"qzoo: tuning {o.algo} on {base.env_id}: study '{study_name}' in {safe_url(url)}; {o.n_trials} trials x "
-        f"{o.seeds} seed(s) x {base.n_timesteps} steps, {o.n_evals} evaluation(s) of {o.eval_episodes} episode(s) "
-        f"each; sampler {o.sampler}, pruner {o.pruner}, {o.workers} worker(s) -> {study_dir}")
+        f"{o.seeds} seed(s) x {base.n_timesteps} steps (objective: {o.objective}), {o.n_evals} evaluation(s) of "
+        f"{o.eval_episodes} episode(s) each; sampler {o.sampler}, pruner {o.pruner}, {o.workers} worker(s) -> "
+        f"{study_dir}")
     say("search space: " + "; ".join(f"{n} {p.describe()}" for n, p in space.items()))
     deadline = None if o.timeout is None else time.time() + o.timeout
     interrupted, exit_codes = False, []
     if o.workers == 1:
         try:
-            run_worker(study, Objective(base, space, o.seeds, o.n_evals, o.eval_episodes, say), o.n_trials,
+            run_worker(study, Objective(base, space, o.seeds, o.n_evals, o.eval_episodes, say, o.objective), o.n_trials,
                        deadline, say, o.heartbeat)
         except KeyboardInterrupt:
             interrupted = True

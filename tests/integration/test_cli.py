@@ -40,6 +40,11 @@ def test_train_cartpole_then_eval(runs_dir):
     assert "n_timesteps: 2000" in (run_dir / "config.yaml").read_text()
     assert f"qzoo eval {run_dir}" in r.stdout  # the last lines say where everything is
     best, final = max(float(e["return_mean"]) for e in evals), float(evals[-1]["return_mean"])
+    # ... and what the score means, and how to see the agent play
+    verdict = "solved" if final >= 475 else "not solved"
+    assert (f"(the average total reward of 2 episodes played by the final model, always taking its best-rated "
+            f"action; CartPole-v1 counts as solved at 475 or more: {verdict})") in r.stdout
+    assert f"watch it play:    qzoo record {run_dir}   (writes {run_dir / 'video.mp4'})" in r.stdout
     assert ("best evaluation:" in r.stdout) == (best > final)  # said exactly when an earlier model did better
     if best > final:
         assert f"best evaluation:  return {best:.2f}, earlier in training (best_model.pt" in r.stdout
@@ -68,6 +73,11 @@ def test_train_help_documents_every_setting_with_its_default():
     (["train", "CartPole-v9"], "unknown environment id 'CartPole-v9'"),
     (["train", "Pendulum-v1"], "needs a Discrete action space"),
     (["train", "CartPole-v1", "--preset", "/nonexistent.yml"], "preset file '/nonexistent.yml' does not exist"),
+    (["train", "CartPole-v1", "--preset", "rl-zo"], "--preset 'rl-zo' is neither a file nor a named preset (named: "
+                                                      "rl-zoo)"),
+    (["train", "FrozenLake-v1", "--preset", "rl-zoo"], "preset 'rl-zoo' has no entry for 'FrozenLake-v1' (it has: "
+                                                       "atari, CartPole-v1,"),
+    (["train", "CartPole-v1", "--algo", "rainbow", "--preset", "rl-zoo"], "preset 'rl-zoo' has no rainbow settings"),
     (["train", "CartPole-v1", "--seed", "x"], "invalid int value: 'x'"),
     (["train", "CartPole-v1", "--algo", "ppo"], "invalid choice: 'ppo'"),
     (["eval", "/nonexistent/run"], "run directory '/nonexistent/run' does not exist"),

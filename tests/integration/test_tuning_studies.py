@@ -20,6 +20,7 @@ import yaml
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
+from qzoo.config import ConfigError
 from qzoo.tuning import TuneOptions, open_storage, tune
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
@@ -276,3 +277,33 @@ def test_workers_opening_an_empty_postgres_database_at_once_all_get_the_study(po
     for t in threads:
         t.join(timeout=120)
     assert results == ["race"] * 6, results
+
+
+@pytest.mark.parametrize("objective", ["min", "mean-std"])
+def test_objective_scores_a_trial_by_its_worst_seed_or_mean_minus_spread(tmp_path, objective):
+    """Slippery FrozenLake after 5000 steps (learning rate 0.3): the three seeds' final evaluations differ, and the
+    trial's value is the objective over them (min; mean - population std), as trials.csv and best_preset.yml say."""
+    from qzoo.tuning.objectives import aggregate
+
+    space = tmp_path / "space.yml"
+    space.write_text("exploration_final_eps: [0.05]\n")
+    options = TuneOptions("FrozenLake-v1", algo="qlearning", n_trials=1, seeds=3, seed=7, n_timesteps=5000,
+                          n_evals=1, eval_episodes=50, pruner="none", objective=objective, tunes_dir=str(tmp_path),
+                          study_name="objective", space=str(space), space_only=True,
+                          sets=["learning_rate=0.3", "exploration_decay_rate=0.01"])
+    result = tune(options, out=None)
+    (trial,) = optuna.load_study(study_name="objective", storage=result.storage).trials
+    scores = trial.user_attrs["seed_scores"]
+    assert len(scores) == 3 and len(set(scores)) > 1, scores  # the seeds differ, so the objectives differ
+    mean = sum(scores) / 3
+    std = (sum((s - mean) ** 2 for s in scores) / 3) ** 0.5
+    expected = min(scores) if objective == "min" else mean - std
+    assert trial.value == pytest.approx(expected) == aggregate(objective, scores)
+    assert trial.value < mean
+    assert float(read_csv(result.study_dir / "trials.csv")[0]["value"]) == pytest.approx(expected)
+    header = (result.study_dir / "best_preset.yml").read_text().splitlines()[0]
+    assert ("the lowest final evaluation" if objective == "min" else "minus the standard deviation") in header
+    # a study is one objective: joining it with another is refused
+    with pytest.raises(ConfigError, match=f"study 'objective' exists with objective = '{objective}', this command "
+                                          "has 'mean'"):
+        tune(TuneOptions(**{**options.__dict__, "objective": "mean"}), out=None)

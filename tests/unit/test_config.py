@@ -4,10 +4,20 @@ from qzoo.config import Config, ConfigError, coerce, parse_set, preset_file_valu
 
 
 def test_rl_zoo_cartpole_preset_values():
-    c = resolve("CartPole-v1")
+    c = resolve("CartPole-v1", preset_file="rl-zoo")
     assert (c.n_timesteps, c.learning_rate, c.batch_size, c.buffer_size) == (50_000, 2.3e-3, 64, 100_000)
     assert (c.target_update_interval, c.train_freq, c.gradient_steps) == (10, 256, 128)
     assert (c.exploration_fraction, c.exploration_final_eps, c.net_arch) == (0.16, 0.04, [256, 256])
+
+
+def test_qzoos_own_cartpole_preset_is_still_a_dqn():
+    c = resolve("CartPole-v1")
+    assert (c.learning_rate, c.learning_rate_schedule, c.double, c.n_step) == (6e-3, "linear", True, 3)
+    assert (c.net_arch, c.batch_size, c.train_freq, c.gradient_steps, c.target_update_interval) == \
+        ([64, 64], 64, 256, 64, 256)
+    # one Q-network, epsilon-greedy exploration, uniform replay, a scalar head: DQN with Double/n-step targets
+    assert (c.noisy, c.dueling, c.prioritized, c.distributional, c.exploration_final_eps) == \
+        (False, False, False, "none", 0.04)
 
 
 def test_lunarlander_gradient_steps_minus_one_means_train_freq():
@@ -112,3 +122,38 @@ def test_the_best_evaluation_is_named_only_when_it_beat_the_final_one():
     assert best_evaluation_line(result(500.0, 23.2), tabular=False) == (
         "best evaluation:  return 500.00, earlier in training (best_model.pt; qzoo eval runs/x --model best)")
     assert "(best_qtable.csv;" in best_evaluation_line(result(0.8, 0.7), tabular=True)
+
+
+def test_rl_zoo_lin_prefix_in_a_preset_is_a_linear_learning_rate_schedule(tmp_path):
+    f = tmp_path / "zoo.yml"
+    f.write_text("CartPole-v1:\n  learning_rate: lin_2.3e-3\n  batch_size: 64\n")
+    config = resolve("CartPole-v1", preset_file=str(f))
+    assert (config.learning_rate, config.learning_rate_schedule) == (2.3e-3, "linear")
+    with pytest.raises(ConfigError, match="setting 'learning_rate' must be a number, got 'lin_x'"):
+        resolve("CartPole-v1", sets=["learning_rate=lin_x"])
+    with pytest.raises(ConfigError, match="'learning_rate_schedule' must be one of 'constant', 'linear'"):
+        resolve("CartPole-v1", sets=["learning_rate_schedule=cosine"])
+
+
+def test_the_rl_zoo_preset_replaces_qzoos_own_rather_than_adding_to_it(tmp_path, monkeypatch):
+    """`--preset rl-zoo` reads qzoo/presets/rl-zoo/dqn.yml in place of qzoo/presets/dqn.yml: a setting that only
+    qzoo's preset makes (here double and a learning-rate schedule) is back at the Config default."""
+    from qzoo import config as config_module
+
+    (tmp_path / "rl-zoo").mkdir()
+    (tmp_path / "dqn.yml").write_text("default: {batch_size: 7}\nCartPole-v1: {double: true, "
+                                      "learning_rate_schedule: linear, gamma: 0.9}\n")
+    (tmp_path / "rl-zoo" / "dqn.yml").write_text("atari: {batch_size: 5}\nCartPole-v1: {gamma: 0.98}\n")
+    monkeypatch.setattr(config_module, "PRESET_DIR", tmp_path)
+    own, zoo = resolve("CartPole-v1"), resolve("CartPole-v1", preset_file="rl-zoo")
+    assert (own.double, own.learning_rate_schedule, own.gamma, own.batch_size) == (True, "linear", 0.9, 7)
+    assert (zoo.double, zoo.learning_rate_schedule, zoo.gamma, zoo.batch_size) == (False, "constant", 0.98, 32)
+    assert resolve("CartPole-v1", preset_file="rl-zoo", sets=["gamma=0.5"]).gamma == 0.5  # --set still wins
+    assert preset_values("dqn", "ALE/Pong-v5", "rl-zoo") == {"batch_size": 5}
+    with pytest.raises(ConfigError, match="preset 'rl-zoo' has no entry for 'Acrobot-v1' "
+                                          "\\(it has: atari, CartPole-v1\\)"):
+        resolve("Acrobot-v1", preset_file="rl-zoo")
+    # a file of that name in the working directory, or a path, is a preset file as before
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "flat.yml").write_text("gamma: 0.3\n")
+    assert resolve("CartPole-v1", preset_file="flat.yml").gamma == 0.3

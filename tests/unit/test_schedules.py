@@ -24,3 +24,30 @@ def test_zero_duration_is_final_value_and_negative_is_refused():
     assert LinearSchedule(1.0, 0.2, 0)(0) == 0.2
     with pytest.raises(ValueError):
         LinearSchedule(1.0, 0.2, -1)
+
+
+def test_learning_rate_schedule_linear_to_zero_or_constant():
+    from qzoo.schedules import learning_rate_schedule
+
+    lin = learning_rate_schedule("linear", 2.3e-3, 50_000)  # RL Zoo's lin_2.3e-3 over a 50k-step run
+    assert lin(0) == 2.3e-3
+    assert lin(12_500) == pytest.approx(1.725e-3)  # a quarter of the way: 3/4 of the rate
+    assert lin(50_000) == 0.0
+    const = learning_rate_schedule("constant", 2.3e-3, 50_000)
+    assert const(0) == const(49_999) == 2.3e-3
+
+
+@pytest.mark.parametrize("schedule,expected", [("linear", 1e-3 * (1 - 960 / 1000)), ("constant", 1e-3)])
+def test_training_steps_the_optimizer_with_the_scheduled_rate(schedule, expected):
+    """The last training phase of a 1000-step run with train_freq 64 is at step 960: a linear schedule gives it
+    1e-3 * (1 - 960/1000) = 4e-5; the constant one 1e-3."""
+    from qzoo.config import resolve
+    from qzoo.trainer import train
+
+    config = resolve("qzoo/Corridor-v0", sets=[f"learning_rate_schedule={schedule}", "learning_rate=1e-3",
+                                               "n_timesteps=1000", "train_freq=64", "gradient_steps=2",
+                                               "learning_starts=100", "eval_freq=0", "eval_episodes=1",
+                                               "progress_bar=false", "tensorboard=false"])
+    result = train(config, None, out=None)
+    assert result.agent.optimizer.param_groups[0]["lr"] == pytest.approx(expected, rel=1e-12)
+    assert result.agent.updates == 2 * (1000 // 64 - 1)  # phases at 128, 192, ..., 960 (64 <= learning_starts)

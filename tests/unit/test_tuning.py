@@ -127,6 +127,7 @@ def test_qlearning_space_refuses_settings_the_table_does_not_read():
     ({"n_trials": 0}, "--n-trials must be an integer >= 1"),
     ({"storage": "sqlite:///x.db"}, "--storage needs --study-name"),
     ({"timeout": -1.0}, "--timeout must be a number of seconds > 0"),
+    ({"objective": "median"}, "unknown objective 'median'; allowed: mean, min, mean-std"),
 ])
 def test_bad_options_give_one_line(changes, needle):
     with pytest.raises(ConfigError, match=needle.replace("(", r"\(").replace(")", r"\)")):

@@ -65,15 +65,17 @@ def _probe(address: str) -> None:
 def connect(address: str | None):
     """Ray connected to the cluster at ``address`` (or to a local instance started here when None or empty),
     disconnected at the end."""
+    if not address:  # a one-machine instance: Ray then binds to loopback, not the machine's address
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = import_ray()
     common = {"include_dashboard": False, "log_to_driver": True, "configure_logging": False}
+    if address:
+        _probe(address)
     try:
         if address:
-            _probe(address)
             ray.init(address=address, **common)
         else:  # nothing outside this machine joins it: loopback only
-            ray.init(address="local", num_cpus=os.cpu_count(), object_store_memory=LOCAL_OBJECT_STORE,
-                     _node_ip_address="127.0.0.1", **common)
+            ray.init(address="local", num_cpus=os.cpu_count(), object_store_memory=LOCAL_OBJECT_STORE, **common)
     except (ConnectionError, RuntimeError, ValueError) as e:
         lines = str(e).strip().splitlines()
         raise ConfigError(f"cannot connect to the Ray cluster at {address or 'a local instance'}: "

@@ -179,3 +179,19 @@ def test_bad_input_is_one_line_and_exit_2(cluster, suite_file, tmp_path):
     assert r.returncode == 2 and r.stderr.strip() == (
         "qzoo tune: error: --ray needs Ray, which is not installed in this environment: pip install 'qzoo[ray]'")
     assert not (tmp_path / "b").exists() and not (tmp_path / "t").exists()  # nothing was created
+
+
+def test_the_shared_storage_check_names_what_a_node_cannot_see(tmp_path):
+    """What a node that does not share the bench directory finds (each case is what that node would see)."""
+    from qzoo.scaleout import marker_problem
+
+    marker = tmp_path / "bench" / ".qzoo-ray-abc"
+    assert marker_problem(str(marker), "token") == f"'{tmp_path / 'bench'}' does not exist there"
+    marker.parent.mkdir()
+    assert marker_problem(str(marker), "token") == (f"'{tmp_path / 'bench'}' there is another directory (the driver's "
+                                                    "marker file is not in it)")
+    marker.write_text("another token")
+    assert "the driver's marker file holds another token" in marker_problem(str(marker), "token")
+    marker.write_text("token")
+    assert marker_problem(str(marker), "token") is None
+    assert sorted(p.name for p in marker.parent.iterdir()) == [".qzoo-ray-abc"]  # the probe file is gone

@@ -32,7 +32,7 @@ from qzoo.config import resolve
 from qzoo.envs import check_env, make_vec_env, true_next_obs
 from qzoo.logger import Logger
 from qzoo.replay import make_replay
-from qzoo.trainer import ProgressLog
+from qzoo.runlog import ProgressLog
 
 RESULTS = Path(__file__).parent / "results"  # git-ignored; on the same disk as a run directory would be
 

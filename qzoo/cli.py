@@ -266,8 +266,8 @@ def best_evaluation_line(result, tabular: bool) -> str | None:
 
 
 def cmd_eval(args) -> int:
+    from qzoo.env_ids import atari_game, is_atari_id
     from qzoo.envs import make_env
-    from qzoo.envs.atari import atari_game, is_atari_id
     from qzoo.evaluation import evaluate, human_normalized
     from qzoo.policy import load_policy
 

@@ -21,37 +21,15 @@ import yaml
 
 from qzoo import checkpoint as ckpt
 from qzoo.config import Config, ConfigError
+from qzoo.policy import (  # noqa: F401  (the reading side of the format lives in qzoo.policy; re-exported)
+    EXPORT_FORMAT,
+    WEIGHTS_FILE,
+    is_export,
+    load_exported,
+    load_policy,
+)
 
-WEIGHTS_FILE, CARD_FILE, RESULTS_FILE, VIDEO_FILE = "model.safetensors", "README.md", "results.json", "replay.mp4"
-EXPORT_FORMAT = "qzoo-export"
-
-
-def is_export(path: Path) -> bool:
-    return path.is_dir() and (path / WEIGHTS_FILE).is_file()
-
-
-def load_exported(path: Path, device: str = "cpu"):
-    """(agent, config, weights path) from an export folder (the same triple as ``qzoo.policy.load_policy``)."""
-    from safetensors import SafetensorError, safe_open
-
-    from qzoo.policy import deep_agent
-
-    weights_path = path / WEIGHTS_FILE
-    config = ckpt.read_config(path)
-    try:
-        with safe_open(str(weights_path), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {key: f.get_tensor(key) for key in f.keys()}
-    except (SafetensorError, OSError) as e:
-        raise ConfigError(f"'{weights_path}' is not a readable safetensors file ({type(e).__name__})") from None
-    if meta.get("format") != EXPORT_FORMAT or meta.get("version") != str(ckpt.FORMAT_VERSION):
-        raise ConfigError(f"'{weights_path}' is not a qzoo export of format version {ckpt.FORMAT_VERSION}")
-    if config.is_tabular:
-        from qzoo.tabular import table_agent
-
-        return table_agent(config, tensors["q_table"].double().numpy(), weights_path), config, weights_path
-    agent = deep_agent(config, json.loads(meta["obs_shape"]), int(meta["n_actions"]), tensors, device, weights_path)
-    return agent, config, weights_path
+CARD_FILE, RESULTS_FILE, VIDEO_FILE = "README.md", "results.json", "replay.mp4"
 
 
 def _weights(run_dir: Path, which: str, config: Config, agent) -> tuple[dict, dict]:
@@ -72,11 +50,10 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, which: str = "final"
     """Write the export folder of a run; returns the results dict (also in results.json)."""
     from safetensors.torch import save_file
 
+    from qzoo.env_ids import atari_game, is_atari_id
     from qzoo.envs import make_env
-    from qzoo.envs.atari import atari_game, is_atari_id
     from qzoo.evaluation import evaluate, human_normalized
     from qzoo.plotting import read_csv_columns
-    from qzoo.policy import load_policy
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if is_export(run_dir):

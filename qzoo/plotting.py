@@ -81,7 +81,7 @@ class Run:
 
     @property
     def game(self) -> str | None:
-        from qzoo.envs.atari import atari_game, is_atari_id
+        from qzoo.env_ids import atari_game, is_atari_id
 
         return atari_game(self.env_id) if is_atari_id(self.env_id) else None
 
@@ -206,7 +206,7 @@ def stratified_bootstrap_ci(scores: np.ndarray, statistic=iqm, *, n_boot: int = 
 
 
 def reference_lines(env_id: str) -> list[tuple[str, float]]:
-    from qzoo.envs.atari import atari_game, is_atari_id
+    from qzoo.env_ids import atari_game, is_atari_id
 
     key = atari_game(env_id) if is_atari_id(env_id) else env_id
     return REFERENCE_SCORES.get(key, [])

@@ -1,25 +1,29 @@
-"""Load a trained agent from a run directory, a model file or a checkpoint, checking that it fits its env."""
+"""Load a trained agent from a run directory, a model file, a checkpoint or a ``qzoo export`` folder, checking
+that it fits its env. Below the trainers and the exporter: it reads their files (:mod:`qzoo.checkpoint`,
+:mod:`qzoo.qtable`, the export's ``model.safetensors``) and imports neither."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from qzoo import checkpoint as ckpt
 from qzoo.agent import build_agent, resolve_device
 from qzoo.config import TABULAR_ALGOS, Config, ConfigError, from_dict
 from qzoo.envs import check_env
+from qzoo.qtable import load_qtable, table_agent
+
+# An export folder (qzoo.export writes it): the weights and their metadata in one safetensors file.
+WEIGHTS_FILE = "model.safetensors"
+EXPORT_FORMAT = "qzoo-export"
 
 
 def load_policy(path: Path, which: str = "final", device: str = "cpu"):
     """Returns (agent, config, model_path). The agent's ``act`` is ready for evaluation. ``path``: a run
     directory, a model/checkpoint file in one, or a folder written by ``qzoo export``."""
-    from qzoo.export import is_export, load_exported
-
     if is_export(Path(path)):
         return load_exported(Path(path), device)
     if _trained_algo(Path(path)) in TABULAR_ALGOS:
-        from qzoo.tabular import load_qtable
-
         return load_qtable(Path(path), which)
     model_path = ckpt.find_model(path, which)
     payload = ckpt.load(model_path)
@@ -47,3 +51,27 @@ def _trained_algo(path: Path) -> str | None:
     """The algo in the config.yaml of a run directory (or of the run directory holding a file); None if absent."""
     run_dir = path if path.is_dir() else path.parent
     return ckpt.read_config(run_dir).algo if (run_dir / ckpt.CONFIG_FILE).is_file() else None
+
+
+def is_export(path: Path) -> bool:
+    return path.is_dir() and (path / WEIGHTS_FILE).is_file()
+
+
+def load_exported(path: Path, device: str = "cpu"):
+    """(agent, config, weights path) from an export folder (the same triple as :func:`load_policy`)."""
+    from safetensors import SafetensorError, safe_open
+
+    weights_path = path / WEIGHTS_FILE
+    config = ckpt.read_config(path)
+    try:
+        with safe_open(str(weights_path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise ConfigError(f"'{weights_path}' is not a readable safetensors file ({type(e).__name__})") from None
+    if meta.get("format") != EXPORT_FORMAT or meta.get("version") != str(ckpt.FORMAT_VERSION):
+        raise ConfigError(f"'{weights_path}' is not a qzoo export of format version {ckpt.FORMAT_VERSION}")
+    if config.is_tabular:
+        return table_agent(config, tensors["q_table"].double().numpy(), weights_path), config, weights_path
+    agent = deep_agent(config, json.loads(meta["obs_shape"]), int(meta["n_actions"]), tensors, device, weights_path)
+    return agent, config, weights_path

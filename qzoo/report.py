@@ -97,7 +97,7 @@ def build_report(run_dir: str | Path, output: str | Path | None = None, *, video
     """Write the report of ``run_dir`` to ``output`` (default ``<run_dir>/report.html``). The video is ``video``
     if given, else ``<run_dir>/video.mp4``, recorded first (one evaluation episode) when missing and
     ``record_video``."""
-    from qzoo.envs.atari import atari_game, is_atari_id
+    from qzoo.env_ids import atari_game, is_atari_id
     from qzoo.plotting import load_run
 
     run_dir = Path(run_dir)

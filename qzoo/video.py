@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from qzoo.config import Config, ConfigError
+from qzoo.env_ids import is_atari_id
 from qzoo.envs import make_env
-from qzoo.envs.atari import is_atari_id
 from qzoo.evaluation import EvalResult, evaluate
 
 VIDEO_DIR = "videos"  # periodic captures during training: <run_dir>/videos/step_<N>.mp4

@@ -102,8 +102,8 @@ def plan(suite: Suite, algos: list[str], seeds: list[int], bench_dir: Path, *, p
          n_timesteps: int | None = None, sets: list[str] | None = None, envs: list[str] | None = None) -> list[Job]:
     """Every (env, seed, algo) run of the suite, each config resolved and its env checked before anything runs.
     Order: env, seed, algo (the peer right after qzoo's runs of the same env and seed)."""
+    from qzoo.env_ids import is_minatar_id
     from qzoo.envs import check_env
-    from qzoo.envs.minatar import is_minatar_id
 
     for algo in algos:
         if algo not in ALGOS or algo in TABULAR_ALGOS:

@@ -30,9 +30,9 @@ from gymnasium.utils import EzPickle
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from qzoo.config import Config, ConfigError
+from qzoo.env_ids import is_atari_id
 from qzoo.envs.atari import (
     AtariTrainingVectorEnv,
-    is_atari_id,
     make_atari_env,
     uses_vector_backend,
     vector_backend_problem,

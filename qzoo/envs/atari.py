@@ -49,26 +49,12 @@ import numpy as np
 from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation, TransformReward
 
 from qzoo.config import Config
+from qzoo.env_ids import ATARI_ENTRY_POINTS, atari_game, is_atari_id  # noqa: F401  (their home; re-exported)
 
 gym.register_envs(ale_py)
 ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no emulator banner on stderr for every game created
 
-ATARI_ENTRY_POINTS = ("ale_py.env:AtariEnv", "ale_py.env.AtariEnv")
 STICKY_ACTION_PROBABILITY = {"nature": 0.0, "machado": 0.25}
-
-
-def is_atari_id(env_id: str) -> bool:
-    """True for the ids ale-py registers (``ALE/Pong-v5`` and the older ``PongNoFrameskip-v4`` style ones)."""
-    try:
-        entry_point = gym.spec(env_id).entry_point
-    except gym.error.Error:
-        return False
-    return isinstance(entry_point, str) and entry_point in ATARI_ENTRY_POINTS
-
-
-def atari_game(env_id: str) -> str:
-    """The ALE ROM id of an Atari env id: ``ALE/SpaceInvaders-v5`` -> ``space_invaders``."""
-    return gym.spec(env_id).kwargs["game"]
 
 
 class CropResize(gym.ObservationWrapper):

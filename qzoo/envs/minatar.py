@@ -28,6 +28,8 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
+from qzoo.env_ids import is_minatar_id  # noqa: F401  (its home; re-exported)
+
 GAMES = {"Asterix": "asterix", "Breakout": "breakout", "Freeway": "freeway", "Seaquest": "seaquest",
          "SpaceInvaders": "space_invaders"}
 ACTION_NAMES = ("NOOP", "LEFT", "UP", "RIGHT", "DOWN", "FIRE")  # MinAtar's action indices 0..5
@@ -36,10 +38,6 @@ ACTION_NAMES = ("NOOP", "LEFT", "UP", "RIGHT", "DOWN", "FIRE")  # MinAtar's acti
 _PALETTE = np.array([[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
                      [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212],
                      [0, 128, 128]], np.uint8)
-
-
-def is_minatar_id(env_id: str) -> bool:
-    return env_id.startswith("MinAtar/")
 
 
 class MinAtarEnv(gym.Env):

@@ -90,7 +90,7 @@ class ReplayBuffer:
 
 def uses_frame_storage(config, observation_space) -> bool:
     """Stacked grayscale Atari frames (stack, H, W) uint8: each frame is stored once."""
-    from qzoo.envs.atari import is_atari_id
+    from qzoo.env_ids import is_atari_id
 
     return is_atari_id(config.env_id) and config.grayscale and len(observation_space.shape) == 3
 

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from qzoo import checkpoint as ckpt
+from qzoo.checkpoint import periodic  # where Checkpointer writes (patched below)
 from qzoo.cli import main
 
 
@@ -270,7 +271,7 @@ def test_a_full_disk_stops_the_run_and_keeps_the_previous_checkpoint(tmp_path, c
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(path, write)
 
-    monkeypatch.setattr(ckpt, "atomic_write", no_space_for_step_800)
+    monkeypatch.setattr(periodic, "atomic_write", no_space_for_step_800)
     code, err = qzoo(capsys, "train", *CORRIDOR, "-n", "1200", "--runs-dir", tmp_path, "--quiet")
     assert code == 1
     assert err.strip().endswith("the disk is full; nothing of it was kept and the previous checkpoint step_400.pt "

@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 from qzoo.config import resolve
+from qzoo.runlog import EVAL_COLUMNS, PROGRESS_COLUMNS
 from qzoo.tabular import train_tabular
-from qzoo.trainer import EVAL_COLUMNS, PROGRESS_COLUMNS
 
 QZOO = [sys.executable, "-m", "qzoo"]
 NOT_SLIPPERY = "env_kwargs={map_name: 4x4, is_slippery: false}"

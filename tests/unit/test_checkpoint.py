@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from qzoo import checkpoint as ckpt
+from qzoo.checkpoint import periodic  # where Checkpointer writes (patched below)
 from qzoo.config import Config
 from qzoo.replay import ReplayBuffer
 from qzoo.replay.frames import FrameStorage
@@ -156,7 +157,7 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_says_so(tmp_path, monkeyp
             return real_write(path, half)
         return real_write(path, write)
 
-    monkeypatch.setattr(ckpt, "atomic_write", write_then_run_out_of_space)
+    monkeypatch.setattr(periodic, "atomic_write", write_then_run_out_of_space)
     with pytest.raises(ckpt.CheckpointError) as err:
         saver.save(200, {"marker": 2}, small_replay())
     message = str(err.value)
@@ -171,7 +172,7 @@ def test_save_replay_auto_leaves_out_a_buffer_the_disk_cannot_hold(tmp_path, mon
     saver = ckpt.Checkpointer(tmp_path, Config(save_replay="auto"), (8,), 2, out)
     saver.save(1, {}, small_replay())
     assert (tmp_path / "checkpoints" / "step_1.replay.npz").is_file() and out.getvalue() == ""
-    monkeypatch.setattr(ckpt.shutil, "disk_usage", lambda _: type("Usage", (), {"free": 1000})())
+    monkeypatch.setattr(periodic.shutil, "disk_usage", lambda _: type("Usage", (), {"free": 1000})())
     saver.save(2, {}, small_replay())
     assert not (tmp_path / "checkpoints" / "step_2.replay.npz").exists()
     assert "leave out the replay buffer" in out.getvalue() and "refills it" in out.getvalue()

@@ -8,8 +8,9 @@ import pytest
 
 from qzoo.config import Config, ConfigError, resolve
 from qzoo.envs import OneHotObservation, check_env, make_env
+from qzoo.qtable import QTable, load_qtable, read_qtable, write_qtable
 from qzoo.schedules import ExponentialSchedule
-from qzoo.tabular import QTable, load_qtable, read_qtable, train_tabular, write_qtable
+from qzoo.tabular import train_tabular
 
 FAST = ["progress_bar=false", "tensorboard=false"]
 

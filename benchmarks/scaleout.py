@@ -67,6 +67,9 @@ def main() -> None:
     # One-machine Ray: every address is 127.0.0.1 (set before ray is imported, here and in the commands).
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    # the two-node cluster's workers at the script's priority, as `qzoo bench --ray` starts a local instance's (Ray's
+    # default is nice 15: on a shared machine that alone makes its runs slower than --jobs' processes)
+    os.environ.setdefault("RAY_worker_niceness", "0")
     print(f"{cpu_model()}, {os.cpu_count()} logical CPUs; {runs} runs ({', '.join(envs)} x {a.seeds} seeds x "
           f"{a.steps} steps); {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", flush=True)
     base = ["bench", "scaleout", "--suite-file", str(suite_file), "--seeds", str(a.seeds), "-n", str(a.steps)]

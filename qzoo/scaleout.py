@@ -20,6 +20,7 @@ Design decisions:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import uuid
@@ -65,9 +66,15 @@ def _probe(address: str) -> None:
 def connect(address: str | None):
     """Ray connected to the cluster at ``address`` (or to a local instance started here when None or empty),
     disconnected at the end."""
-    if not address:  # a one-machine instance: Ray then binds to loopback, not the machine's address
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if not address:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # one machine: Ray binds to loopback only
+        # Ray starts its workers at nice 15; here, where they share the machine with everything else, the runs
+        # keep the command's own priority, as a local --jobs pool's processes do
+        os.environ.setdefault("RAY_worker_niceness", "0")
     ray = import_ray()
+    # Ray's token authentication stays on (its default); its notice saying so would be the first line of every
+    # command's output, bad-input messages included
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     common = {"include_dashboard": False, "log_to_driver": True, "configure_logging": False}
     if address:
         _probe(address)
@@ -185,7 +192,8 @@ def run_workers(address: str | None, worker, calls: list[tuple], say, config: di
             task = ray.remote(worker).options(**resources, max_retries=MAX_RETRIES, retry_exceptions=False)
             refs = [task.remote(*call) for call in calls]
             try:
-                ray.wait(refs, num_returns=len(refs))
+                while ray.wait(refs, num_returns=len(refs), timeout=1.0)[1]:  # Ctrl-C is seen between waits
+                    pass
             except KeyboardInterrupt:  # every task gets KeyboardInterrupt: its trial is marked interrupted
                 for ref in refs:
                     ray.cancel(ref)

@@ -84,7 +84,8 @@ class RayCluster:
                        "nodes)", file=log, dynamic_ncols=True)
             try:
                 while pending:
-                    ready, pending = ray.wait(pending, num_returns=1)
+                    # a timeout, so that Ctrl-C is seen within a second (Ray's wait blocks signals while it waits)
+                    ready, pending = ray.wait(pending, num_returns=1, timeout=1.0)
                     for ref in ready:
                         job = refs[ref]
                         bar.update(1)

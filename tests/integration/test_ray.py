@@ -17,6 +17,7 @@ import pytest
 # Ray's one-machine mode: every address it resolves (drivers, nodes) is 127.0.0.1, nothing beyond loopback. Set
 # before ray is imported; the qzoo commands inherit it.
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+os.environ.setdefault("RAY_worker_niceness", "0")  # the runs at the tests' priority (Ray's default: nice 15)
 from ray.cluster_utils import Cluster  # noqa: E402  (the ray extra: scripts/setup.sh --dev installs it)
 
 QZOO = [sys.executable, "-m", "qzoo"]
@@ -159,11 +160,9 @@ def test_bad_input_is_one_line_and_exit_2(cluster, suite_file, tmp_path):
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "cannot reach a Ray cluster" in r.stderr
 
     r = qzoo(bench + ["--ray", cluster.address, "--set", "torch_threads=3"])  # the nodes have 2 CPUs at most
-    assert r.returncode == 2, r.stderr
-    assert r.stderr.strip().splitlines()[-1] == (
+    assert r.returncode == 2 and r.stderr.strip() == (
         "qzoo bench: error: run CartPole-v1 dqn seed 0 needs 3 CPUs (its torch_threads), but the largest node of the "
         "Ray cluster has 2; lower it (--set torch_threads=N) or add a bigger node")
-    assert "Traceback" not in r.stderr
 
     r = qzoo(bench + ["--ray", cluster.address, "--jobs", "2"])
     assert r.returncode == 2 and "with --ray the cluster's CPUs set how many runs go at once" in r.stderr

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import socket
 import uuid
 from pathlib import Path
@@ -78,6 +79,7 @@ def connect(address: str | None):
     common = {"include_dashboard": False, "log_to_driver": True, "configure_logging": False}
     if address:
         _probe(address)
+    sigterm = signal.getsignal(signal.SIGTERM)  # Ray's core replaces it with a handler that aborts the process
     try:
         if address:
             ray.init(address=address, **common)
@@ -87,6 +89,9 @@ def connect(address: str | None):
         lines = str(e).strip().splitlines()
         raise ConfigError(f"cannot connect to the Ray cluster at {address or 'a local instance'}: "
                           f"{lines[0] if lines else type(e).__name__}") from None
+    if callable(sigterm):  # SIGTERM keeps qzoo's clean stop (runs checkpoint), as without --ray
+        with contextlib.suppress(ValueError):  # (not the main thread)
+            signal.signal(signal.SIGTERM, sigterm)
     try:
         yield ray
     finally:

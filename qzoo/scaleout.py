@@ -164,7 +164,10 @@ def shared_dir(ray, directory: Path, what: str = "the bench directory"):
         refs = [(node, probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False))
                  .remote(str(marker), token)) for node in alive_nodes(ray)]
         for node, ref in refs:
-            problem = ray.get(ref, timeout=120)
+            try:
+                problem = ray.get(ref, timeout=120)
+            except ray.exceptions.TaskUnschedulableError:  # the node died since ray.nodes() listed it
+                continue
             if problem:
                 raise ConfigError(f"node {node['NodeManagerAddress']} (id {node['NodeID'][:8]}) cannot use {what}: "
                                   f"{problem}; runs write there, so it must be on storage every node mounts at the "

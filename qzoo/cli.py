@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--algos", default="dqn", help="comma-separated algos (default: dqn), e.g. dqn,rainbow")
     bench.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per env and algo (default: 3)")
     bench.add_argument("--jobs", type=int, default=1, help="worker processes, one run each (default: 1)")
+    bench.add_argument("--ray", nargs="?", const="", metavar="ADDRESS", help="run every run as a task on the Ray "
+                       "cluster at ADDRESS (the head's HOST:PORT, or auto), or on a local Ray instance without one; "
+                       "the bench directory must be on storage every node mounts at the same path; needs "
+                       "pip install 'qzoo[ray]' (default: off)")
     bench.add_argument("--peer", choices=("sb3",), help="also train stable-baselines3's DQN on the same settings "
                                                          "(in its own venv, created on first use)")
     bench.add_argument("--envs", help="comma-separated subset of the suite's env ids (default: all)")
@@ -163,6 +167,10 @@ def _add_tune_parser(sub) -> None:
                     "running ones finish (default: none)")
     tu.add_argument("--workers", "--n-jobs", type=int, default=1, help="worker processes on this machine, sharing "
                     "the study (default: 1)")
+    tu.add_argument("--ray", nargs="?", const="", metavar="ADDRESS", help="run the --workers as tasks on the Ray "
+                    "cluster at ADDRESS (the head's HOST:PORT, or auto), or on a local Ray instance without one; the "
+                    "storage must be reachable from every node (PostgreSQL; the default SQLite file only where all "
+                    "nodes share its disk); needs pip install 'qzoo[ray]' (default: off)")
     tu.add_argument("--storage", metavar="URL", help="study storage shared by workers, e.g. postgresql://user:pw@host"
                     "/db (default: sqlite:///TUNES_DIR/ENV/STUDY_NAME/study.db)")
     tu.add_argument("--study-name", help="study to create or join (default: ALGO_DATE-TIME; needed with --storage)")
@@ -354,7 +362,12 @@ def cmd_tune(args) -> int:
     from qzoo.tuning import TuneOptions, tune
 
     options = TuneOptions(**{k: v for k, v in vars(args).items() if k not in ("command", "argv")})
-    result = tune(options)
+    with contextlib.ExitStack() as held:
+        if options.ray is not None:  # connected before the study is created or joined
+            from qzoo.scaleout import connect
+
+            held.enter_context(connect(options.ray))
+        result = tune(options)
     if result.best_value is not None:
         params = " ".join(f"{k}={v}" for k, v in result.best_params.items())
         print(f"best score:    {result.best_value:.2f}  ({params})")
@@ -377,7 +390,16 @@ def cmd_bench(args) -> int:
     jobs = plan(suites[args.suite], [a.strip() for a in args.algos.split(",") if a.strip()], list(range(args.seeds)),
                 bench_dir, peer=args.peer, n_timesteps=args.n_timesteps, sets=args.sets,
                 envs=args.envs.split(",") if args.envs else None)
-    result = run_suite(suites[args.suite], jobs, bench_dir, args.jobs)
+    with contextlib.ExitStack() as held:
+        executor = None
+        if args.ray is not None:  # connected, and runs bigger than any node refused, before anything is written
+            if args.jobs != 1:
+                raise ConfigError("--jobs sets the local worker processes; with --ray the cluster's CPUs set how many "
+                                  "runs go at once (leave out --jobs)")
+            from qzoo.bench.ray_runner import RayCluster
+
+            executor = held.enter_context(RayCluster(args.ray, jobs))
+        result = run_suite(suites[args.suite], jobs, bench_dir, args.jobs, executor=executor)
     print((result.suite_dir / "results.md").read_text())
     print(f"results: {result.suite_dir / 'results.md'}, results.csv, summary.csv  ({result.ran} run, "
           f"{result.skipped} already finished)")

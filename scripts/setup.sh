@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv and install qzoo into it. Idempotent.   bash scripts/setup.sh [--dev]
+# --dev adds the test tools and the optional extras the tests exercise (PostgreSQL driver, Ray).
 # The CPU build of PyTorch is installed first and pinned, so pip never pulls a multi-GB CUDA build;
 # the package itself only asks for torch>=2.2,<3, which that build satisfies.
 set -euo pipefail

@@ -192,14 +192,20 @@ def run_job(job: Job) -> dict:
     ``{"status": "interrupted"}`` when the run was stopped (no result.json: it counts as unfinished)."""
     import torch
 
-    from qzoo import checkpoint as ckpt
-
     signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM stops a run cleanly (checkpoint, logs), as Ctrl-C
     torch.set_num_threads(1)
     run_dir = Path(job.run_dir)
     if run_dir.exists():  # an unfinished run's leftovers: start over
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
+    return train_job(job, run_dir)
+
+
+def train_job(job: Job, run_dir: Path, resume=None, extra: dict | None = None) -> dict:
+    """Train ``job`` into ``run_dir`` (continuing from ``resume``, a :class:`qzoo.checkpoint.Resume`, when given)
+    and write result.json last, with ``extra`` added to it."""
+    from qzoo import checkpoint as ckpt
+
     config = from_dict(job.config)
     result = {"env": job.env_id, "algo": job.algo, "impl": job.impl, "seed": job.seed,
               "n_timesteps": config.n_timesteps}
@@ -207,7 +213,7 @@ def run_job(job: Job) -> dict:
         from qzoo.trainer import train
 
         command = f"qzoo bench (run {job.env_id} {job.algo} seed {job.seed})"
-        res = train(config, run_dir, command=command, out=None)
+        res = train(config, run_dir, command=command, out=None, **({"resume": resume} if resume else {}))
         if res.interrupted:
             return {**result, "status": "interrupted"}
         result.update(final_eval=res.final_eval.mean, final_eval_std=res.final_eval.std,
@@ -223,7 +229,7 @@ def run_job(job: Job) -> dict:
                       train_return=r["train_return"], steps_per_s=r["steps_per_s"], seconds=r["seconds"],
                       model="model.zip")
     result.update(status="finished", run_dir=str(run_dir), finished_at=time.strftime("%Y-%m-%d %H:%M:%S"),
-                  worker_pid=os.getpid(), config=job.config)
+                  worker_pid=os.getpid(), config=job.config, **(extra or {}))
     _atomic_json(run_dir / RESULT_FILE, result)
     return result
 
@@ -239,23 +245,49 @@ class BenchResult:
     interrupted: bool = False
 
 
-def run_suite(suite: Suite, jobs: list[Job], bench_dir: Path, n_workers: int = 1, log=sys.stderr) -> BenchResult:
-    """Run the unfinished jobs in ``n_workers`` processes, then write the tables (and plots, when available)."""
+def run_suite(suite: Suite, jobs: list[Job], bench_dir: Path, n_workers: int = 1, log=sys.stderr,
+              executor=None) -> BenchResult:
+    """Run the unfinished jobs, then write the tables (and plots, when available). ``executor`` runs them
+    (default: :class:`LocalPool` of ``n_workers`` processes; :class:`qzoo.bench.ray_runner.RayCluster` on Ray)."""
     from qzoo.bench.tables import write_tables
 
+    executor = executor or LocalPool(n_workers)
     suite_dir = Path(bench_dir) / suite.name
     suite_dir.mkdir(parents=True, exist_ok=True)
     done = {job.run_dir: r for job in jobs if (r := finished_result(job)) is not None}
     todo = [job for job in jobs if job.run_dir not in done]
     print(f"qzoo bench {suite.name}: {len(jobs)} runs, {len(done)} already finished, {len(todo)} to run "
-          f"({n_workers} worker{'s' * (n_workers > 1)}) -> {suite_dir}", file=log, flush=True)
-    if any(job.impl == "sb3" for job in todo):
-        from qzoo.bench.peer import ensure_sb3
-
-        ensure_sb3(log=log)  # once, before the workers start
+          f"({executor.label}) -> {suite_dir}", file=log, flush=True)
     failed, interrupted = [], False
     if todo:
-        with ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        failed, interrupted = executor.run(todo, done, suite_dir, log)
+    results = [done[job.run_dir] for job in jobs if job.run_dir in done]
+    write_tables(suite_dir, results, load_anchors(), suite.description)
+    _plot(suite_dir)
+    ran = sum(job.run_dir in done for job in todo)
+    return BenchResult(suite_dir, results, ran, len(jobs) - len(todo), failed, interrupted)
+
+
+def run_line(k: int, n: int, job: Job, r: dict) -> str:
+    return (f"[{k}/{n}] {job.env_id} {job.algo} s{job.seed}: final eval {r['final_eval']:.2f}  "
+            f"{r['steps_per_s']:.0f} steps/s  {r['seconds']:.0f} s")
+
+
+class LocalPool:
+    """The runs in worker processes on this machine (spawned, one torch thread each)."""
+
+    def __init__(self, n_workers: int = 1):
+        self.n_workers = n_workers
+        self.label = f"{n_workers} worker{'s' * (n_workers > 1)}"
+
+    def run(self, todo: list[Job], done: dict, suite_dir: Path, log) -> tuple[list[str], bool]:
+        """Run ``todo``; each finished run's result goes into ``done``. Returns (failures, interrupted)."""
+        if any(job.impl == "sb3" for job in todo):
+            from qzoo.bench.peer import ensure_sb3
+
+            ensure_sb3(log=log)  # once, before the workers start
+        failed, interrupted = [], False
+        with ProcessPoolExecutor(self.n_workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {pool.submit(run_job, job): job for job in todo}
             try:
                 for k, future in enumerate(as_completed(futures), 1):
@@ -271,20 +303,14 @@ def run_suite(suite: Suite, jobs: list[Job], bench_dir: Path, n_workers: int = 1
                         interrupted = True
                         continue
                     done[job.run_dir] = r
-                    print(f"[{k}/{len(todo)}] {job.env_id} {job.algo} s{job.seed}: final eval "
-                          f"{r['final_eval']:.2f}  {r['steps_per_s']:.0f} steps/s  {r['seconds']:.0f} s", file=log,
-                          flush=True)
+                    print(run_line(k, len(todo), job, r), file=log, flush=True)
             except KeyboardInterrupt:  # stop the running runs cleanly (each writes a checkpoint), start no more
                 for process in list(getattr(pool, "_processes", {}).values()):
                     if process.is_alive():
                         process.terminate()
                 pool.shutdown(wait=True, cancel_futures=True)
                 interrupted = True
-    results = [done[job.run_dir] for job in jobs if job.run_dir in done]
-    write_tables(suite_dir, results, load_anchors(), suite.description)
-    _plot(suite_dir)
-    ran = sum(job.run_dir in done for job in todo)
-    return BenchResult(suite_dir, results, ran, len(jobs) - len(todo), failed, interrupted)
+        return failed, interrupted
 
 
 def _raise_interrupt(signum, frame):

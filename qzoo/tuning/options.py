@@ -35,6 +35,7 @@ class TuneOptions:
     seed: int = 0
     sampler_seed: int | None = None
     heartbeat: int = 60
+    ray: str | None = None  # the workers as tasks on this Ray cluster ("": a local instance); None: processes here
 
 
 def check_options(o: TuneOptions) -> None:

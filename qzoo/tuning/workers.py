@@ -114,6 +114,11 @@ def _worker_process(o: TuneOptions, index: int, study_name: str, url: str, deadl
 
     signal.signal(signal.SIGINT, interrupt_once)
     signal.signal(signal.SIGTERM, interrupt_once)
+    sys.exit(study_worker(o, index, study_name, url, deadline))
+
+
+def study_worker(o: TuneOptions, index: int, study_name: str, url: str, deadline: float | None) -> int:
+    """One worker: join the study and run trials (in a --workers process, or a Ray task). The exit code."""
     _quiet_optuna()
     say = Say(sys.stderr, f"[worker {index}] ")
     try:
@@ -130,10 +135,11 @@ def _worker_process(o: TuneOptions, index: int, study_name: str, url: str, deadl
         run_worker(study, Objective(base, space, o.seeds, o.n_evals, o.eval_episodes, say, o.objective), o.n_trials,
                    deadline, say, o.heartbeat)
     except KeyboardInterrupt:
-        sys.exit(130)
+        return 130
     except ConfigError as e:
         say(f"error: {e}")
-        sys.exit(2)
+        return 2
+    return 0
 
 
 # ---- the whole command -----------------------------------------------------------------------------------------
@@ -172,7 +178,15 @@ def tune(o: TuneOptions, out=sys.stderr) -> TuneResult:
     say("search space: " + "; ".join(f"{n} {p.describe()}" for n, p in space.items()))
     deadline = None if o.timeout is None else time.time() + o.timeout
     interrupted, exit_codes = False, []
-    if o.workers == 1:
+    if o.ray is not None:  # the workers as Ray tasks (qzoo/scaleout.py)
+        from qzoo.scaleout import run_workers
+
+        exit_codes = run_workers(o.ray, study_worker, [(o, i, study_name, url, deadline) for i in range(o.workers)],
+                                 say, base.to_dict(), None if o.storage else study_dir)
+        interrupted = 130 in exit_codes
+        if any(code not in (0, 130) for code in exit_codes) and not interrupted:
+            settle(study, say, o.heartbeat, deadline)
+    elif o.workers == 1:
         try:
             run_worker(study, Objective(base, space, o.seeds, o.n_evals, o.eval_episodes, say, o.objective), o.n_trials,
                        deadline, say, o.heartbeat)

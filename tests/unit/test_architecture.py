@@ -30,7 +30,8 @@ LAYERS = [
     # trainers: the deep and the tabular training loops (and the deep loop's learner phases, in line or overlapped).
     ("trainers", ["qzoo.trainer", "qzoo.actor", "qzoo.tabular"]),
     # tools: commands built on trainers and trained runs (export, report, plots, tuning, benchmarks).
-    ("tools", ["qzoo.export", "qzoo.report", "qzoo.plotting", "qzoo.tuning", "qzoo.bench"]),
+    ("tools", ["qzoo.export", "qzoo.report", "qzoo.plotting", "qzoo.tuning", "qzoo.bench",
+                "qzoo.scaleout"]),
     # entry: the command line.
     ("entry", ["qzoo.cli", "qzoo.__main__"]),
 ]

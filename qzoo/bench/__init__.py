@@ -7,9 +7,10 @@
 Design decisions:
 - Each run is the in-process :func:`qzoo.trainer.train` in a worker process (spawned, one torch thread each),
   never a re-run of the CLI.
-- A run is finished when its model file and ``result.json`` exist; ``result.json`` is written atomically, last.
-  Rerunning the command skips finished runs (so an interrupted suite resumes) and redoes unfinished ones from
-  scratch. A finished run whose recorded settings differ from the planned ones is refused (one line), never
+- A run is finished when its ``result.json`` exists: it is written atomically, last, after the model file. The
+  model file is not required, so a suite's small files committed without their models (benchmarks/results/,
+  .gitignore) still count as finished on a fresh checkout. Rerunning the command skips finished runs (so an
+  interrupted suite resumes, and a suite accumulates over days) and redoes unfinished ones from scratch. A finished run whose recorded settings differ from the planned ones is refused (one line), never
   silently reused.
 - The stable-baselines3 peer (``--peer sb3``) trains SB3's DQN on the same env, settings and seed in its own venv
   (:mod:`qzoo.bench.peer`), as ``sb3-dqn_s<seed>``; it takes a worker slot like any run.
@@ -143,15 +144,13 @@ def plan(suite: Suite, algos: list[str], seeds: list[int], bench_dir: Path, *, p
 
 
 def finished_result(job: Job) -> dict | None:
-    """The result of a finished run (model file and result.json present), else None. A finished run recorded
-    with other settings than ``job`` is refused."""
+    """The result of a finished run (result.json present; its model file may have been left behind), else None.
+    A finished run recorded with other settings than ``job`` is refused."""
     run_dir = Path(job.run_dir)
     path = run_dir / RESULT_FILE
     if not path.is_file():
         return None
     result = json.loads(path.read_text())
-    if not (run_dir / result.get("model", "model.pt")).is_file():
-        return None
     recorded = result.get("config", {})
     differs = sorted(k for k in job.config if recorded.get(k) != job.config[k])
     if differs:

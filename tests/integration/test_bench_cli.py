@@ -69,7 +69,7 @@ def test_bench_bad_input_is_one_line_and_exit_2(tmp_path):
     r = run(["bench", "no-such-suite", "--bench-dir", str(tmp_path)])
     assert r.returncode == 2
     assert r.stderr.strip() == ("qzoo bench: error: unknown suite 'no-such-suite'; allowed: classic, minatar, "
-                                "minatar-paper, atari (or define it in --suite-file)")
+                                "minatar-paper, atari, atari100k (or define it in --suite-file)")
     suite_file = tmp_path / "s.yml"
     suite_file.write_text("s:\n  envs: [CartPole-v1, CartPol-v1]\n")
     r = run(["bench", "s", "--suite-file", str(suite_file), "--bench-dir", str(tmp_path)])

@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "qzoo/presets/suites.yml (classic, minatar, minatar-paper, atari, atari100k), "
                                        "extended by --suite-file.")
     bench.add_argument("suite", help="suite name, e.g. classic or minatar")
-    bench.add_argument("--algos", default="dqn", help="comma-separated algos (default: dqn), e.g. dqn,rainbow or drq_eps,der")
+    bench.add_argument("--algos", default="dqn",
+                       help="comma-separated algos (default: dqn), e.g. dqn,rainbow or drq_eps,der")
     bench.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per env and algo (default: 3)")
     bench.add_argument("--jobs", type=int, default=1, help="worker processes, one run each (default: 1)")
     bench.add_argument("--peer", choices=("sb3",), help="also train stable-baselines3's DQN on the same settings "

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -49,6 +50,16 @@ def test_bench_runs_in_parallel_resumes_and_redoes_unfinished_runs(tmp_path):
 
     # second invocation: everything is finished, nothing is rerun
     mtimes = {d: (d / "result.json").stat().st_mtime_ns for d in results}
+    r = run(args)
+    assert r.returncode == 0, r.stderr
+    assert "(0 run, 4 already finished)" in r.stdout
+    assert mtimes == {d: (d / "result.json").stat().st_mtime_ns for d in results}
+
+    # results committed without their model files and checkpoints (benchmarks/results/, .gitignore): still finished
+    for run_dir in results:
+        for heavy in run_dir.glob("*.pt"):
+            heavy.unlink()
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     r = run(args)
     assert r.returncode == 0, r.stderr
     assert "(0 run, 4 already finished)" in r.stdout

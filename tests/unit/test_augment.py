@@ -103,7 +103,8 @@ def test_buffer_shifts_s_and_next_s_independently_and_is_seeded():
     shifts_s, shifts_s2 = [], []
     for k in range(200):
         for name, got, shifts in (("s", aug.obs_tm1, shifts_s), ("s2", aug.obs_t, shifts_s2)):
-            found = [o for o, c in zip(offsets, candidates[name][aug.indices[k]]) if np.array_equal(got[k], c)]
+            options = zip(offsets, candidates[name][aug.indices[k]], strict=True)
+            found = [o for o, c in options if np.array_equal(got[k], c)]
             assert found
             shifts.append(found[0])
     assert shifts_s != shifts_s2  # s and s' draw their own shifts

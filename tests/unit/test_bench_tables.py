@@ -129,7 +129,7 @@ def test_atari_iqm_of_human_normalised_scores_beside_the_anchors_iqm():
     anchors = {"ALE/Boxing-v5": {"der": {"score": 0.1, "source": "p"}, "drq_eps": {"score": 6.0, "source": "p"}},
                "ALE/Breakout-v5": {"der": {"score": 30.5, "source": "p"}, "drq_eps": {"score": 15.0, "source": "p"}},
                "ALE/Freeway-v5": {"der": {"score": 14.8, "source": "p"}, "drq_eps": {"score": 20.0, "source": "p"}},
-               "ALE/Pong-v5": {"der": {"score": -20.7, "source": "p"}}}  # drq_eps lacks Pong: not an anchor for these games
+               "ALE/Pong-v5": {"der": {"score": -20.7, "source": "p"}}}  # no drq_eps for Pong: not an anchor here
     summary = summarize(results, anchors)
     (row,) = iqm_rows(summary, anchors)
     # pooled normalised scores 0.5, 1, 0, 0.5, 1, 0, 2, 0.5 -> sorted 0 0 | .5 .5 .5 1 | 1 2 -> IQM 0.625

@@ -10,8 +10,8 @@ Design decisions:
 - A run is finished when its ``result.json`` exists: it is written atomically, last, after the model file. The
   model file is not required, so a suite's small files committed without their models (benchmarks/results/,
   .gitignore) still count as finished on a fresh checkout. Rerunning the command skips finished runs (so an
-  interrupted suite resumes, and a suite accumulates over days) and redoes unfinished ones from scratch. A finished run whose recorded settings differ from the planned ones is refused (one line), never
-  silently reused.
+  interrupted suite resumes, and a suite accumulates over days) and redoes unfinished ones from scratch. A
+  finished run whose recorded settings differ from the planned ones is refused (one line), never silently reused.
 - The stable-baselines3 peer (``--peer sb3``) trains SB3's DQN on the same env, settings and seed in its own venv
   (:mod:`qzoo.bench.peer`), as ``sb3-dqn_s<seed>``; it takes a worker slot like any run.
 """

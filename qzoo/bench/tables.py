@@ -9,8 +9,9 @@ standard deviation over seeds (ddof 1; 0 for a single seed); steps/s is the trai
 Atari games with published human and random scores also get an aggregate (:func:`iqm_rows`): per algo, the IQM
 of human-normalised final scores pooled over runs x games with a 95% stratified-bootstrap CI (rliable's,
 qzoo.plotting), beside the IQM of each published anchor's per-game scores on the same games, and how many of those
-games the algo's mean beats the anchor on. The anchors are one mean per game, so their IQM is over games only (the
-papers' own IQMs pool their runs and differ somewhat).
+games the algo's mean beats the anchor on. Only anchors that state their budget (``steps``) and match the runs' budget
+on every game enter it (a 10M-step score is no yardstick for a 100k-step run). The anchors are one mean per game, so
+their IQM is over games only (the papers' own IQMs pool their runs and differ somewhat).
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def _game(env_id: str) -> str:
 
 def iqm_rows(summary: list[dict], anchors: dict, n_boot: int = 2000) -> list[dict]:
     """Per algo with Atari results: IQM of human-normalised scores [95% CI] over its games, and per anchor algo
-    published for every one of those games, the anchors' IQM and the games where the algo's mean beats them.
+    published for every one of those games at the runs' budget (the anchor's ``steps``), the anchors' IQM and the games
+    where the algo's mean beats them.
     Every game contributes the same number of runs (its first seeds, as many as the game with the fewest),
     as the stratified bootstrap needs."""
     from qzoo.evaluation import human_normalized
@@ -92,10 +94,11 @@ def iqm_rows(summary: list[dict], anchors: dict, n_boot: int = 2000) -> list[dic
         anchor_algos = dict.fromkeys(a for r in games for a in (anchors.get(r["env"]) or {}) if a != "threshold")
         for a in anchor_algos:
             published = [(anchors.get(r["env"]) or {}).get(a) for r in games]
-            if any(p is None for p in published):
-                continue  # an anchor counts only where it covers every game of the row
-            hns = np.array([[human_normalized(_game(r["env"]), p["score"]) for r, p in zip(games, published)]])
-            beats = sum(r["mean"] > p["score"] for r, p in zip(games, published))
+            if any(p is None or p.get("steps") != r["n_timesteps"] for r, p in zip(games, published, strict=True)):
+                continue  # an anchor counts only where it covers every game of the row, at the same budget
+            pairs = zip(games, published, strict=True)
+            hns = np.array([[human_normalized(_game(r["env"]), p["score"]) for r, p in pairs]])
+            beats = sum(r["mean"] > p["score"] for r, p in zip(games, published, strict=True))
             row["anchors"][a] = {"iqm": iqm(hns), "beats": beats}
         rows.append(row)
     return rows
@@ -133,9 +136,9 @@ def markdown(summary: list[dict], description: str = "", anchors: dict | None = 
                      f"| {published} | {solved} |")
     aggregate = iqm_rows(summary, anchors or {})
     if aggregate:
-        lines += ["", "Atari: IQM of human-normalised final scores, runs x games pooled, with a 95% stratified-bootstrap "
-                  "CI; beside it, the IQM of each published anchor's per-game scores on the same games, and on how "
-                  "many of them this algo's mean is higher:", "",
+        lines += ["", "Atari: IQM of human-normalised final scores, runs x games pooled, with a 95% "
+                  "stratified-bootstrap CI; beside it, the IQM of each published anchor's per-game scores on the same "
+                  "games at the same budget, and on how many of them this algo's mean is higher:", "",
                   "| algo | games | runs/game | IQM [95% CI] | published IQM (same games) | games above published |",
                   "|---|---|---|---|---|---|"]
         for a in aggregate:

@@ -126,10 +126,14 @@ def test_atari_iqm_of_human_normalised_scores_beside_the_anchors_iqm():
             ("ALE/Pong-v5", [49.9, -3.05, 14.6])]  # Pong has a third seed: only the first two enter the IQM
     results = [result(env, "drq_eps", seed, f, 10.0) for env, finals in runs for seed, f in enumerate(finals)]
     results.append(result("CartPole-v1", "dqn", 0, 500.0, 800.0))  # not Atari: no aggregate row
-    anchors = {"ALE/Boxing-v5": {"der": {"score": 0.1, "source": "p"}, "drq_eps": {"score": 6.0, "source": "p"}},
-               "ALE/Breakout-v5": {"der": {"score": 30.5, "source": "p"}, "drq_eps": {"score": 15.0, "source": "p"}},
-               "ALE/Freeway-v5": {"der": {"score": 14.8, "source": "p"}, "drq_eps": {"score": 20.0, "source": "p"}},
-               "ALE/Pong-v5": {"der": {"score": -20.7, "source": "p"}}}  # no drq_eps for Pong: not an anchor here
+    def pub(score, steps=1000):  # the runs above have n_timesteps 1000
+        return {"score": score, "source": "p", "steps": steps}
+
+    anchors = {"ALE/Boxing-v5": {"der": pub(0.1), "drq_eps": pub(6.0), "dqn": pub(70.0, None)},
+               "ALE/Breakout-v5": {"der": pub(30.5), "drq_eps": pub(15.0), "dqn": pub(300.0, None)},
+               "ALE/Freeway-v5": {"der": pub(14.8), "drq_eps": pub(20.0), "dqn": pub(30.0, None)},
+               "ALE/Pong-v5": {"der": pub(-20.7), "dqn": pub(20.0, 10_000_000)}}
+    # drq_eps lacks Pong, dqn states no budget or another one: neither enters the comparison
     summary = summarize(results, anchors)
     (row,) = iqm_rows(summary, anchors)
     # pooled normalised scores 0.5, 1, 0, 0.5, 1, 0, 2, 0.5 -> sorted 0 0 | .5 .5 .5 1 | 1 2 -> IQM 0.625

@@ -32,7 +32,7 @@ from typing import NamedTuple
 import numpy as np
 
 from qzoo.config import ConfigError
-from qzoo.replay.augment import make_augment
+from qzoo.replay.augment import augmentation_problem, make_augment
 from qzoo.replay.frames import FrameStorage
 from qzoo.replay.samplers import PrioritizedSampler, UniformSampler
 from qzoo.replay.storage import TransitionStorage
@@ -104,6 +104,9 @@ def uses_frame_storage(config, observation_space) -> bool:
 
 def make_replay(config, observation_space) -> ReplayBuffer:
     shape = observation_space.shape
+    problem = augmentation_problem(config, shape)  # check_env refuses it earlier; kept for direct callers
+    if problem:
+        raise ConfigError(problem)
     if uses_frame_storage(config, observation_space):
         storage = FrameStorage(config.buffer_size, shape[1:], shape[0], config.n_envs, config.n_step, config.gamma,
                                observation_space.dtype)
@@ -116,8 +119,5 @@ def make_replay(config, observation_space) -> ReplayBuffer:
         sampler = PrioritizedSampler(capacity, config.prioritized_alpha, beta, config.prioritized_eps)
     else:
         sampler = UniformSampler()
-    augment = make_augment(config.augmentation, config.augmentation_pad)
-    if augment is not None and (len(shape) != 3 or min(shape[1:]) <= 2 * config.augmentation_pad):
-        raise ConfigError(f"setting 'augmentation' {config.augmentation!r} needs image observations (channels, "
-                          f"height, width) larger than 2 * augmentation_pad; {config.env_id} has shape {shape}")
-    return ReplayBuffer(storage, sampler, seed=config.seed, augment=augment)
+    return ReplayBuffer(storage, sampler, seed=config.seed,
+                        augment=make_augment(config.augmentation, config.augmentation_pad))

@@ -35,6 +35,14 @@ def random_shift(obs: np.ndarray, pad: int, rng: np.random.Generator) -> np.ndar
     return out
 
 
+def augmentation_problem(config, obs_shape: tuple) -> str | None:
+    """Why ``config.augmentation`` cannot apply to observations of ``obs_shape`` (one line), or None."""
+    if config.augmentation == "none" or (len(obs_shape) == 3 and min(obs_shape[1:]) > 2 * config.augmentation_pad):
+        return None
+    return (f"setting 'augmentation' {config.augmentation!r} needs image observations (channels, height, width) "
+            f"larger than 2 * augmentation_pad; {config.env_id} has shape {tuple(obs_shape)}")
+
+
 def make_augment(name: str, pad: int):
     """The augmentation named by the ``augmentation`` setting, as ``f(obs, rng) -> obs``; None for 'none'."""
     if name == "none":

@@ -7,6 +7,7 @@ import torch
 
 from qzoo.agent import build_agent
 from qzoo.config import ConfigError, resolve
+from qzoo.envs import check_env
 from qzoo.replay import ReplayBuffer, make_replay
 from qzoo.replay.augment import make_augment, random_shift
 from qzoo.replay.samplers import UniformSampler
@@ -121,6 +122,8 @@ def test_drq_eps_preset_turns_it_on_for_atari_and_flat_observations_are_refused(
     flat = resolve("CartPole-v1", "dqn", sets=["augmentation=random_shift"])
     with pytest.raises(ConfigError, match="needs image observations"):
         make_replay(flat, gym.spaces.Box(-1.0, 1.0, (4,), np.float32))
+    with pytest.raises(ConfigError, match="needs image observations"):
+        check_env(flat)  # refused with the env checks, before a run directory exists
     with pytest.raises(ConfigError, match="augmentation"):
         resolve("ALE/Pong-v5", "dqn", sets=["augmentation=crop"])
 

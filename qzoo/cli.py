@@ -40,15 +40,19 @@ def build_parser() -> argparse.ArgumentParser:
                             "(only --total-timesteps, --device, --quiet and --set for device, torch_threads, "
                             "progress_bar, keep_checkpoints, checkpoint_freq, save_replay may be given)")
     train.add_argument("--algo", choices=ALGOS,
-                       help="dqn (deep Q-network) or qlearning (a Q-table, for Discrete observations such as "
+                       help="dqn (deep Q-network), rainbow, der (data-efficient Rainbow) and drq_eps (DrQ(ε)) "
+                            "(the one agent's preset families, qzoo/presets/<algo>.yml; der and drq_eps follow the "
+                            "Atari-100k protocol), or qlearning (a Q-table, for Discrete observations such as "
                             "FrozenLake-v1; default: dqn)")
     train.add_argument("--seed", type=int, help="random seed (default: 0)")
     train.add_argument("--total-timesteps", "-n", type=int, dest="n_timesteps",
                        help="environment steps to train for (default: the preset's n_timesteps)")
     train.add_argument("--n-envs", type=int, help="environments stepped in parallel (default: 1)")
     train.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
-    train.add_argument("--preset", metavar="FILE|NAME", help="YAML file of settings (RL Zoo format or flat), or "
-                       "rl-zoo: RL Baselines3 Zoo's tuned presets in place of qzoo's (qzoo/presets/rl-zoo/)")
+    train.add_argument("--preset", metavar="FILE|NAME",
+                       help="YAML file of settings (RL Zoo format or flat), or the name of a shipped preset: "
+                            "rl-zoo (RL Baselines3 Zoo's tuned presets in place of qzoo's, qzoo/presets/rl-zoo/), "
+                            "course (RL Zoo's Atari DQN at the course's 1M steps, qzoo/presets/named/)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
                        help="override one setting; repeatable")
     train.add_argument("--runs-dir", help="parent of run directories (default: runs)")
@@ -68,10 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="run a benchmark suite (envs x algos x seeds) and write its results table",
                            description="Run every (env, algo, seed) of a suite in worker processes, skipping finished "
                                        "runs, then write results.csv, summary.csv and results.md. Suites: "
-                                       "qzoo/presets/suites.yml (classic, minatar, minatar-paper, atari), "
+                                       "qzoo/presets/suites.yml (classic, minatar, minatar-paper, atari, atari100k), "
                                        "extended by --suite-file.")
     bench.add_argument("suite", help="suite name, e.g. classic or minatar")
-    bench.add_argument("--algos", default="dqn", help="comma-separated algos (default: dqn), e.g. dqn,rainbow")
+    bench.add_argument("--algos", default="dqn",
+                       help="comma-separated algos (default: dqn), e.g. dqn,rainbow or drq_eps,der")
     bench.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per env and algo (default: 3)")
     bench.add_argument("--jobs", type=int, default=1, help="worker processes, one run each (default: 1)")
     bench.add_argument("--ray", nargs="?", const="", metavar="ADDRESS", help="run every run as a task on the Ray "

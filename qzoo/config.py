@@ -31,7 +31,10 @@ from typing import Any
 import yaml
 
 PRESET_DIR = Path(__file__).parent / "presets"
-ALGOS = ("dqn", "rainbow", "qlearning")
+# dqn and rainbow (RL Zoo / Hessel et al. budgets); der and drq_eps (Atari-100k agents, Dopamine labs/atari_100k);
+# qlearning (a Q-table). Each deep algo is a preset family of the one agent: qzoo/presets/<algo>.yml.
+ALGOS = ("dqn", "rainbow", "der", "drq_eps", "qlearning")
+NAMED_PRESET_DIR = PRESET_DIR / "named"  # `--preset NAME` (no such file): qzoo/presets/named/NAME.yml
 TABULAR_ALGOS = ("qlearning",)
 # The settings --algo qlearning reads; it ignores the others (network, replay, optimizer, n_envs, checkpoints).
 TABULAR_SETTINGS = ("env_id", "env_kwargs", "gym_packages", "seed", "algo", "learning_rate", "gamma",
@@ -177,6 +180,12 @@ class Config:
                                        "own (outside the rainbow preset) it usually wants about a quarter of the "
                                        "uniform-replay learning_rate, as in the paper (BENCHMARKS.md)",
                                 group="replay")
+    augmentation: str = setting(
+        "none", "image augmentation of sampled batches (training only; acting and evaluation see raw frames): "
+                "'random_shift' pads each frame stack by augmentation_pad pixels (edge replication) and crops it "
+                "back at a random offset, independently for every sample and for s and s' (DrQ, Kostrikov et "
+                "al. 2021)", one_of("none", "random_shift"), "replay")
+    augmentation_pad: int = setting(4, "largest shift of random_shift, in pixels (DrQ: 4)", at_least(1), "replay")
     prioritized_alpha: float = setting(0.6, "priority exponent alpha (0 = uniform)", unit_interval, "replay")
     prioritized_beta: float = setting(0.4, "initial importance-sampling exponent beta, annealed to 1 over training",
                                       unit_interval, "replay")
@@ -447,7 +456,8 @@ def load_yaml(path: Path, what: str = "preset file") -> Any:
 
 def named_presets() -> dict[str, list[str]]:
     """Named preset tables shipped with qzoo (``--preset NAME``): name -> the algos it has a table for."""
-    return {d.name: sorted(p.stem for p in d.glob("*.yml")) for d in sorted(PRESET_DIR.iterdir()) if d.is_dir()}
+    return {d.name: sorted(p.stem for p in d.glob("*.yml")) for d in sorted(PRESET_DIR.iterdir())
+            if d.is_dir() and d != NAMED_PRESET_DIR}
 
 
 def is_preset_name(text: str) -> bool:
@@ -478,9 +488,27 @@ def preset_values(algo: str, env_id: str, name: str | None = None) -> dict:
     return values
 
 
-def preset_file_values(path: str | Path, env_id: str) -> dict:
-    """A user preset file: either RL Zoo's format (keyed by env id) or a flat mapping of settings."""
+def named_preset_files() -> list[str]:
+    """The preset files shipped in qzoo/presets/named/, by name (``--preset course``)."""
+    return sorted(p.stem for p in NAMED_PRESET_DIR.glob("*.yml"))
+
+
+def preset_path(path: str | Path) -> Path:
+    """``--preset``'s file: the path itself, or a shipped preset when given a bare name that is no file."""
     path = Path(path)
+    if not path.exists() and path.suffix == "" and len(path.parts) == 1:
+        named = NAMED_PRESET_DIR / f"{path}.yml"
+        if named.is_file():
+            return named
+        raise ConfigError(f"--preset '{path}' is neither a file nor a named preset (named: "
+                          f"{', '.join(sorted(named_preset_files() + list(named_presets())))})")
+    return path
+
+
+def preset_file_values(path: str | Path, env_id: str) -> dict:
+    """A user preset file: either RL Zoo's format (keyed by env id) or a flat mapping of settings; a bare name
+    that is no file names a shipped preset (qzoo/presets/named/NAME.yml)."""
+    path = preset_path(path)
     data = load_yaml(path)
     if data is None:
         return {}
@@ -514,9 +542,10 @@ def resolve(env_id: str, algo: str = "dqn", preset_file: str | None = None, flag
     if algo not in ALGOS:
         raise ConfigError(f"unknown algorithm '{algo}'; allowed: {', '.join(ALGOS)}")
     if preset_file and "/" not in preset_file and not preset_file.endswith((".yml", ".yaml")) \
-            and not Path(preset_file).exists() and not is_preset_name(preset_file):
+            and not Path(preset_file).exists() and not is_preset_name(preset_file) \
+            and preset_file not in named_preset_files():
         raise ConfigError(f"--preset '{preset_file}' is neither a file nor a named preset (named: "
-                          f"{', '.join(named_presets())})")
+                          f"{', '.join(sorted(named_preset_files() + list(named_presets())))})")
     if preset_file and is_preset_name(preset_file):
         values: dict = preset_values(algo, env_id, preset_file)
     else:

@@ -7,10 +7,11 @@
 Design decisions:
 - Each run is the in-process :func:`qzoo.trainer.train` in a worker process (spawned, one torch thread each),
   never a re-run of the CLI.
-- A run is finished when its model file and ``result.json`` exist; ``result.json`` is written atomically, last.
-  Rerunning the command skips finished runs (so an interrupted suite resumes) and redoes unfinished ones from
-  scratch. A finished run whose recorded settings differ from the planned ones is refused (one line), never
-  silently reused.
+- A run is finished when its ``result.json`` exists: it is written atomically, last, after the model file. The
+  model file is not required, so a suite's small files committed without their models (benchmarks/results/,
+  .gitignore) still count as finished on a fresh checkout. Rerunning the command skips finished runs (so an
+  interrupted suite resumes, and a suite accumulates over days) and redoes unfinished ones from scratch. A
+  finished run whose recorded settings differ from the planned ones is refused (one line), never silently reused.
 - The stable-baselines3 peer (``--peer sb3``) trains SB3's DQN on the same env, settings and seed in its own venv
   (:mod:`qzoo.bench.peer`), as ``sb3-dqn_s<seed>``; it takes a worker slot like any run.
 """
@@ -143,8 +144,8 @@ def plan(suite: Suite, algos: list[str], seeds: list[int], bench_dir: Path, *, p
 
 
 def finished_result(job: Job) -> dict | None:
-    """The result of a finished run (model file and result.json present), else None. A finished run recorded
-    with other settings than ``job`` is refused."""
+    """The result of a finished run (result.json present; its model file may have been left behind), else None.
+    A finished run recorded with other settings than ``job`` is refused."""
     run_dir = Path(job.run_dir)
     path = run_dir / RESULT_FILE
     if not path.is_file():
@@ -154,8 +155,8 @@ def finished_result(job: Job) -> dict | None:
         model = run_dir / result.get("model", "model.pt")
     except (OSError, ValueError, AttributeError, TypeError):
         raise ConfigError(f"'{path}' is not a readable bench result; remove '{run_dir}' to run it again") from None
-    if not model.is_file():
-        return None
+    if not model.is_file():  # results committed without their model (benchmarks/results/) still count
+        return result
     if model.suffix == ".pt":  # a qzoo model: verified as every command that reads one (a peer's .zip is not ours)
         from qzoo.checkpoint import load_model
 

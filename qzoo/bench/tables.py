@@ -5,6 +5,13 @@ peer, speed side by side).
 Conventions: the score is the final model's mean evaluation return (``final_eval``); ``train_return`` is the mean
 return of the last training episodes (what curve-reading papers such as MinAtar's report); the spread is the sample
 standard deviation over seeds (ddof 1; 0 for a single seed); steps/s is the training loop's (evaluation excluded).
+
+Atari games with published human and random scores also get an aggregate (:func:`iqm_rows`): per algo, the IQM
+of human-normalised final scores pooled over runs x games with a 95% stratified-bootstrap CI (rliable's,
+qzoo.plotting), beside the IQM of each published anchor's per-game scores on the same games, and how many of those
+games the algo's mean beats the anchor on. Only anchors that state their budget (``steps``) and match the runs' budget
+on every game enter it (a 10M-step score is no yardstick for a 100k-step run). The anchors are one mean per game, so
+their IQM is over games only (the papers' own IQMs pool their runs and differ somewhat).
 """
 
 from __future__ import annotations
@@ -12,6 +19,8 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
+
+import numpy as np
 
 CSV_COLUMNS = ["env", "algo", "seed", "n_timesteps", "final_eval", "final_eval_std", "best_eval", "train_return",
                "steps_per_s", "seconds", "run_dir"]
@@ -58,6 +67,43 @@ def summarize(results: list[dict], anchors: dict) -> list[dict]:
     return rows
 
 
+def _game(env_id: str) -> str:
+    """``ALE/MsPacman-v5`` -> ``MsPacman`` (human_normalized reads that or the ROM id)."""
+    return env_id.split("/")[-1].rsplit("-", 1)[0].replace("NoFrameskip", "")
+
+
+def iqm_rows(summary: list[dict], anchors: dict, n_boot: int = 2000) -> list[dict]:
+    """Per algo with Atari results: IQM of human-normalised scores [95% CI] over its games, and per anchor algo
+    published for every one of those games at the runs' budget (the anchor's ``steps``), the anchors' IQM and the games
+    where the algo's mean beats them.
+    Every game contributes the same number of runs (its first seeds, as many as the game with the fewest),
+    as the stratified bootstrap needs."""
+    from qzoo.evaluation import human_normalized
+    from qzoo.plotting import iqm, stratified_bootstrap_ci
+
+    rows = []
+    for algo in dict.fromkeys(r["algo"] for r in summary):
+        games = [r for r in summary if r["algo"] == algo and human_normalized(_game(r["env"]), 0.0) is not None]
+        if not games:
+            continue
+        n_runs = min(len(r["finals"]) for r in games)
+        scores = np.array([[human_normalized(_game(r["env"]), f) for f in r["finals"][:n_runs]] for r in games]).T
+        point, low, high = stratified_bootstrap_ci(scores, n_boot=n_boot)
+        row = {"algo": algo, "games": len(games), "runs_per_game": n_runs, "iqm": point, "low": low, "high": high,
+               "anchors": {}}
+        anchor_algos = dict.fromkeys(a for r in games for a in (anchors.get(r["env"]) or {}) if a != "threshold")
+        for a in anchor_algos:
+            published = [(anchors.get(r["env"]) or {}).get(a) for r in games]
+            if any(p is None or p.get("steps") != r["n_timesteps"] for r, p in zip(games, published, strict=True)):
+                continue  # an anchor counts only where it covers every game of the row, at the same budget
+            pairs = zip(games, published, strict=True)
+            hns = np.array([[human_normalized(_game(r["env"]), p["score"]) for r, p in pairs]])
+            beats = sum(r["mean"] > p["score"] for r, p in zip(games, published, strict=True))
+            row["anchors"][a] = {"iqm": iqm(hns), "beats": beats}
+        rows.append(row)
+    return rows
+
+
 def speed_rows(summary: list[dict], peer_algo: str = "sb3-dqn", algo: str = "dqn") -> list[dict]:
     """Per env with both qzoo ``algo`` and the peer: their mean scores, steps/s and the speed ratio qzoo / peer."""
     by = {(r["env"], r["algo"]): r for r in summary}
@@ -75,7 +121,7 @@ def _num(x, fmt: str = ".1f") -> str:
     return "" if x is None else format(x, fmt)
 
 
-def markdown(summary: list[dict], description: str = "") -> str:
+def markdown(summary: list[dict], description: str = "", anchors: dict | None = None) -> str:
     lines = []
     if description:
         lines += [description, ""]
@@ -88,6 +134,18 @@ def markdown(summary: list[dict], description: str = "") -> str:
         lines.append(f"| {r['env']} | {r['algo']} | {r['n_timesteps']:,} | {', '.join(_num(f) for f in r['finals'])} "
                      f"| {r['mean']:.1f} ± {r['std']:.1f} | {_num(r['train_return'])} | {r['steps_per_s']:.0f} "
                      f"| {published} | {solved} |")
+    aggregate = iqm_rows(summary, anchors or {})
+    if aggregate:
+        lines += ["", "Atari: IQM of human-normalised final scores, runs x games pooled, with a 95% "
+                  "stratified-bootstrap CI; beside it, the IQM of each published anchor's per-game scores on the same "
+                  "games at the same budget, and on how many of them this algo's mean is higher:", "",
+                  "| algo | games | runs/game | IQM [95% CI] | published IQM (same games) | games above published |",
+                  "|---|---|---|---|---|---|"]
+        for a in aggregate:
+            published = "; ".join(f"{k} {v['iqm']:.3f}" for k, v in a["anchors"].items())
+            above = "; ".join(f"{k} {v['beats']}/{a['games']}" for k, v in a["anchors"].items())
+            lines.append(f"| {a['algo']} | {a['games']} | {a['runs_per_game']} | {a['iqm']:.3f} [{a['low']:.3f}, "
+                         f"{a['high']:.3f}] | {published} | {above} |")
     speed = speed_rows(summary)
     if speed:
         lines += ["", "qzoo DQN beside stable-baselines3's DQN (same env, settings and seeds):", "",
@@ -118,5 +176,5 @@ def write_tables(suite_dir: Path, results: list[dict], anchors: dict, descriptio
                                                   "steps_per_s", "threshold", "solved")},
                              "seeds": len(r["finals"]), "anchor": anchor.get("score"),
                              "anchor_source": anchor.get("source")})
-    (suite_dir / "results.md").write_text(markdown(summary, description))
+    (suite_dir / "results.md").write_text(markdown(summary, description, anchors))
     return summary

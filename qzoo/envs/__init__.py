@@ -124,6 +124,11 @@ def check_env(config: Config) -> EnvInfo:
         if network == "minatar" and not (is_box and len(obs_space.shape) == 3 and min(obs_space.shape[1:]) >= 3):
             raise ConfigError(f"environment '{config.env_id}' has observation space {obs_space}; the 'minatar' "
                               "network needs grid observations (channels, height, width) of at least 3x3")
+        from qzoo.replay.augment import augmentation_problem
+
+        problem = augmentation_problem(config, getattr(obs_space, "shape", None) or ())
+        if problem:
+            raise ConfigError(problem)
         return EnvInfo(obs_space, int(env.action_space.n))
     finally:
         env.close()

@@ -6,6 +6,7 @@
               FrameStorage       stacked frames (Atari): each frame stored once, stacks and n-step returns
                                  rebuilt when sampling (qzoo/replay/frames.py)
     sampler:  UniformSampler | PrioritizedSampler (proportional, on a sum tree)
+    augment:  None | random_shift of s and s' in each sampled batch (qzoo/replay/augment.py; training only)
 
 Design decisions:
 - Both storages take environment steps, ``add(obs_tm1, a, r, obs_t, terminated, truncated)``, and answer with
@@ -30,6 +31,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from qzoo.config import ConfigError
+from qzoo.replay.augment import augmentation_problem, make_augment
 from qzoo.replay.frames import FrameStorage
 from qzoo.replay.samplers import PrioritizedSampler, UniformSampler
 from qzoo.replay.storage import TransitionStorage
@@ -48,10 +51,11 @@ class Batch(NamedTuple):
 
 class ReplayBuffer:
     def __init__(self, storage: TransitionStorage | FrameStorage, sampler: UniformSampler | PrioritizedSampler,
-                 seed: int = 0):
+                 seed: int = 0, augment=None):
         self.storage = storage
         self.sampler = sampler
         self.rng = np.random.default_rng(seed)
+        self.augment = augment  # f(obs, rng) -> obs applied to s and s' of every sampled batch, or None
 
     def __len__(self) -> int:
         return self.storage.size
@@ -64,7 +68,10 @@ class ReplayBuffer:
 
     def sample(self, batch_size: int, step: int = 0) -> Batch:
         indices, weights = self.sampler.sample(self.storage, batch_size, self.rng, step)
-        return Batch(*self.storage.get(indices), weights=weights, indices=indices)
+        obs_tm1, action_tm1, reward_t, discount_t, obs_t = self.storage.get(indices)
+        if self.augment is not None:  # s and s' each get their own shifts, drawn after the rows
+            obs_tm1, obs_t = self.augment(obs_tm1, self.rng), self.augment(obs_t, self.rng)
+        return Batch(obs_tm1, action_tm1, reward_t, discount_t, obs_t, weights=weights, indices=indices)
 
     def update_priorities(self, indices: np.ndarray, td_errors) -> None:
         """New priorities from the TD errors (or C51 losses) of a batch; a no-op for uniform sampling."""
@@ -97,6 +104,9 @@ def uses_frame_storage(config, observation_space) -> bool:
 
 def make_replay(config, observation_space) -> ReplayBuffer:
     shape = observation_space.shape
+    problem = augmentation_problem(config, shape)  # check_env refuses it earlier; kept for direct callers
+    if problem:
+        raise ConfigError(problem)
     if uses_frame_storage(config, observation_space):
         storage = FrameStorage(config.buffer_size, shape[1:], shape[0], config.n_envs, config.n_step, config.gamma,
                                observation_space.dtype)
@@ -109,4 +119,5 @@ def make_replay(config, observation_space) -> ReplayBuffer:
         sampler = PrioritizedSampler(capacity, config.prioritized_alpha, beta, config.prioritized_eps)
     else:
         sampler = UniformSampler()
-    return ReplayBuffer(storage, sampler, seed=config.seed)
+    return ReplayBuffer(storage, sampler, seed=config.seed,
+                        augment=make_augment(config.augmentation, config.augmentation_pad))

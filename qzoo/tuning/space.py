@@ -47,6 +47,9 @@ SPACES: dict[str, dict] = {
         "exploration_final_eps": {"type": "float", "low": 0.0, "high": 0.2},
     },
 }
+# The Atari-100k presets tune like their families: DER is a Rainbow, DrQ(ε) a DQN (epsilon-greedy).
+SPACES["der"] = SPACES["rainbow"]
+SPACES["drq_eps"] = SPACES["dqn"]
 
 # Derived parameters: name -> (the setting it becomes, how).
 DERIVED = {

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -54,6 +55,16 @@ def test_bench_runs_in_parallel_resumes_and_redoes_unfinished_runs(tmp_path):
     assert "(0 run, 4 already finished)" in r.stdout
     assert mtimes == {d: (d / "result.json").stat().st_mtime_ns for d in results}
 
+    # results committed without their model files and checkpoints (benchmarks/results/, .gitignore): still finished
+    for run_dir in results:
+        for heavy in run_dir.glob("*.pt"):
+            heavy.unlink()
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    r = run(args)
+    assert r.returncode == 0, r.stderr
+    assert "(0 run, 4 already finished)" in r.stdout
+    assert mtimes == {d: (d / "result.json").stat().st_mtime_ns for d in results}
+
     # an unfinished run (result.json missing, say the machine stopped) is redone from scratch; the others are not
     redo = suite_dir / "CartPole-v1" / "dqn_s1"
     (redo / "result.json").unlink()
@@ -69,7 +80,7 @@ def test_bench_bad_input_is_one_line_and_exit_2(tmp_path):
     r = run(["bench", "no-such-suite", "--bench-dir", str(tmp_path)])
     assert r.returncode == 2
     assert r.stderr.strip() == ("qzoo bench: error: unknown suite 'no-such-suite'; allowed: classic, minatar, "
-                                "minatar-paper, atari (or define it in --suite-file)")
+                                "minatar-paper, atari, atari100k (or define it in --suite-file)")
     suite_file = tmp_path / "s.yml"
     suite_file.write_text("s:\n  envs: [CartPole-v1, CartPol-v1]\n")
     r = run(["bench", "s", "--suite-file", str(suite_file), "--bench-dir", str(tmp_path)])

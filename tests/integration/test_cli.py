@@ -74,7 +74,7 @@ def test_train_help_documents_every_setting_with_its_default():
     (["train", "Pendulum-v1"], "needs a Discrete action space"),
     (["train", "CartPole-v1", "--preset", "/nonexistent.yml"], "preset file '/nonexistent.yml' does not exist"),
     (["train", "CartPole-v1", "--preset", "rl-zo"], "--preset 'rl-zo' is neither a file nor a named preset (named: "
-                                                      "rl-zoo)"),
+                                                      "course, rl-zoo)"),
     (["train", "FrozenLake-v1", "--preset", "rl-zoo"], "preset 'rl-zoo' has no entry for 'FrozenLake-v1' (it has: "
                                                        "atari, CartPole-v1,"),
     (["train", "CartPole-v1", "--algo", "rainbow", "--preset", "rl-zoo"], "preset 'rl-zoo' has no rainbow settings"),

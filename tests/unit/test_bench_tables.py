@@ -107,12 +107,13 @@ def test_peer_refuses_atari_and_unknown_algos(tmp_path):
         plan(suites["classic"], ["qlearning"], [0], tmp_path)
 
 
-def test_finished_means_model_and_result_with_the_same_settings(tmp_path):
+def test_finished_means_result_json_with_the_same_settings(tmp_path):
     job = Job("CartPole-v1", "dqn", 0, {"seed": 0, "n_timesteps": 10}, str(tmp_path / "r"))
     (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "progress.csv").write_text("step\n")  # an unfinished run's files
     assert finished_result(job) is None
+    # result.json is written last; the model file may be missing (results committed without their models)
     (tmp_path / "r" / "result.json").write_text(json.dumps({"model": "model.pt", "config": job.config}))
-    assert finished_result(job) is None  # no model.pt yet
     payload = {"format": "qzoo-model", "version": ckpt.FORMAT_VERSION, "q_net": {"w": torch.arange(4.0)}}
     torch.save({**payload, "sha256": ckpt.payload_digest(payload)}, tmp_path / "r" / "model.pt")
     assert finished_result(job)["config"] == job.config
@@ -125,3 +126,32 @@ def test_finished_means_model_and_result_with_the_same_settings(tmp_path):
     other = Job("CartPole-v1", "dqn", 0, {"seed": 0, "n_timesteps": 20}, str(tmp_path / "r"))
     with pytest.raises(ConfigError, match="finished run with other settings \\(n_timesteps: 10, now 20\\)"):
         finished_result(other)
+
+
+def test_atari_iqm_of_human_normalised_scores_beside_the_anchors_iqm():
+    from qzoo.bench.tables import iqm_rows, markdown
+
+    # human-normalised: Boxing (0.1, 12.1), Breakout (1.7, 30.5), Freeway (0, 29.6), Pong (-20.7, 14.6)
+    runs = [("ALE/Boxing-v5", [6.1, 12.1]), ("ALE/Breakout-v5", [1.7, 16.1]), ("ALE/Freeway-v5", [29.6, 0.0]),
+            ("ALE/Pong-v5", [49.9, -3.05, 14.6])]  # Pong has a third seed: only the first two enter the IQM
+    results = [result(env, "drq_eps", seed, f, 10.0) for env, finals in runs for seed, f in enumerate(finals)]
+    results.append(result("CartPole-v1", "dqn", 0, 500.0, 800.0))  # not Atari: no aggregate row
+    def pub(score, steps=1000):  # the runs above have n_timesteps 1000
+        return {"score": score, "source": "p", "steps": steps}
+
+    anchors = {"ALE/Boxing-v5": {"der": pub(0.1), "drq_eps": pub(6.0), "dqn": pub(70.0, None)},
+               "ALE/Breakout-v5": {"der": pub(30.5), "drq_eps": pub(15.0), "dqn": pub(300.0, None)},
+               "ALE/Freeway-v5": {"der": pub(14.8), "drq_eps": pub(20.0), "dqn": pub(30.0, None)},
+               "ALE/Pong-v5": {"der": pub(-20.7), "dqn": pub(20.0, 10_000_000)}}
+    # drq_eps lacks Pong, dqn states no budget or another one: neither enters the comparison
+    summary = summarize(results, anchors)
+    (row,) = iqm_rows(summary, anchors)
+    # pooled normalised scores 0.5, 1, 0, 0.5, 1, 0, 2, 0.5 -> sorted 0 0 | .5 .5 .5 1 | 1 2 -> IQM 0.625
+    assert (row["algo"], row["games"], row["runs_per_game"]) == ("drq_eps", 4, 2)
+    assert row["iqm"] == pytest.approx(0.625)
+    assert 0.0 <= row["low"] <= row["iqm"] <= row["high"] <= 2.0 and row["low"] < row["high"]
+    # DER's per-game scores normalise to 0, 1, 0.5, 0 -> IQM of the middle two = 0.25; the means (9.1, 8.9, 14.8,
+    # 20.48) beat it on Boxing and Pong (Freeway ties: not above)
+    assert row["anchors"] == {"der": {"iqm": pytest.approx(0.25), "beats": 2}}
+    md = markdown(summary, "", anchors)
+    assert "| drq_eps | 4 | 2 | 0.625 [" in md and "| der 0.250 | der 2/4 |" in md

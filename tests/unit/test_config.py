@@ -157,3 +157,38 @@ def test_the_rl_zoo_preset_replaces_qzoos_own_rather_than_adding_to_it(tmp_path,
     monkeypatch.chdir(tmp_path)
     (tmp_path / "flat.yml").write_text("gamma: 0.3\n")
     assert resolve("CartPole-v1", preset_file="flat.yml").gamma == 0.3
+
+
+def test_named_preset_course_is_rl_zoo_atari_dqn_at_1m_steps(tmp_path, monkeypatch):
+    c = resolve("ALE/SpaceInvaders-v5", "dqn", "course")
+    assert (c.n_timesteps, c.buffer_size, c.learning_starts, c.learning_rate, c.batch_size) == (
+        1_000_000, 100_000, 100_000, 1e-4, 32)
+    assert (c.target_update_interval, c.train_freq, c.exploration_fraction, c.exploration_final_eps) == (
+        1000, 4, 0.1, 0.01)
+    assert c.network == "nature_cnn" and c.eval_epsilon == 0.05
+    with pytest.raises(ConfigError, match=r"preset 'corse' is neither a file nor a named preset \(named: "
+                                          r"course, rl-zoo\)"):
+        resolve("ALE/SpaceInvaders-v5", "dqn", "corse")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "course").write_text("n_timesteps: 5\n")  # a file of that name wins over the shipped preset
+    assert resolve("CartPole-v1", "dqn", "course").n_timesteps == 5
+
+
+@pytest.mark.parametrize("algo", ["der", "drq_eps"])
+def test_atari_100k_presets_follow_the_dopamine_protocol(algo):
+    c = resolve("ALE/Breakout-v5", algo)
+    assert (c.n_timesteps, c.n_step, c.learning_starts, c.train_freq, c.gradient_steps, c.batch_size) == (
+        100_000, 10, 1600, 1, 1, 32)
+    assert (c.learning_rate, c.optimizer_eps, c.eval_epsilon, c.eval_episodes, c.eval_freq) == (
+        1e-4, 1.5e-4, 0.001, 100, 0)
+    assert (c.atari_protocol, c.noop_max, c.fire_reset, c.episodic_life, c.max_episode_frames) == (
+        "nature", 0, False, True, 108_000)
+    assert c.double and c.dueling
+    if algo == "der":
+        assert c.noisy and c.prioritized and c.distributional == "c51" and c.target_update_interval == 2000
+        assert c.augmentation == "none"
+    else:
+        assert not c.noisy and not c.prioritized and c.distributional == "none" and c.target_update_interval == 1
+        assert c.augmentation == "random_shift" and c.exploration_final_eps == 0.01
+        assert round(c.exploration_fraction * c.n_timesteps) == 6600  # 1,600 warm-up + 5,000 decay steps
+    assert resolve("CartPole-v1", algo).augmentation == "none"  # pixels only

@@ -9,7 +9,12 @@ Resolution order (later wins)::
                      <  --preset FILE  <  dedicated CLI flags (--seed, --total-timesteps, ...)  <  --set key=value
 
 ``--preset NAME`` (a name from :func:`named_presets`, e.g. ``rl-zoo``) instead swaps the built-in table for
-qzoo/presets/NAME/<algo>.yml, in the same format and layered the same way.
+qzoo/presets/NAME/<algo>.yml, in the same format and layered the same way; a name from
+:func:`named_preset_files` (``course``) is a preset file shipped in qzoo/presets/named/.
+
+Past ~500 lines on purpose: most of the module is the one :class:`Config` dataclass, each field with its help
+text and check (the settings' reference that ``--help`` prints); the preset loading around it is ~150 lines and
+the next seam if it grows.
 
 Every value passes through :func:`coerce` (type) and its field's ``check`` (range) before anything runs;
 a problem raises :class:`ConfigError` whose message is one line naming the key and what is allowed.

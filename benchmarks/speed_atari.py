@@ -114,6 +114,8 @@ def main() -> None:
     for env_id in args.envs.split(","):
         config = qzoo_config(env_id, args.learning_starts, args.window, args.set)
         spec = {**config.to_dict(), "atari": True, "eval_episodes": 0}
+        if not any(x.startswith("torch_threads=") for x in args.set):
+            spec["torch_threads"] = None  # SB3 at torch's default thread count, as qzoo's auto is for a CNN
         qz, sb, extra = [], [], {}
         for r in range(args.repeats):
             qz.append(run_qzoo(env_id, args.learning_starts, args.window, [*args.set, f"seed={r}"], args.timeout))
@@ -148,6 +150,8 @@ def main() -> None:
         if sb:
             s = statistics.median(x["learning_steps_per_s"] for x in sb)
             game.update({"sb3_steps_per_s": [round(x["learning_steps_per_s"], 1) for x in sb],
+                         "sb3_torch_threads": sb[-1].get("torch_threads"),
+                         "sb3_omp_wait_policy": sb[-1].get("omp_wait_policy"),
                          "sb3_peak_rss_mb": [round(x["peak_rss_mb"]) for x in sb], "ratio_of_medians": round(q / s, 2)})
         for label, runs in extra.items():
             game[f"extra qzoo {label}"] = {"steps_per_s": [round(x["learning_steps_per_s"], 1) for x in runs],

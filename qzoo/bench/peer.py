@@ -47,12 +47,23 @@ def ensure_sb3(venv: Path | None = None, log=sys.stderr) -> Path:
     return python
 
 
+def peer_environ() -> dict[str, str]:
+    """The environment for a peer process: the user's, without the OpenMP wait policy that importing qzoo set (a
+    policy the user set stays), so the peer runs at its own defaults."""
+    import qzoo
+
+    env = dict(os.environ)
+    if qzoo.USER_OMP_WAIT_POLICY is None:
+        env.pop("OMP_WAIT_POLICY", None)
+    return env
+
+
 def run_sb3(spec: dict, venv: Path | None = None, timeout: float | None = None) -> dict:
     """Train SB3's DQN on ``spec`` (a qzoo config dict, plus optional ``run_dir``, ``eval_episodes``) and return
     ``{"steps", "seconds", "steps_per_s", "eval_mean", "eval_std", "train_return"}``."""
     python = ensure_sb3(venv)
     out = subprocess.run([str(python), str(RUNNER), json.dumps(spec)], capture_output=True, text=True,
-                         timeout=timeout)
+                         timeout=timeout, env=peer_environ())
     if out.returncode != 0:
         raise RuntimeError(f"sb3 runner failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])

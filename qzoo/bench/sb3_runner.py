@@ -14,6 +14,7 @@ grayscale) on the game created with ``frameskip=1, repeat_action_probability=0``
 
 import importlib.util
 import json
+import os
 import resource
 import sys
 import time
@@ -112,7 +113,8 @@ def main() -> None:
     returns = [ep["r"] for ep in model.ep_info_buffer]
     result = {"steps": spec["n_timesteps"], "seconds": seconds, "steps_per_s": spec["n_timesteps"] / seconds,
               "train_return": float(np.mean(returns)) if returns else None,
-              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+              "torch_threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
     if callback.time is not None and end > callback.time:
         result["learning_steps_per_s"] = (model.num_timesteps - spec["learning_starts"]) / (end - callback.time)
     if spec.get("run_dir"):

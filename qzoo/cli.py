@@ -12,6 +12,7 @@ from pathlib import Path
 
 from qzoo import __version__
 from qzoo.config import ALGOS, ConfigError, parse_set, resolve, settings_help
+from qzoo.guards import check_args
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
 
@@ -216,7 +217,8 @@ def prepare_train(args, held: contextlib.ExitStack):
         if run_dir.is_dir():  # one process per run directory (a missing one is refused by prepare_resume)
             held.enter_context(ckpt.run_dir_lock(run_dir))
         config, resume = ckpt.prepare_resume(run_dir, args.n_timesteps, changes)
-        print(f"qzoo: resuming {config.algo} on {config.env_id} at step {resume.step} of {config.n_timesteps} -> "
+        doing = "finishing (final evaluation)" if resume.step >= config.n_timesteps else "resuming"
+        print(f"qzoo: {doing} {config.algo} on {config.env_id} at step {resume.step} of {config.n_timesteps} -> "
               f"{run_dir}", file=sys.stderr)
         return config, run_dir, resume
     if args.env_id is None:
@@ -303,8 +305,6 @@ def cmd_eval(args) -> int:
 
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
-    if args.epsilon is not None and not 0.0 <= args.epsilon <= 1.0:
-        raise ConfigError(f"--epsilon must be in [0, 1], got {args.epsilon}")
     agent, config, path = load_policy(Path(args.run_dir), args.model, args.device)
     epsilon = config.eval_epsilon if args.epsilon is None else args.epsilon
     env = make_env(config.env_id, config.env_kwargs, one_hot=not config.is_tabular, config=config)()
@@ -421,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = sys.argv[1:] if argv is None else list(argv)  # for command.txt
     signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM takes the same clean path as Ctrl-C
     try:
+        check_args(args)  # devices, seeds, output folders, input files: once, before any command runs
         commands = {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot, "record": cmd_record, "report": cmd_report,
                     "export": cmd_export, "tune": cmd_tune,
                     "bench": cmd_bench}

@@ -14,7 +14,7 @@ import torch
 from qzoo.checkpoint.durable import unflatten
 from qzoo.checkpoint.models import FORMAT_VERSION
 from qzoo.checkpoint.periodic import verify
-from qzoo.checkpoint.rundir import checkpoint_names, checkpoint_steps, read_config
+from qzoo.checkpoint.rundir import MODEL_FILE, checkpoint_names, checkpoint_steps, read_config
 from qzoo.config import TRI_STATE, Config, ConfigError, coerce
 
 # Settings a resume may change: they do not alter what the agent learns from the steps it takes (n_timesteps:
@@ -113,9 +113,13 @@ def _check_fits(path: Path, payload, config: Config, obs_shape: tuple, n_actions
     if differ:
         raise ConfigError(f"{where} was written with different settings than the run's config.yaml: "
                           + ", ".join(f"{k} {saved.get(k)!r} vs {now[k]!r}" for k in differ[:3]))
-    if payload["step"] >= config.n_timesteps:
-        raise ConfigError(f"{where} is at step {payload['step']}, the run's budget is {config.n_timesteps} steps: "
-                          "pass a larger --total-timesteps to continue it")
+    # A checkpoint at the last step of a run without its model.pt (killed during the final evaluation): the resume
+    # finishes the run (the loop has no step left; the final evaluation, model.pt and best model follow).
+    finished = payload["step"] == config.n_timesteps and (path.parent.parent / MODEL_FILE).is_file()
+    if payload["step"] > config.n_timesteps or finished:
+        raise ConfigError(f"{where} is at step {payload['step']}, the run's budget is {config.n_timesteps} steps"
+                          + (f" and the run is finished ({MODEL_FILE})" if finished else "")
+                          + ": pass a larger --total-timesteps to continue it")
 
 def load_replay(path: Path) -> dict:
     with np.load(path, allow_pickle=False) as data:

@@ -72,8 +72,10 @@ class CropResize(gym.ObservationWrapper):
         self._interpolation = cv2.INTER_AREA
         top, bottom, left, right = crop
         height, width = env.observation_space.shape[:2]
-        if top + bottom >= height or left + right >= width:
-            raise ValueError(f"setting 'atari_crop' {list(crop)} leaves nothing of the {height}x{width} screen")
+        if 2 * (height - top - bottom) < height or 2 * (width - left - right) < width:  # a score bar, a border
+            raise ValueError(f"setting 'atari_crop' {list(crop)} leaves {max(height - top - bottom, 0)}x"
+                             f"{max(width - left - right, 0)} of the {height}x{width} screen; a crop must keep at "
+                             "least half of its rows and half of its columns")
         self.rows, self.cols, self.size = slice(top, height - bottom), slice(left, width - right), size
         shape = (size, size) + env.observation_space.shape[2:]
         self.observation_space = gym.spaces.Box(0, 255, shape, np.uint8)

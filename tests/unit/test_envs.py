@@ -16,8 +16,19 @@ def test_continuous_actions_are_refused():
 
 
 def test_bad_env_kwargs_are_refused():
-    with pytest.raises(ConfigError, match="'env_kwargs' is not accepted by 'CartPole-v1'"):
+    with pytest.raises(ConfigError, match=r"environment 'CartPole-v1' refused to start with env_kwargs \{'nope': 1\}: "
+                                          r".*unexpected keyword argument 'nope'"):
         check_env(Config(env_id="CartPole-v1", env_kwargs={"nope": 1}))
+
+
+@pytest.mark.parametrize("env_id,kwargs,said", [
+    ("LunarLander-v3", {"gravity": 5}, "AssertionError: gravity (current value: 5) must be between -12 and 0"),
+    ("FrozenLake-v1", {"map_name": "9x9"}, "KeyError: '9x9'"),
+])
+def test_any_exception_of_the_env_with_the_users_kwargs_is_one_line(env_id, kwargs, said):
+    with pytest.raises(ConfigError) as e:
+        check_env(Config(env_id=env_id, env_kwargs=kwargs))
+    assert str(e.value) == f"environment '{env_id}' refused to start with env_kwargs {kwargs}: {said}"
 
 
 def test_missing_gym_package_is_refused():

@@ -106,9 +106,11 @@ def plan(suite: Suite, algos: list[str], seeds: list[int], bench_dir: Path, *, p
     from qzoo.env_ids import is_minatar_id
     from qzoo.envs import check_env
 
+    deep = [a for a in ALGOS if a not in TABULAR_ALGOS]
+    if not algos:  # `--algos ""` or `--algos ,`: a suite of no runs
+        raise ConfigError(f"--algos names no algorithm; give a comma-separated list of: {', '.join(deep)}")
     for algo in algos:
         if algo not in ALGOS or algo in TABULAR_ALGOS:
-            deep = [a for a in ALGOS if a not in TABULAR_ALGOS]
             raise ConfigError(f"unknown algorithm '{algo}' in --algos; allowed: {', '.join(deep)}")
     if peer is not None and peer not in PEERS:
         raise ConfigError(f"unknown peer '{peer}'; allowed: {', '.join(PEERS)}")

@@ -303,8 +303,6 @@ def cmd_eval(args) -> int:
     from qzoo.evaluation import evaluate, human_normalized
     from qzoo.policy import load_policy
 
-    if args.episodes < 1:
-        raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
     agent, config, path = load_policy(Path(args.run_dir), args.model, args.device)
     epsilon = config.eval_epsilon if args.epsilon is None else args.epsilon
     env = make_env(config.env_id, config.env_kwargs, one_hot=not config.is_tabular, config=config)()

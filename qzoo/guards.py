@@ -188,6 +188,8 @@ def check_args(args) -> None:
             raise ConfigError(f"--seeds must be at most {SEED_MAX + 1}, got {args.seeds}")
     else:
         check_seed(get("seed"), "--seed")
+    if get("episodes") is not None and args.episodes < 1:  # eval, record, export
+        raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
     if get("epsilon") is not None and not 0.0 <= args.epsilon <= 1.0:
         raise ConfigError(f"--epsilon must be in [0, 1], got {args.epsilon}")
     for flag in ("runs_dir", "tunes_dir", "bench_dir", "out_dir"):

@@ -8,6 +8,7 @@ import contextlib
 import io
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import pytest
@@ -43,8 +44,9 @@ def no_training(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a valid command line was generated")
 
+    # (video: its first step after record()'s own checks of --episodes and the file name)
     for target in ("qzoo.trainer.train", "qzoo.tabular.train_tabular", "qzoo.bench.run_suite",
-                   "qzoo.video.record", "qzoo.evaluation.evaluate"):
+                   "qzoo.video.render_env", "qzoo.evaluation.evaluate"):
         monkeypatch.setattr(target, refuse)
     torch.set_flush_denormal(False)  # see test_cli_fuzz.py: hypothesis needs subnormal floats
 
@@ -58,12 +60,18 @@ def refused(argv: list[str]) -> str:
     """Run ``qzoo ARGV``; assert the contract of bad input; return the one line."""
     before = tree()
     err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()), \
+            warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         try:
             code = main(argv)
         except SystemExit as e:
             code = e.code
     message = err.getvalue()
+    # a warning Python shows by default is one more line on stderr (pytest would hide it from `message`)
+    shown = [w for w in caught if not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning,
+                                                               ImportWarning, ResourceWarning))]
+    assert not shown, (argv, [str(w.message) for w in shown])
     assert code == 2, (argv, message)
     assert len(message.strip().splitlines()) == 1, (argv, message)
     assert "Traceback" not in message, (argv, message)
@@ -208,3 +216,168 @@ def test_input_files_of_the_wrong_kind_are_refused(no_training, run_dir, case):
             "video": ["report", str(run_dir), "--video", str(path), "-o", str(WORK / "report.html")]}[kind]
     message = refused(argv)
     assert ("not a text file" in message) if kind != "video" else ("not an MP4 video" in message), message
+
+
+# ---- every subcommand (issue 18, item 4) ------------------------------------------------------------------------
+# One generator per subcommand of `qzoo --help`: a command line with one bad part (a bad positional, or a good one
+# with one bad flag), among valid flags. RUN stands for the trained run. Each subcommand's test counts the distinct
+# command lines it ran and asserts at least PER_COMMAND of them: 8 x 40 = 320 at least in all.
+PER_COMMAND = 40
+EMPTY, FULL, BINARY, NOT_YAML = WORK / "empty", WORK / "full", WORK / "binary.yml", WORK / "list.yml"
+word = st.from_regex(r"[a-z][a-z0-9]{0,8}", fullmatch=True)
+not_int = st.one_of(word, st.sampled_from(["1.5", "1e3", "0x10", "", " ", "one", "nan"]))
+non_positive = st.integers(-10**9, 0)
+unknown_option = identifier.map(lambda k: [f"--{k.replace('_', '-')}-x"])
+bad_device = st.one_of(cuda_missing, not_a_device)
+bad_epsilon = st.one_of(st.floats(max_value=-1e-9), st.floats(min_value=1.000001),
+                        st.just(float("nan"))).map(lambda e: [f"--epsilon={e!r}"])
+seed_flag = bad_seed.map(lambda s: [f"--seed={s}"])
+not_a_run = st.one_of(identifier.map(lambda k: str(WORK / f"missing_{k}")),
+                      st.sampled_from([str(EMPTY), str(FULL), str(A_FILE), str(BINARY)]))
+missing_file = identifier.map(lambda k: str(WORK / f"missing_{k}.yml"))
+bad_yaml_file = st.one_of(missing_file, st.sampled_from([str(BINARY), str(NOT_YAML), str(EMPTY)]))
+bad_set = st.one_of(identifier.map(lambda k: f"{k}_x=1"), st.sampled_from(
+    ["gamma=2", "batch_size=0", "learning_rate=-1", "device=banana", "seed=-1", "n_step=0", "net_arch=[0]",
+     "buffer_size=1e30", "noisy_sigma=1e300", "env_kwargs={render_mode: human}", "no_equals_sign"])
+    ).map(lambda s: ["--set", s])
+
+
+def choice_other_than(*allowed: str) -> st.SearchStrategy[str]:
+    return word.filter(lambda w: w not in allowed)
+
+
+@pytest.fixture(scope="module")
+def inputs(run_dir) -> None:
+    """Folders and files the generated command lines point at (made once, before any snapshot)."""
+    EMPTY.mkdir(exist_ok=True)
+    FULL.mkdir(exist_ok=True)
+    (FULL / "keep.txt").write_text("something\n")
+    BINARY.write_bytes(bytes(range(128, 256)))
+    NOT_YAML.write_text("- a\n- list\n")
+
+
+def with_flags(head: list[str], valid: list[list[str]], invalid, bad_head=None):
+    """``head`` (the command and its good positionals) with up to two valid flags and one invalid part; or, with
+    ``bad_head``, a bad positional list and valid flags only."""
+    good = st.tuples(st.just(head), st.lists(st.sampled_from(valid), max_size=2), invalid)
+    cases = [good.map(lambda t: [*t[0], *sum(t[1], []), *t[2]])]
+    if bad_head is not None:
+        cases.append(st.tuples(bad_head, st.lists(st.sampled_from(valid), max_size=2)).map(
+            lambda t: [*t[0], *sum(t[1], [])]))
+    return st.one_of(cases)
+
+
+unknown_env = st.one_of(word.map(lambda w: w.capitalize() + "-v0"), st.just("CartPole-v9"),
+                        st.just("ALE/NoSuchGame-v5"), st.sampled_from(["Pendulum-v1", "MountainCarContinuous-v0"]))
+COMMANDS = {
+    "train": with_flags(
+        train(), [["--seed", "3"], ["--n-envs", "2"], ["--set", "double=true"], ["--device", "cpu"]],
+        st.one_of(
+            st.sampled_from(["--n-envs", "--total-timesteps"]).flatmap(
+                lambda f: non_positive.map(lambda n: [f"{f}={n}"]) | not_int.map(lambda v: [f"{f}={v}"])),
+            seed_flag, choice_other_than("dqn", "rainbow", "der", "qlearning").map(lambda a: ["--algo", a]),
+            bad_yaml_file.map(lambda p: ["--preset", p]), bad_set, bad_folder().map(lambda p: ["--runs-dir", p]),
+            bad_device.map(lambda d: ["--device", d]), st.just(["--resume", str(WORK)]), unknown_option),
+        unknown_env.map(lambda e: ["train", e, "-n", "1000", "--runs-dir", str(RUNS)])),
+    "eval": with_flags(
+        ["eval", "RUN"], [["--episodes", "2"], ["--seed", "5"], ["--model", "best"], ["--epsilon", "0.1"],
+                          ["--device", "cpu"]],
+        st.one_of(non_positive.map(lambda n: [f"--episodes={n}"]), not_int.map(lambda v: [f"--episodes={v}"]),
+                  bad_epsilon, seed_flag, choice_other_than("final", "best").map(lambda m: ["--model", m]),
+                  bad_device.map(lambda d: ["--device", d]), unknown_option),
+        not_a_run.map(lambda p: ["eval", p])),
+    "plot": with_flags(
+        ["plot", "RUN", "-o", str(WORK / "curves.png")], [["--smooth", "2"], ["--ci", "0.9"], ["--metric", "train"],
+                                                          ["--no-reference"]],
+        st.one_of(word.filter(lambda s: s not in ("png", "svg", "pdf")).map(lambda s: ["-o", str(WORK / f"c.{s}")]),
+                  bad_folder().map(lambda p: ["-o", f"{p}/curves.png"]), unknown_env.map(lambda e: ["--env", e]),
+                  choice_other_than("eval", "train", "score", "length", "loss", "q").map(lambda m: ["--metric", m]),
+                  non_positive.map(lambda n: [f"--smooth={n}"]),
+                  st.one_of(st.floats(max_value=0), st.floats(min_value=1)).map(lambda c: [f"--ci={c!r}"]),
+                  st.just(["--normalized"]), identifier.map(lambda k: [f"{k}={WORK / ('missing_' + k)}"]),
+                  unknown_option),
+        not_a_run.map(lambda p: ["plot", p, "-o", str(WORK / "curves.png")])),
+    "record": with_flags(
+        ["record", "RUN"], [["--episodes", "2"], ["--seed", "1"], ["--model", "best"], ["--epsilon", "0.5"],
+                            ["-o", str(WORK / "video.mp4")]],
+        st.one_of(non_positive.map(lambda n: [f"--episodes={n}"]), bad_epsilon, seed_flag,
+                  word.filter(lambda s: s != "mp4").map(lambda s: ["-o", str(WORK / f"video.{s}")]),
+                  bad_folder().map(lambda p: ["-o", f"{p}/video.mp4"]), st.just(["-o", str(EMPTY)]),
+                  choice_other_than("final", "best").map(lambda m: ["--model", m]), unknown_option),
+        not_a_run.map(lambda p: ["record", p])),
+    "report": with_flags(
+        ["report", "RUN"], [["-o", str(WORK / "report.html")], ["--no-video"]],
+        st.one_of(word.filter(lambda s: s not in ("html", "htm")).map(lambda s: ["-o", str(WORK / f"report.{s}")]),
+                  bad_folder().map(lambda p: ["-o", f"{p}/report.html"]), st.just(["-o", str(EMPTY)]),
+                  st.one_of(identifier.map(lambda k: str(WORK / f"missing_{k}.mp4")),
+                            st.sampled_from([str(A_FILE), str(BINARY), str(EMPTY)])).map(lambda v: ["--video", v]),
+                  unknown_option),
+        not_a_run.map(lambda p: ["report", p, "--no-video"])),
+    "export": with_flags(
+        ["export", "RUN", str(EXPORT)], [["--episodes", "2"], ["--seed", "3"], ["--no-video"], ["--model", "best"],
+                                         ["--repo-id", "someone/corridor"]],
+        st.one_of(non_positive.map(lambda n: [f"--episodes={n}"]), seed_flag,
+                  choice_other_than("final", "best").map(lambda m: ["--model", m]),
+                  st.one_of(word, st.sampled_from(["a/b/c", "/name", "user/", "user name/x", "a/-b", "a/b..c",
+                                                   "a/b\nc", "a/" + "b" * 97])).map(lambda r: [f"--repo-id={r}"]),
+                  unknown_option),
+        st.one_of(not_a_run.map(lambda p: ["export", p, str(EXPORT)]),
+                  st.one_of(st.just(str(FULL)), bad_folder()).map(lambda p: ["export", "RUN", p]))),
+    "tune": with_flags(
+        ["tune", "CartPole-v1", "--tunes-dir", str(TUNES), "--n-timesteps", "1000"],
+        [["--n-trials", "3"], ["--seeds", "2"], ["--sampler", "random"], ["--pruner", "none"], ["--workers", "1"]],
+        st.one_of(
+            st.sampled_from(["--n-trials", "--seeds", "--n-evals", "--eval-episodes", "--workers", "--heartbeat",
+                             "--n-timesteps"]).flatmap(lambda f: non_positive.map(lambda n: [f"{f}={n}"])),
+            st.integers(-10**9, -1).map(lambda n: [f"--startup-trials={n}"]),
+            st.one_of(st.floats(max_value=0), st.just(float("nan"))).map(lambda t: [f"--timeout={t!r}"]),
+            st.sampled_from(["--objective", "--sampler", "--pruner"]).flatmap(
+                lambda f: word.filter(lambda w: w not in ("mean", "worst", "mean_minus_std", "tpe", "random",
+                                                          "median", "none", "halving")).map(lambda w: [f, w])),
+            choice_other_than("dqn", "rainbow", "der", "qlearning").map(lambda a: ["--algo", a]),
+            st.integers(1001, 10**6).map(lambda n: ["--n-evals", str(n)]),  # more evaluations than steps
+            word.map(lambda w: ["--storage", f"{w}://nowhere/db"]),  # without --study-name
+            word.map(lambda w: ["--storage", f"{w}x://nowhere/db", "--study-name", w]),  # no such database
+            bad_yaml_file.map(lambda p: ["--space", p]), st.just(["--space-only"]),
+            bad_yaml_file.map(lambda p: ["--preset", p]), bad_set, seed_flag,
+            bad_seed.map(lambda s: [f"--sampler-seed={s}"]), bad_folder().map(lambda p: ["--tunes-dir", p]),
+            bad_device.map(lambda d: ["--set", f"device={d}"]), unknown_option),
+        unknown_env.map(lambda e: ["tune", e, "--tunes-dir", str(TUNES), "--n-timesteps", "1000"])),
+    "bench": with_flags(
+        ["bench", "classic", "--bench-dir", str(BENCH), "-n", "100"],
+        [["--seeds", "2"], ["--algos", "dqn,rainbow"], ["--envs", "CartPole-v1"], ["--jobs", "1"]],
+        st.one_of(
+            st.sampled_from(["--seeds", "--jobs", "--n-timesteps"]).flatmap(
+                lambda f: non_positive.map(lambda n: [f"{f}={n}"])),
+            choice_other_than("dqn", "rainbow", "der", "drq_eps").map(lambda a: ["--algos", f"dqn,{a}"]),
+            st.sampled_from(["", ",", " , "]).map(lambda a: [f"--algos={a}"]),
+            word.map(lambda p: ["--peer", p]), unknown_env.map(lambda e: ["--envs", e]),
+            bad_yaml_file.map(lambda p: ["--suite-file", p]), bad_folder().map(lambda p: ["--bench-dir", p]),
+            bad_set, st.integers(2, 64).map(lambda j: ["--ray", "--jobs", str(j)]), unknown_option),
+        word.filter(lambda s: s not in ("classic", "minatar", "atari", "atari100k")).map(
+            lambda s: ["bench", s, "--bench-dir", str(BENCH), "-n", "100"])),
+}
+
+
+def test_every_subcommand_has_a_bad_input_generator():
+    from qzoo.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert sorted(COMMANDS) == sorted(sub.choices)
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_generated_bad_input_to_every_subcommand_is_refused(no_training, run_dir, inputs, command):
+    seen = set()
+
+    @settings(max_examples=PER_COMMAND + 12, deadline=None, database=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    @given(COMMANDS[command])
+    def case(argv):
+        argv = [str(run_dir) if a == "RUN" else a for a in argv]
+        seen.add(tuple(argv))
+        refused(argv)
+
+    case()
+    print(f"{command}: {len(seen)} distinct bad command lines")
+    assert len(seen) >= PER_COMMAND, (command, len(seen))

@@ -161,12 +161,12 @@ def make_env(env_id: str, env_kwargs: dict | None = None, *, one_hot: bool = Tru
     Discrete observations are one-hot encoded unless ``one_hot`` is False (tabular agents). ALE ids get the
     Atari pipeline with the settings of ``config`` (the defaults when None): ``training`` for the training env
     (life-loss episodes, clipped rewards), otherwise whole games with raw rewards (evaluation)."""
-    atari_config = (config or Config()).replace(env_id=env_id, env_kwargs=dict(env_kwargs or {})) \
-        if is_atari_id(env_id) else None
+    # ``env_kwargs`` go to the env beside the config: they may hold a render_mode (a video), which no Config holds
+    atari_config = (config or Config()).replace(env_id=env_id) if is_atari_id(env_id) else None
 
     def thunk() -> gym.Env:
         if atari_config is not None:
-            env = make_atari_env(atari_config, training=training)
+            env = make_atari_env(atari_config, training=training, env_kwargs=dict(env_kwargs or {}))
         else:
             env = gym.make(env_id, **(env_kwargs or {}))
         if one_hot and isinstance(env.observation_space, gym.spaces.Discrete):

@@ -169,16 +169,17 @@ class ChannelsFirst(gym.ObservationWrapper):
         return np.ascontiguousarray(observation.transpose(0, 3, 1, 2)).reshape(self.observation_space.shape)
 
 
-def make_atari_env(config: Config, *, training: bool) -> gym.Env:
+def make_atari_env(config: Config, *, training: bool, env_kwargs: dict | None = None) -> gym.Env:
     """The preprocessed game ``config.env_id``. ``training``: life-loss episodes (nature protocol, episodic_life)
     and clipped rewards (clip_reward); otherwise whole games with the game's own rewards (evaluation).
-    ``env_kwargs`` go to ``gym.make`` last, so they can change the emulator settings (not frameskip, which must
-    stay 1: the skipping is done here)."""
+    ``env_kwargs`` (default: ``config.env_kwargs``; a video adds ``render_mode``, which a Config does not hold) go
+    to ``gym.make`` last, so they can change the emulator settings (not frameskip, which must stay 1: the skipping
+    is done here)."""
     nature = config.atari_protocol == "nature"
     kwargs = {"frameskip": 1, "repeat_action_probability": STICKY_ACTION_PROBABILITY[config.atari_protocol],
               "max_num_frames_per_episode": config.max_episode_frames,
               "obs_type": "grayscale" if config.grayscale else "rgb",  # cheaper per frame than rgb when gray
-              **config.env_kwargs}
+              **(config.env_kwargs if env_kwargs is None else env_kwargs)}
     env = gym.make(config.env_id, **kwargs)
     native = tuple(env.observation_space.shape[1::-1])  # (width, height), as cv2 and AtariPreprocessing take it
     env = AtariPreprocessing(env, noop_max=config.noop_max if nature else 0, frame_skip=config.frame_skip,

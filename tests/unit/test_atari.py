@@ -463,3 +463,17 @@ def test_tri_state_settings_also_take_booleans():
     assert Config().bf16 == "false" and Config().overlap == "auto"  # the shipped defaults
     with pytest.raises(ConfigError, match="setting 'bf16' must be one of 'auto', 'true', 'false', got 'fast'"):
         from_dict({"bf16": "fast"})
+
+
+def test_a_video_env_renders_the_game_while_the_config_refuses_a_render_mode():
+    from qzoo.video import render_env
+
+    # a Config refuses render_mode in env_kwargs (the user's input: 'human' would wait for a display) ...
+    with pytest.raises(ConfigError, match="without 'render_mode'"):
+        Config(env_id="ALE/Pong-v5", env_kwargs={"render_mode": "rgb_array"})
+    # ... while qzoo's own video env passes it to gym.make beside the config: the whole screen, in colour
+    env = render_env(Config(env_id="ALE/Pong-v5", env_kwargs={"mode": 0}))
+    env.reset(seed=0)
+    assert env.render().shape == (210, 160, 3)
+    assert env.unwrapped._game_mode == 0  # the user's env_kwargs still reach the game
+    env.close()

@@ -59,11 +59,15 @@ def assert_finished_like(run: Path, straight: Path) -> None:
     assert same(q_net(run / "model.pt"), q_net(run / "checkpoints" / "step_6000.pt"))
 
 
-def test_resume_finishes_a_run_whose_model_was_never_written(straight, tmp_path, capsys):
+@pytest.mark.parametrize("final_row", ["written", "not written"])
+def test_resume_finishes_a_run_whose_model_was_never_written(straight, tmp_path, capsys, final_row):
+    """Killed after the final evaluation's row was written but before model.pt (the issue's reproduction: delete
+    model.pt), or in the middle of that evaluation: the finished run has that row once."""
     run = tmp_path / "run"
     shutil.copytree(straight, run)
     (run / "model.pt").unlink()
-    (run / "evaluations.csv").write_text("".join(open(straight / "evaluations.csv").readlines()[:-1]))  # no final
+    if final_row == "not written":
+        (run / "evaluations.csv").write_text("".join(open(straight / "evaluations.csv").readlines()[:-1]))
     capsys.readouterr()
     assert main(["train", "--resume", str(run)]) == 0
     out, err = capsys.readouterr()

@@ -17,11 +17,20 @@ from qzoo.guards import check_args
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 
+# What str.splitlines breaks a line at: a value the user typed may hold one (a pasted path, a quoted argument).
+LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def one_line(message: str) -> str:
+    """``message`` with each line break escaped (``\\n``): an error is one line, whatever values it quotes."""
+    return message.translate({ord(c): repr(c)[1:-1] for c in LINE_BREAKS})
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage problem is one line (and exit code 2), not a usage dump."""
 
     def error(self, message):
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        self.exit(EXIT_BAD_INPUT, one_line(f"{self.prog}: error: {message} (see `{self.prog} --help`)") + "\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -425,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
                     "bench": cmd_bench}
         return commands[args.command](args)
     except ConfigError as e:
-        print(f"qzoo {args.command}: error: {e}", file=sys.stderr)
+        print(one_line(f"qzoo {args.command}: error: {e}"), file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("qzoo: interrupted", file=sys.stderr)

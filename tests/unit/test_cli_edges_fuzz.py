@@ -17,6 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from qzoo.cli import main
+from qzoo.tuning import PRUNERS, SAMPLERS
+from qzoo.tuning.objectives import OBJECTIVES
 
 WORK = Path(tempfile.mkdtemp(prefix="qzoo-edges-"))
 RUNS, TUNES, BENCH, EXPORT = WORK / "runs", WORK / "tunes", WORK / "bench", WORK / "export"
@@ -225,6 +227,8 @@ def test_input_files_of_the_wrong_kind_are_refused(no_training, run_dir, case):
 PER_COMMAND = 40
 EMPTY, FULL, BINARY, NOT_YAML = WORK / "empty", WORK / "full", WORK / "binary.yml", WORK / "list.yml"
 word = st.from_regex(r"[a-z][a-z0-9]{0,8}", fullmatch=True)
+# a value with a line break in it (a pasted path, a quoted argument): the error quoting it is still one line
+broken = st.tuples(word, st.sampled_from(list("\n\r\v\f\x1c\x85\u2028")), word).map("".join)
 not_int = st.one_of(word, st.sampled_from(["1.5", "1e3", "0x10", "", " ", "one", "nan"]))
 non_positive = st.integers(-10**9, 0)
 unknown_option = identifier.map(lambda k: [f"--{k.replace('_', '-')}-x"])
@@ -232,14 +236,16 @@ bad_device = st.one_of(cuda_missing, not_a_device)
 bad_epsilon = st.one_of(st.floats(max_value=-1e-9), st.floats(min_value=1.000001),
                         st.just(float("nan"))).map(lambda e: [f"--epsilon={e!r}"])
 seed_flag = bad_seed.map(lambda s: [f"--seed={s}"])
-not_a_run = st.one_of(identifier.map(lambda k: str(WORK / f"missing_{k}")),
+not_a_run = st.one_of(identifier.map(lambda k: str(WORK / f"missing_{k}")), broken.map(lambda k: str(WORK / k)),
                       st.sampled_from([str(EMPTY), str(FULL), str(A_FILE), str(BINARY)]))
 missing_file = identifier.map(lambda k: str(WORK / f"missing_{k}.yml"))
 bad_yaml_file = st.one_of(missing_file, st.sampled_from([str(BINARY), str(NOT_YAML), str(EMPTY)]))
-bad_set = st.one_of(identifier.map(lambda k: f"{k}_x=1"), st.sampled_from(
-    ["gamma=2", "batch_size=0", "learning_rate=-1", "device=banana", "seed=-1", "n_step=0", "net_arch=[0]",
-     "buffer_size=1e30", "noisy_sigma=1e300", "env_kwargs={render_mode: human}", "no_equals_sign"])
-    ).map(lambda s: ["--set", s])
+bad_set = st.one_of(
+    identifier.map(lambda k: f"{k}_x=1"), broken.map(lambda k: f"{k}=1"), broken.map(lambda v: f"seed={v}"),
+    st.sampled_from(["gamma=2", "batch_size=0", "learning_rate=-1", "device=banana", "seed=-1", "n_step=0",
+                     "net_arch=[0]", "buffer_size=1e30", "noisy_sigma=1e300", "env_kwargs={render_mode: human}",
+                     "no_equals_sign"]),
+).map(lambda s: ["--set", s])
 
 
 def choice_other_than(*allowed: str) -> st.SearchStrategy[str]:
@@ -267,7 +273,7 @@ def with_flags(head: list[str], valid: list[list[str]], invalid, bad_head=None):
     return st.one_of(cases)
 
 
-unknown_env = st.one_of(word.map(lambda w: w.capitalize() + "-v0"), st.just("CartPole-v9"),
+unknown_env = st.one_of(word.map(lambda w: w.capitalize() + "-v0"), st.just("CartPole-v9"), broken,
                         st.just("ALE/NoSuchGame-v5"), st.sampled_from(["Pendulum-v1", "MountainCarContinuous-v0"]))
 COMMANDS = {
     "train": with_flags(
@@ -332,11 +338,13 @@ COMMANDS = {
             st.integers(-10**9, -1).map(lambda n: [f"--startup-trials={n}"]),
             st.one_of(st.floats(max_value=0), st.just(float("nan"))).map(lambda t: [f"--timeout={t!r}"]),
             st.sampled_from(["--objective", "--sampler", "--pruner"]).flatmap(
-                lambda f: word.filter(lambda w: w not in ("mean", "worst", "mean_minus_std", "tpe", "random",
-                                                          "median", "none", "halving")).map(lambda w: [f, w])),
+                lambda f: (word | broken).filter(lambda w: w not in (*OBJECTIVES, *SAMPLERS, *PRUNERS)).map(
+                    lambda w: [f, w])),
+            st.one_of(st.sampled_from(["", ".", "..", "a/b", "../../escape", "/abs"]), broken).map(
+                lambda n: [f"--study-name={n}"]),  # not a folder name
             choice_other_than("dqn", "rainbow", "der", "qlearning").map(lambda a: ["--algo", a]),
             st.integers(1001, 10**6).map(lambda n: ["--n-evals", str(n)]),  # more evaluations than steps
-            word.map(lambda w: ["--storage", f"{w}://nowhere/db"]),  # without --study-name
+            (word | broken).map(lambda w: ["--storage", f"{w}://nowhere/db"]),  # without --study-name
             word.map(lambda w: ["--storage", f"{w}x://nowhere/db", "--study-name", w]),  # no such database
             bad_yaml_file.map(lambda p: ["--space", p]), st.just(["--space-only"]),
             bad_yaml_file.map(lambda p: ["--preset", p]), bad_set, seed_flag,
@@ -352,9 +360,10 @@ COMMANDS = {
             choice_other_than("dqn", "rainbow", "der", "drq_eps").map(lambda a: ["--algos", f"dqn,{a}"]),
             st.sampled_from(["", ",", " , "]).map(lambda a: [f"--algos={a}"]),
             word.map(lambda p: ["--peer", p]), unknown_env.map(lambda e: ["--envs", e]),
+            broken.map(lambda a: ["--algos", a]),
             bad_yaml_file.map(lambda p: ["--suite-file", p]), bad_folder().map(lambda p: ["--bench-dir", p]),
             bad_set, st.integers(2, 64).map(lambda j: ["--ray", "--jobs", str(j)]), unknown_option),
-        word.filter(lambda s: s not in ("classic", "minatar", "atari", "atari100k")).map(
+        (word | broken).filter(lambda s: s not in ("classic", "minatar", "atari", "atari100k")).map(
             lambda s: ["bench", s, "--bench-dir", str(BENCH), "-n", "100"])),
 }
 

@@ -147,6 +147,7 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     if window <= 1 or len(values) == 0:
         return values.copy()
+    window = min(window, len(values))  # a longer window averages the same points (and may not fit an int64)
     sums = np.cumsum(np.concatenate([[0.0], values]))
     idx = np.arange(1, len(values) + 1)
     lo = np.maximum(idx - window, 0)

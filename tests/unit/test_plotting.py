@@ -25,6 +25,7 @@ def test_smooth_is_a_trailing_moving_average():
     np.testing.assert_allclose(smooth(x, 2), [1.0, 1.5, 2.5, 3.5, 4.5])
     np.testing.assert_allclose(smooth(x, 3), [1.0, 1.5, 2.0, 3.0, 4.0])
     np.testing.assert_allclose(smooth(x, 10), [1.0, 1.5, 2.0, 2.5, 3.0])
+    np.testing.assert_allclose(smooth(x, 10**30), [1.0, 1.5, 2.0, 2.5, 3.0])  # --smooth past int64: the same
 
 
 def test_iqm_is_the_mean_of_the_middle_half_of_all_scores_pooled():

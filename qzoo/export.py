@@ -68,7 +68,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, which: str = "final"
     from safetensors.torch import save_file
 
     from qzoo.env_ids import atari_game, is_atari_id
-    from qzoo.envs import make_env
+    from qzoo.envs import make_env, render_problem
     from qzoo.evaluation import evaluate, human_normalized
     from qzoo.plotting import read_csv_columns
 
@@ -82,6 +82,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, which: str = "final"
     if repo_id is not None and (problem := repo_id_problem(repo_id)) is not None:
         raise ConfigError(f"--repo-id {repo_id!r} {problem}")
     agent, config, model_path = load_policy(run_dir, which)
+    if video and (problem := render_problem(config.env_id)) is not None:  # before anything is written
+        raise ConfigError(f"{problem}; export it with --no-video")
     out_dir.mkdir(parents=True, exist_ok=True)
 
     tensors, meta = _weights(model_path, config, agent)

@@ -110,6 +110,8 @@ def check_env(config: Config, training: bool = True) -> EnvInfo:
     except Exception as e:  # the env's own refusal: an assert, a KeyError for a map name, a ValueError, ...
         raise ConfigError(env_refusal(config, e)) from None
     try:
+        if training and config.video_every and (problem := render_problem(config.env_id)):
+            raise ConfigError(f"setting 'video_every': {problem}; leave it at 0")
         if not isinstance(env.action_space, gym.spaces.Discrete):
             raise ConfigError(f"environment '{config.env_id}' has action space {env.action_space}; {config.algo} "
                               "needs a Discrete action space")
@@ -143,6 +145,23 @@ def check_env(config: Config, training: bool = True) -> EnvInfo:
         return EnvInfo(obs_space, int(env.action_space.n))
     finally:
         env.close()
+
+
+def render_problem(env_id: str) -> str | None:
+    """Why ``env_id`` cannot give video frames (its class lists render modes without 'rgb_array'), or None (it can,
+    or its entry point does not say: making it will tell)."""
+    spec = gym.spec(env_id)
+    creator = spec.entry_point
+    if isinstance(creator, str):
+        try:
+            creator = gym.envs.registration.load_env_creator(creator)
+        except Exception:  # noqa: BLE001 - an entry point that does not load: making the env says why
+            return None
+    modes = (getattr(creator, "metadata", None) or {}).get("render_modes")
+    if modes is None or "rgb_array" in modes:
+        return None
+    return f"environment '{env_id}' renders no video frames (its render modes: {', '.join(modes) or 'none'}; a " \
+        "video needs 'rgb_array')"
 
 
 def env_refusal(config: Config, error: Exception) -> str:

@@ -5,6 +5,7 @@ and leave the file system as it was. ``qzoo.cli.main`` runs in this process (fas
 as training (a valid one) fails the test at once."""
 
 import contextlib
+import html
 import io
 import os
 import tempfile
@@ -309,7 +310,8 @@ COMMANDS = {
         st.one_of(non_positive.map(lambda n: [f"--episodes={n}"]), bad_epsilon, seed_flag,
                   word.filter(lambda s: s != "mp4").map(lambda s: ["-o", str(WORK / f"video.{s}")]),
                   bad_folder().map(lambda p: ["-o", f"{p}/video.mp4"]), st.just(["-o", str(EMPTY)]),
-                  choice_other_than("final", "best").map(lambda m: ["--model", m]), unknown_option),
+                  choice_other_than("final", "best").map(lambda m: ["--model", m]), unknown_option,
+                  st.just([])),  # valid flags alone: RUN's env (qzoo/Corridor-v0) renders no frames
         not_a_run.map(lambda p: ["record", p])),
     "report": with_flags(
         ["report", "RUN"], [["-o", str(WORK / "report.html")], ["--no-video"]],
@@ -390,3 +392,18 @@ def test_generated_bad_input_to_every_subcommand_is_refused(no_training, run_dir
     case()
     print(f"{command}: {len(seen)} distinct bad command lines")
     assert len(seen) >= PER_COMMAND, (command, len(seen))
+
+
+def test_an_env_without_video_frames_is_refused_a_video_before_anything_is_written(no_training, run_dir, inputs):
+    # qzoo/Corridor-v0 renders 'ansi' text only
+    said = "environment 'qzoo/Corridor-v0' renders no video frames (its render modes: ansi; a video needs 'rgb_array')"
+    assert refused(["record", str(run_dir), "-o", str(WORK / "corridor.mp4")]) == f"qzoo record: error: {said}"
+    assert refused(["export", str(run_dir), str(EXPORT)]) == f"qzoo export: error: {said}; export it with --no-video"
+    assert refused(["train", "qzoo/Corridor-v0", "-n", "1000", "--runs-dir", str(RUNS), "--set", "video_every=100"]) \
+        == f"qzoo train: error: setting 'video_every': {said}; leave it at 0"
+    # a report has its curves and tables, and says why it has no video
+    page = WORK / "corridor.html"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["report", str(run_dir), "-o", str(page)]) == 0
+    assert f"<p id=no-video>No video: {html.escape(said)}.</p>" in page.read_text()
+    page.unlink()

@@ -50,3 +50,17 @@ def test_true_next_obs_is_the_final_observation_of_a_truncated_episode():
     envs.close()
     assert seen[0] == (7, True, False, 7, 0)  # s' is the goal cell, not the reset cell
     assert seen[1] == (30, False, True, 0, 0)  # truncated at the wall: final obs position 0
+
+
+def test_render_problem_reads_the_render_modes_an_env_class_declares():
+    from qzoo.envs import render_problem
+
+    for env_id in ("CartPole-v1", "FrozenLake-v1", "ALE/Pong-v5", "MinAtar/Breakout-v1"):
+        assert render_problem(env_id) is None, env_id
+    assert render_problem("qzoo/Corridor-v0") == ("environment 'qzoo/Corridor-v0' renders no video frames (its render "
+                                                  "modes: ansi; a video needs 'rgb_array')")
+    # a class that declares none (gymnasium.Env's default metadata), registered by its class, not a string
+    assert "(its render modes: none;" in render_problem("qzootest/ConstantReward-v0")
+    check_env(Config(env_id="qzoo/Corridor-v0", video_every=100), training=False)  # evaluating a run: no video
+    with pytest.raises(ConfigError, match="setting 'video_every': environment 'qzoo/Corridor-v0' renders no"):
+        check_env(Config(env_id="qzoo/Corridor-v0", video_every=100))

@@ -84,6 +84,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, which: str = "final"
     agent, config, model_path = load_policy(run_dir, which)
     if video and (problem := render_problem(config.env_id)) is not None:  # before anything is written
         raise ConfigError(f"{problem}; export it with --no-video")
+    evaluations = read_csv_columns(run_dir / "evaluations.csv")  # a log that cannot be read: refused here too
     out_dir.mkdir(parents=True, exist_ok=True)
 
     tensors, meta = _weights(model_path, config, agent)
@@ -95,7 +96,6 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, which: str = "final"
     result = evaluate(agent, env, episodes, config.eval_epsilon, seed)
     env.close()
     game = atari_game(config.env_id) if is_atari_id(config.env_id) else None
-    evaluations = read_csv_columns(run_dir / "evaluations.csv")
     results = {
         "env_id": config.env_id, "algo": config.algo, "seed": config.seed, "model": model_path.name,
         "trained_steps": int(meta["step"]) if "step" in meta else _last_step(run_dir),

@@ -8,6 +8,7 @@ import contextlib
 import html
 import io
 import os
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -227,6 +228,7 @@ def test_input_files_of_the_wrong_kind_are_refused(no_training, run_dir, case):
 # command lines it ran and asserts at least PER_COMMAND of them: 8 x 40 = 320 at least in all.
 PER_COMMAND = 40
 EMPTY, FULL, BINARY, NOT_YAML = WORK / "empty", WORK / "full", WORK / "binary.yml", WORK / "list.yml"
+BAD_PROGRESS, BAD_EVALS = WORK / "bad_progress_run", WORK / "bad_evals_run"  # the trained run, a log spoilt
 word = st.from_regex(r"[a-z][a-z0-9]{0,8}", fullmatch=True)
 # a value with a line break in it (a pasted path, a quoted argument): the error quoting it is still one line
 broken = st.tuples(word, st.sampled_from(list("\n\r\v\f\x1c\x85\u2028")), word).map("".join)
@@ -261,6 +263,10 @@ def inputs(run_dir) -> None:
     (FULL / "keep.txt").write_text("something\n")
     BINARY.write_bytes(bytes(range(128, 256)))
     NOT_YAML.write_text("- a\n- list\n")
+    for run, log, content in ((BAD_PROGRESS, "progress.csv", bytes(range(128, 256))),
+                              (BAD_EVALS, "evaluations.csv", b"step,return_mean\r\n100,1.0\r\n200,high\r\n")):
+        shutil.copytree(run_dir, run, dirs_exist_ok=True)
+        (run / log).write_bytes(content)
 
 
 def with_flags(head: list[str], valid: list[list[str]], invalid, bad_head=None):
@@ -303,7 +309,8 @@ COMMANDS = {
                   st.one_of(st.floats(max_value=0), st.floats(min_value=1)).map(lambda c: [f"--ci={c!r}"]),
                   st.just(["--normalized"]), identifier.map(lambda k: [f"{k}={WORK / ('missing_' + k)}"]),
                   unknown_option),
-        not_a_run.map(lambda p: ["plot", p, "-o", str(WORK / "curves.png")])),
+        st.one_of(not_a_run, st.sampled_from([str(BAD_PROGRESS), str(BAD_EVALS)])).map(
+            lambda p: ["plot", p, "-o", str(WORK / "curves.png")])),
     "record": with_flags(
         ["record", "RUN"], [["--episodes", "2"], ["--seed", "1"], ["--model", "best"], ["--epsilon", "0.5"],
                             ["-o", str(WORK / "video.mp4")]],
@@ -320,7 +327,8 @@ COMMANDS = {
                   st.one_of(identifier.map(lambda k: str(WORK / f"missing_{k}.mp4")),
                             st.sampled_from([str(A_FILE), str(BINARY), str(EMPTY)])).map(lambda v: ["--video", v]),
                   unknown_option),
-        not_a_run.map(lambda p: ["report", p, "--no-video"])),
+        st.one_of(not_a_run, st.sampled_from([str(BAD_PROGRESS), str(BAD_EVALS)])).map(
+            lambda p: ["report", p, "--no-video"])),
     "export": with_flags(
         ["export", "RUN", str(EXPORT)], [["--episodes", "2"], ["--seed", "3"], ["--no-video"], ["--model", "best"],
                                          ["--repo-id", "someone/corridor"]],
@@ -329,7 +337,7 @@ COMMANDS = {
                   st.one_of(word, st.sampled_from(["a/b/c", "/name", "user/", "user name/x", "a/-b", "a/b..c",
                                                    "a/b\nc", "a/" + "b" * 97])).map(lambda r: [f"--repo-id={r}"]),
                   unknown_option),
-        st.one_of(not_a_run.map(lambda p: ["export", p, str(EXPORT)]),
+        st.one_of(st.one_of(not_a_run, st.just(str(BAD_EVALS))).map(lambda p: ["export", p, str(EXPORT)]),
                   st.one_of(st.just(str(FULL)), bad_folder()).map(lambda p: ["export", "RUN", p]))),
     "tune": with_flags(
         ["tune", "CartPole-v1", "--tunes-dir", str(TUNES), "--n-timesteps", "1000"],

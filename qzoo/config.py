@@ -464,7 +464,7 @@ def normalise_preset_entry(entry: dict, where: str) -> dict:
 
 def load_yaml(path: Path, what: str = "preset file") -> Any:
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             return yaml.safe_load(f)
     except FileNotFoundError:
         raise ConfigError(f"{what} '{path}' does not exist") from None

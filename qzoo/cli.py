@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="run a benchmark suite (envs x algos x seeds) and write its results table",
                            description="Run every (env, algo, seed) of a suite in worker processes, skipping finished "
                                        "runs, then write results.csv, summary.csv and results.md. Suites: "
-                                       "qzoo/presets/suites.yml (classic, minatar, minatar-paper, atari, atari100k), "
+                                       "qzoo/presets/suites.yml (classic, minatar, minatar-paper, atari, atari-check, "
+                                       "atari100k), "
                                        "extended by --suite-file.")
     bench.add_argument("suite", help="suite name, e.g. classic or minatar")
     bench.add_argument("--algos", default="dqn",

@@ -127,15 +127,16 @@ def load_replay(path: Path) -> dict:
 
 # ---- resuming the loop ----------------------------------------------------------------------------------------
 def training_state(*, step: int, vec_steps: int, obs, rng: np.random.Generator, best_eval: float, agent, progress,
-                   envs) -> dict:
-    """What the training loop holds besides the replay buffer, for :meth:`Checkpointer.save`."""
+                   envs, acting: list | None = None) -> dict:
+    """What the training loop holds besides the replay buffer, for :meth:`Checkpointer.save`. ``acting``: the
+    acting copy's tensors of an overlapped run (``TrainingPhases.acting_state``)."""
     from qzoo.envs import vec_env_state
 
     return {"step": step, "vec_steps": vec_steps, "obs": torch.from_numpy(np.array(obs)),
             "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
             "best_eval": best_eval, "agent": agent.state_dict(), "progress": progress.state_dict(),
-            "envs": vec_env_state(envs)}
+            "envs": vec_env_state(envs), "acting": acting}
 
 
 @dataclass
@@ -146,6 +147,7 @@ class Restored:
     vec_steps: int
     best_eval: float
     learn_from: int  # learning resumes once step > learn_from (later than learning_starts while replay refills)
+    acting: list | None = None  # an overlapped run's acting copy (TrainingPhases.load_acting_state)
 
 
 def restore(resume: Resume, config: Config, *, agent, replay, progress, envs, rng: np.random.Generator,
@@ -180,4 +182,4 @@ def restore(resume: Resume, config: Config, *, agent, replay, progress, envs, rn
         skipped = "".join(f"; skipped {s}" for s in resume.skipped)
         print(f"qzoo: resuming from {resume.path.name} (step {step}){skipped}"
               + "".join(f"; {n}" for n in notes), file=out, flush=True)
-    return Restored(envs, obs, step, state["vec_steps"], state["best_eval"], learn_from)
+    return Restored(envs, obs, step, state["vec_steps"], state["best_eval"], learn_from, state.get("acting"))

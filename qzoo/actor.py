@@ -31,6 +31,7 @@ learner and actor then have a core each (BENCHMARKS.md).
 from __future__ import annotations
 
 import copy
+import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -43,9 +44,27 @@ from qzoo.replay import Batch, ReplayBuffer
 
 
 def resolve_overlap(config: Config, observation_shape: tuple) -> bool:
-    """``overlap`` as a bool. 'auto' is off for now: overlapping changes what the agent acts with (policy lag one
-    phase), and it becomes the default for image observations only once a learning check shows no loss."""
+    """``overlap`` as a bool. 'auto' is off: acting one update behind learned as well as in line (Breakout, 250k
+    steps), but overlapping only pays with a core to spare for the actor. With one other busy process on 2 cores
+    the overlapped loop ran at 83-89 steps/s against 155 in line (bf16, Pong; BENCHMARKS.md)."""
     return config.overlap == "true"
+
+
+def learner_threads(config: Config, observation_shape: tuple, device: torch.device) -> int | None:
+    """torch's intra-op threads for the run, or None to keep torch's default. ``torch_threads`` when set; for 0
+    (auto): one thread for MLPs and the MinAtar CNN (small matrices lose more to thread hand-offs than they gain)
+    and for the bf16 Nature CNN on a CPU (oneDNN's bf16 kernels at batch 32 ran 6x slower on two threads than on
+    one with one other busy process: BENCHMARKS.md); with overlap, one core fewer than the process may use (the
+    actor's); torch's default otherwise."""
+    if config.torch_threads:
+        return config.torch_threads
+    if config.resolved_network(observation_shape) in ("mlp", "minatar"):
+        return 1
+    if config.overlap == "true":
+        return max(1, len(os.sched_getaffinity(0)) - 1)
+    if config.bf16 == "true" and device.type == "cpu":
+        return 1
+    return None
 
 
 class ActingCopy:

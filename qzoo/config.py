@@ -180,11 +180,11 @@ class Config:
     noisy: bool = setting(False, "factorised Gaussian noisy linear layers (Fortunato et al. 2018); turns "
                                  "epsilon-greedy off", group="network")
     bf16: str = setting(
-        "false", "bfloat16 autocast for the Nature CNN torso (its output, the head, loss and optimizer stay float32): "
-                 "~1.7x faster updates where the hardware computes bf16 natively, ~10x slower where torch emulates "
-                 "it; 'auto' = on with CUDA or a CPU whose /proc/cpuinfo flags include avx512_bf16 or amx_bf16, off "
-                 "elsewhere; 'true' / 'false' force it. The run prints what auto chose and config.yaml records the "
-                 "resolved value. Off by default until long runs show it learns as well as float32",
+        "auto", "bfloat16 autocast for the Nature CNN torso (its output, the head, loss and optimizer stay float32): "
+                "~1.7x faster updates where the hardware computes bf16 natively, ~10x slower where torch emulates "
+                "it; 'auto' = on with CUDA or a CPU whose /proc/cpuinfo flags include avx512_bf16 or amx_bf16, off "
+                "elsewhere; 'true' / 'false' force it. The run prints what auto chose and config.yaml records the "
+                "resolved value (learning checks: BENCHMARKS.md, Atari)",
         one_of("auto", "true", "false"), "network")
     noisy_sigma: float = setting(0.5, "initial noise scale sigma0 of noisy layers", noisy_sigma_check,
                                "network")
@@ -238,15 +238,17 @@ class Config:
     device: str = setting("auto", "torch device: auto (CUDA when present), cpu, cuda, cuda:N", device_check,
                           "train")
     torch_threads: int = setting(0, "torch intra-op threads (0 = auto: 1 for MLPs and the MinAtar CNN, whose small "
-                                    "matrices lose more to thread hand-offs than they gain; torch's default "
-                                    "otherwise)", at_least(0),
+                                    "matrices lose more to thread hand-offs than they gain, and for the bf16 Nature "
+                                    "CNN on a CPU; with overlap, one core fewer than the process may use, the "
+                                    "actor's; torch's default otherwise)",
+                                 at_least(0),
                                  "train")
     overlap: str = setting(
         "auto", "run each training phase's gradient steps in a background thread while the envs step and actions "
                 "are chosen for the next train_freq steps (qzoo/actor.py): the same replay ratio (one phase per "
                 "train_freq steps, batches drawn at the phase's step), actions from weights at most one phase old; "
-                "'auto' = off for now (to become on for image observations once a learning check holds), 'true' / "
-                "'false' force it; config.yaml records the resolved value", one_of("auto", "true", "false"),
+                "'auto' = off (it pays only with a core to spare for the actor; BENCHMARKS.md), 'true' / 'false' "
+                "force it; config.yaml records the resolved value", one_of("auto", "true", "false"),
         "train")
     # --- logging, evaluation, checkpoints ---------------------------------------------------------------------
     log_interval: int = setting(1000, "environment steps between progress.csv rows", at_least(1), "logging")

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from qzoo import checkpoint as ckpt
-from qzoo.actor import TrainingPhases, resolve_overlap
+from qzoo.actor import TrainingPhases, learner_threads, resolve_overlap
 from qzoo.agent import build_agent, resolve_device
 from qzoo.config import Config
 from qzoo.envs import check_env, finished_episodes, finished_games, make_env, make_vec_env, true_next_obs
@@ -64,15 +64,16 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
     with ``interrupted``; a second signal stops at once, keeping the last checkpoint written."""
     env_info = check_env(config)
     seed_everything(config.seed)
-    if config.torch_threads or config.resolved_network(env_info.observation_space.shape) in ("mlp", "minatar"):
-        torch.set_num_threads(config.torch_threads or 1)
-    # Adam's second-moment estimates of small networks drift into denormal floats, which x86 CPUs process
-    # ~5x slower; flushing them to zero changes no result that matters and keeps updates fast.
-    torch.set_flush_denormal(True)
     device = resolve_device(config.device)
     # settings that depend on the machine: resolved once, recorded as resolved in config.yaml
     bf16, bf16_note = resolve_bf16(config, device, env_info.observation_space.shape)
     config = config.replace(bf16=bf16, overlap=str(resolve_overlap(config, env_info.observation_space.shape)).lower())
+    threads = learner_threads(config, env_info.observation_space.shape, device)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    # Adam's second-moment estimates of small networks drift into denormal floats, which x86 CPUs process
+    # ~5x slower; flushing them to zero changes no result that matters and keeps updates fast.
+    torch.set_flush_denormal(True)
     if bf16_note is not None:
         print(bf16_note, file=out or sys.stderr, flush=True)
 

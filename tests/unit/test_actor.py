@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from qzoo.actor import TrainingPhases
+from qzoo.actor import TrainingPhases, learner_threads, resolve_overlap
 from qzoo.agent import build_agent
 from qzoo.config import Config
 from qzoo.replay import make_replay
@@ -133,3 +133,22 @@ def test_the_acting_copy_takes_the_online_networks_noise_and_a_checkpoints_copy(
     inline = TrainingPhases(agent, replay, config, dict.fromkeys(TIMING, 0.0), overlap=False)
     assert inline.acting_state() is None
     phases.close()
+
+
+def test_threads_and_overlap_resolve_from_the_network_bf16_and_the_cores(monkeypatch):
+    import os
+
+    image, cpu, cuda = (4, 84, 84), torch.device("cpu"), torch.device("cuda")
+    pong = Config(env_id="ALE/Pong-v5")
+    assert pong.overlap == "auto" and not resolve_overlap(pong, image)  # auto: off (it needs a spare core)
+    assert resolve_overlap(pong.replace(overlap="true"), image)
+    assert learner_threads(Config(env_id="CartPole-v1"), (4,), cpu) == 1  # an MLP: one thread
+    assert learner_threads(Config(env_id="MinAtar/Breakout-v1"), (4, 10, 10), cpu) == 1
+    assert learner_threads(pong.replace(bf16="false"), image, cpu) is None  # fp32 CNN: torch's default
+    assert learner_threads(pong.replace(bf16="true"), image, cpu) == 1  # bf16 on a CPU: one thread
+    assert learner_threads(pong.replace(bf16="true"), image, cuda) is None
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert learner_threads(pong.replace(bf16="true", overlap="true"), image, cpu) == 3  # a core left to the actor
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert learner_threads(pong.replace(overlap="true"), image, cpu) == 1
+    assert learner_threads(pong.replace(bf16="true", torch_threads=2), image, cpu) == 2  # the setting wins

@@ -490,7 +490,7 @@ def test_tri_state_settings_also_take_booleans():
     assert from_dict({"bf16": True}).bf16 == "true" and from_dict({"bf16": "off"}).bf16 == "false"
     assert from_dict({"overlap": "Auto".lower()}).overlap == "auto" and from_dict({"save_replay": False}).save_replay \
         == "false"
-    assert Config().bf16 == "false" and Config().overlap == "auto"  # the shipped defaults
+    assert Config().bf16 == "auto" and Config().overlap == "auto"  # the shipped defaults
     with pytest.raises(ConfigError, match="setting 'bf16' must be one of 'auto', 'true', 'false', got 'fast'"):
         from_dict({"bf16": "fast"})
 

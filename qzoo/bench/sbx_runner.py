@@ -58,12 +58,13 @@ def main() -> None:
         exploration_initial_eps=spec["exploration_initial_eps"], exploration_final_eps=spec["exploration_final_eps"],
         policy_kwargs=policy_kwargs, seed=spec["seed"], verbose=0)
     callback = LearningStart(spec["learning_starts"])
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     model.learn(total_timesteps=spec["n_timesteps"], callback=callback)
-    end = time.perf_counter()
+    end, cpu = time.perf_counter(), time.process_time() - cpu
     seconds = end - start
     returns = [ep["r"] for ep in model.ep_info_buffer]
     result = {"steps": spec["n_timesteps"], "seconds": seconds, "steps_per_s": spec["n_timesteps"] / seconds,
+              "cpu_seconds": cpu, "steps_per_cpu_s": spec["n_timesteps"] / cpu,
               "train_return": float(np.mean(returns)) if returns else None,
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
               "jax": jax.__version__, "backend": jax.default_backend(), "xla_flags": os.environ.get("XLA_FLAGS")}

@@ -60,7 +60,8 @@ class FusedAdamStep:
                 if grads is not None:
                     for p, g in zip(self.params, grads, strict=True):
                         p.grad = g
-                self.optimizer.step()
+                with torch.inference_mode(False):  # state tensors that any later step may update in place
+                    self.optimizer.step()
                 return
             states = [self.optimizer.state[p] for p in self.params]
             self._state = tuple([s[key] for s in states] for key in ("exp_avg", "exp_avg_sq", "step"))
@@ -89,7 +90,10 @@ class MLPPhase:
         self.layers, self.adam = backprop.layers, adam
         self.online = [(layer.bias, layer.weight.t()) for layer in self.layers]  # views: follow in-place updates
         self.target = [(layer.bias, layer.weight.t()) for layer in target.layers]
-        self.grads = [torch.empty_like(p) for p in backprop.params]  # written in place by every update
+        # the gradients, written in place by every update: views of one flat buffer, whose squared norm is one dot
+        self.flat_grad = torch.empty(sum(p.numel() for p in backprop.params))
+        self.grads = list(torch.split(self.flat_grad, [p.numel() for p in backprop.params]))
+        self.grads = [g.view_as(p) for g, p in zip(self.grads, backprop.params, strict=True)]
         self.max_grad_norm, self.loss, self.double = max_grad_norm, loss, double
 
     @classmethod
@@ -110,7 +114,7 @@ class MLPPhase:
         bias, weight_t = layers[-1]
         return torch.addmm(bias, inputs[-1], weight_t), inputs
 
-    @torch.no_grad()
+    @torch.inference_mode()  # (less per-call work than no_grad: ~6% of an update at CartPole's sizes)
     def run(self, obs_tm1: torch.Tensor, action_tm1: torch.Tensor, reward_t: torch.Tensor, discount_t: torch.Tensor,
             obs_t: torch.Tensor, n_updates: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``n_updates`` updates on the phase's batches (rows [i * B, (i + 1) * B) are batch i; float32
@@ -128,6 +132,7 @@ class MLPPhase:
         xs, actions = obs_tm1.view(n, batch, -1).unbind(0), action_tm1.view(n, batch, 1).unbind(0)
         target_rows, q_rows = targets.unbind(0), q_taken.unbind(0)
         grads, scale, kind, max_norm = self.grads, 1.0 / batch, self.loss, self.max_grad_norm
+        flat_grad, skip_below = self.flat_grad, (0.9 * max_norm) ** 2
         backward = [(i, grads[2 * i], grads[2 * i + 1], layer.weight) for i, layer in enumerate(self.layers)][::-1]
         for u in range(n):
             if self.double:
@@ -141,7 +146,10 @@ class MLPPhase:
                 torch.sum(grad, 0, out=grad_bias)
                 if i > 0:
                     grad = torch.ops.aten.threshold_backward(grad.mm(weight), inputs[i], 0)
-            clip_grad_norm(grads, max_norm)
+            # Clipping scales by min(max_norm / (||g|| + 1e-6), 1), which is exactly 1 well below the threshold:
+            # a dot product (float32, relative error far below the 10% margin) tells when to skip it
+            if not float(torch.dot(flat_grad, flat_grad)) < skip_below:
+                clip_grad_norm(grads, max_norm)
             self.adam.step(grads)
         losses = td_loss(q_taken, targets, kind).view(n, batch).mean(1)
         return losses.sum(), q_taken.view(n, batch).mean(1).sum()

@@ -41,6 +41,7 @@ class QAgent:
         self._q_sum = torch.zeros((), device=device)
         self._updates_at_pop = 0
         self.updates = 0
+        self._copied_at_update: int | None = None  # ``updates`` at the last hard target sync (None: none since load)
         # Acting runs one tiny forward pass per env step, where torch's per-call overhead (~100 us) is most of
         # the cost; a plain MLP on the CPU is evaluated in numpy on views of the live parameters instead.
         self._numpy_q = numpy_forward(self.q_net) if device.type == "cpu" else None
@@ -198,10 +199,15 @@ class QAgent:
         self.optimizer.param_groups[0]["lr"] = float(learning_rate)
 
     def sync_target(self, tau: float = 1.0) -> None:
-        """theta_target <- tau * theta + (1 - tau) * theta_target  (tau = 1: hard copy)."""
+        """theta_target <- tau * theta + (1 - tau) * theta_target  (tau = 1: hard copy). A hard copy with no update
+        since the previous one is skipped: the target already holds these weights (RL Zoo's CartPole syncs every 10
+        steps and trains every 256, so most copies would copy nothing new)."""
+        if tau >= 1.0 and self._copied_at_update == self.updates:
+            return
         online, target = list(self.q_net.parameters()), list(self.target_net.parameters())
         if tau >= 1.0:
             torch._foreach_copy_(target, online)
+            self._copied_at_update = self.updates
         else:
             torch._foreach_lerp_(target, online, tau)
 
@@ -228,6 +234,7 @@ class QAgent:
         if self._adam is not None:
             self._adam.forget_state()  # load_state_dict replaced the moment tensors
         self.updates = state["updates"]
+        self._copied_at_update = None
         with torch.no_grad():
             for name, net in (("q_net", self.q_net), ("target_net", self.target_net)):
                 for buffer_name, buffer in net.named_buffers():

@@ -73,7 +73,9 @@ class QAgent:
         The target network is frozen for the whole phase (it is synced between environment steps). So when the
         batches do not depend on the updates before them (uniform sampling) and the target net is deterministic
         (no noisy layers) with a scalar head, Q_target(s_t, .) of every batch of the phase comes from one batched
-        forward pass instead of n_updates small ones: the same targets, a quarter less work per update."""
+        forward pass instead of n_updates small ones: the same targets, a quarter less work per update. A plain MLP
+        with direct fused Adam runs the whole phase in :class:`qzoo.fastpath.MLPPhase` (bit-identical weights);
+        other networks update batch by batch."""
         t0 = time.perf_counter()
         if replay.sampler.uses_priorities or self.noisy or self.q_net.support is not None:
             sample_s = 0.0

@@ -91,9 +91,9 @@ class MLPPhase:
         self.online = [(layer.bias, layer.weight.t()) for layer in self.layers]  # views: follow in-place updates
         self.target = [(layer.bias, layer.weight.t()) for layer in target.layers]
         # the gradients, written in place by every update: views of one flat buffer, whose squared norm is one dot
-        self.flat_grad = torch.empty(sum(p.numel() for p in backprop.params))
-        self.grads = list(torch.split(self.flat_grad, [p.numel() for p in backprop.params]))
-        self.grads = [g.view_as(p) for g, p in zip(self.grads, backprop.params, strict=True)]
+        sizes = [p.numel() for p in backprop.params]
+        self.flat_grad = torch.empty(sum(sizes))
+        self.grads = [g.view_as(p) for g, p in zip(self.flat_grad.split(sizes), backprop.params, strict=True)]
         self.max_grad_norm, self.loss, self.double = max_grad_norm, loss, double
 
     @classmethod

@@ -20,8 +20,8 @@ goes on stepping the envs and choosing actions for the next ``train_freq`` steps
 - Prioritized replay with several gradient steps per phase draws a phase's batches together, with the priorities
   at the phase start (in line, each batch sees the previous update's priorities); new priorities reach the sum
   tree when the phase is waited for. With gradient_steps 1 (RL Zoo's Atari setting) that is the same thing.
-- A resume from a checkpoint of an overlapped run acts with the checkpoint's weights for the rest of that phase
-  (the acting copy is not saved), so it is close to, not exactly, the uninterrupted run.
+- Resume: a checkpoint of an overlapped run holds the acting copy too (:meth:`TrainingPhases.acting_state`), so
+  a resumed overlapped run continues exactly as the uninterrupted one (tested).
 
 The background job is a single thread: PyTorch releases the GIL inside its kernels, so the update's convolutions
 run while the main thread steps the emulator. With two cores give torch one thread (``torch_threads=1``):
@@ -58,9 +58,17 @@ class ActingCopy:
 
     @torch.no_grad()
     def refresh(self) -> None:
-        """Online weights (and noisy layers' noise) -> the copy."""
-        for mine, theirs in zip(self.net.state_dict().values(), self.agent.q_net.state_dict().values(), strict=True):
-            mine.copy_(theirs)
+        """Online weights (and noisy layers' noise, a buffer the state dict leaves out) -> the copy."""
+        self.load(self.tensors(self.agent.q_net))
+
+    @staticmethod
+    def tensors(net: torch.nn.Module) -> list[torch.Tensor]:
+        """Every parameter and buffer of ``net`` (non-persistent ones included), in a fixed order."""
+        return [*net.parameters(), *net.buffers()]
+
+    @torch.no_grad()
+    def load(self, tensors: list[torch.Tensor]) -> None:
+        torch._foreach_copy_(self.tensors(self.net), list(tensors))
 
     def greedy(self, obs: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -105,6 +113,16 @@ class TrainingPhases:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="qzoo-learner") if overlap else None
         self._job: Future | None = None
         self._view: PhaseBatches | None = None
+
+    def acting_state(self) -> list[torch.Tensor] | None:
+        """What a checkpoint keeps to resume exactly: the acting copy's weights and noise (None in line)."""
+        return [t.detach().clone() for t in ActingCopy.tensors(self.policy.net)] if self.overlap else None
+
+    def load_acting_state(self, tensors: list[torch.Tensor] | None) -> None:
+        """Act with a checkpoint's acting copy (kept as refreshed from the online net when it has none: a
+        checkpoint of an in-line run)."""
+        if self.overlap and tensors is not None:
+            self.policy.load(tensors)
 
     def learn(self, step: int) -> None:
         if not self.overlap:

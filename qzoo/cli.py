@@ -12,15 +12,25 @@ from pathlib import Path
 
 from qzoo import __version__
 from qzoo.config import ALGOS, ConfigError, parse_set, resolve, settings_help
+from qzoo.guards import check_args
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
+
+
+# What str.splitlines breaks a line at: a value the user typed may hold one (a pasted path, a quoted argument).
+LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def one_line(message: str) -> str:
+    """``message`` with each line break escaped (``\\n``): an error is one line, whatever values it quotes."""
+    return message.translate({ord(c): repr(c)[1:-1] for c in LINE_BREAKS})
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage problem is one line (and exit code 2), not a usage dump."""
 
     def error(self, message):
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        self.exit(EXIT_BAD_INPUT, one_line(f"{self.prog}: error: {message} (see `{self.prog} --help`)") + "\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="run a benchmark suite (envs x algos x seeds) and write its results table",
                            description="Run every (env, algo, seed) of a suite in worker processes, skipping finished "
                                        "runs, then write results.csv, summary.csv and results.md. Suites: "
-                                       "qzoo/presets/suites.yml (classic, minatar, minatar-paper, atari, atari100k), "
+                                       "qzoo/presets/suites.yml (classic, minatar, minatar-paper, atari, atari-check, "
+                                       "atari100k), "
                                        "extended by --suite-file.")
     bench.add_argument("suite", help="suite name, e.g. classic or minatar")
     bench.add_argument("--algos", default="dqn",
@@ -216,7 +227,8 @@ def prepare_train(args, held: contextlib.ExitStack):
         if run_dir.is_dir():  # one process per run directory (a missing one is refused by prepare_resume)
             held.enter_context(ckpt.run_dir_lock(run_dir))
         config, resume = ckpt.prepare_resume(run_dir, args.n_timesteps, changes)
-        print(f"qzoo: resuming {config.algo} on {config.env_id} at step {resume.step} of {config.n_timesteps} -> "
+        doing = "finishing (final evaluation)" if resume.step >= config.n_timesteps else "resuming"
+        print(f"qzoo: {doing} {config.algo} on {config.env_id} at step {resume.step} of {config.n_timesteps} -> "
               f"{run_dir}", file=sys.stderr)
         return config, run_dir, resume
     if args.env_id is None:
@@ -301,10 +313,6 @@ def cmd_eval(args) -> int:
     from qzoo.evaluation import evaluate, human_normalized
     from qzoo.policy import load_policy
 
-    if args.episodes < 1:
-        raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
-    if args.epsilon is not None and not 0.0 <= args.epsilon <= 1.0:
-        raise ConfigError(f"--epsilon must be in [0, 1], got {args.epsilon}")
     agent, config, path = load_policy(Path(args.run_dir), args.model, args.device)
     epsilon = config.eval_epsilon if args.epsilon is None else args.epsilon
     env = make_env(config.env_id, config.env_kwargs, one_hot=not config.is_tabular, config=config)()
@@ -421,12 +429,13 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = sys.argv[1:] if argv is None else list(argv)  # for command.txt
     signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM takes the same clean path as Ctrl-C
     try:
+        check_args(args)  # devices, seeds, output folders, input files: once, before any command runs
         commands = {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot, "record": cmd_record, "report": cmd_report,
                     "export": cmd_export, "tune": cmd_tune,
                     "bench": cmd_bench}
         return commands[args.command](args)
     except ConfigError as e:
-        print(f"qzoo {args.command}: error: {e}", file=sys.stderr)
+        print(one_line(f"qzoo {args.command}: error: {e}"), file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("qzoo: interrupted", file=sys.stderr)

@@ -95,6 +95,19 @@ def crop_check(v) -> str | None:
     return None if ok else "[] (no crop) or [top, bottom, left, right]: pixel rows/columns >= 0 to drop"
 
 
+def seed_check(v) -> str | None:
+    return None if 0 <= v <= 2**32 - 1 else "an integer in [0, 2**32 - 1] (4294967295)"
+
+
+def noisy_sigma_check(v) -> str | None:  # float32 noise: a huge sigma0 overflows or swamps every weight
+    return None if 0 < v <= 10 else "a number in (0, 10] (Fortunato et al. use 0.5)"
+
+
+def env_kwargs_check(v) -> str | None:  # 'human' waits for a display; videos are rendered by qzoo itself
+    return None if "render_mode" not in v else ("a mapping without 'render_mode' (qzoo renders its videos itself, "
+                                                "with qzoo record and video_every; 'human' needs a display)")
+
+
 def device_check(v) -> str | None:
     ok = v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit())
     return None if ok else "'auto', 'cpu', 'cuda' or 'cuda:N'"
@@ -111,10 +124,10 @@ def setting(default, help: str, check: Check | None = None, group: str = "agent"
 class Config:
     # --- environment ---------------------------------------------------------------------------------------
     env_id: str = setting("CartPole-v1", "Gymnasium environment id", group="env")
-    env_kwargs: dict = setting({}, "keyword arguments passed to gymnasium.make", group="env")
+    env_kwargs: dict = setting({}, "keyword arguments passed to gymnasium.make", env_kwargs_check, "env")
     gym_packages: list = setting([], "extra modules to import so that they register their env ids", group="env")
     n_envs: int = setting(1, "environments stepped in parallel (one batched action selection)", at_least(1), "env")
-    seed: int = setting(0, "random seed (torch, numpy, environments)", at_least(0), "env")
+    seed: int = setting(0, "random seed (torch, numpy, environments)", seed_check, "env")
     # Atari (ALE ids only; qzoo/envs/atari.py): the DQN preprocessing, defaults as in Mnih et al. 2015.
     atari_protocol: str = setting(
         "nature", "(ALE) 'nature': no sticky actions, noop_max no-op starts, episodic_life; 'machado': sticky "
@@ -173,7 +186,8 @@ class Config:
                  "elsewhere; 'true' / 'false' force it. The run prints what auto chose and config.yaml records the "
                  "resolved value. Off by default until long runs show it learns as well as float32",
         one_of("auto", "true", "false"), "network")
-    noisy_sigma: float = setting(0.5, "initial noise scale sigma0 of noisy layers", positive, "network")
+    noisy_sigma: float = setting(0.5, "initial noise scale sigma0 of noisy layers", noisy_sigma_check,
+                               "network")
     distributional: str = setting("none", "distributional head: none or c51 (Bellemare et al. 2017)",
                                   one_of("none", "c51"), "network")
     n_atoms: int = setting(51, "atoms of the c51 support", at_least(2), "network")
@@ -267,6 +281,9 @@ class Config:
         if self.batch_size > self.buffer_size:
             raise ConfigError(f"setting 'batch_size' ({self.batch_size}) must not exceed "
                               f"'buffer_size' ({self.buffer_size})")
+        if not (math.isfinite(self.v_min) and math.isfinite(self.v_max) and math.isfinite(self.v_max - self.v_min)):
+            raise ConfigError(f"settings 'v_min' and 'v_max' must be finite numbers whose difference is finite, got "
+                              f"{self.v_min} and {self.v_max}")
         if self.v_min >= self.v_max:
             raise ConfigError(f"setting 'v_min' ({self.v_min}) must be below 'v_max' ({self.v_max})")
         if self.exploration_final_eps > self.exploration_initial_eps:
@@ -447,12 +464,16 @@ def normalise_preset_entry(entry: dict, where: str) -> dict:
 
 def load_yaml(path: Path, what: str = "preset file") -> Any:
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             return yaml.safe_load(f)
     except FileNotFoundError:
         raise ConfigError(f"{what} '{path}' does not exist") from None
     except IsADirectoryError:
         raise ConfigError(f"{what} '{path}' is a directory, expected a YAML file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} '{path}' is not a text file (not UTF-8); expected a YAML file") from None
+    except OSError as e:
+        raise ConfigError(f"{what} '{path}' cannot be read ({e.strerror or type(e).__name__})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" (line {mark.line + 1})" if mark else ""

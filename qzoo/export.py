@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -45,13 +46,29 @@ def _weights(model_path: Path, config: Config, agent) -> tuple[dict, dict]:
     return {k: v.detach().cpu().contiguous() for k, v in agent.q_net.state_dict().items()}, meta
 
 
+def repo_id_problem(repo_id: str) -> str | None:
+    """None for a model hub repository id ``user/name`` as the Hugging Face Hub takes it (its validate_repo_id): each
+    part of ASCII letters, digits, '-', '_' and '.', starting and ending with a letter, digit or '_', no '--' or
+    '..', the name at most 96 characters and not ending in '.git'; else what is wrong."""
+    parts = repo_id.split("/")
+    if len(parts) != 2:
+        return "must be user/name (one '/')"
+    for part in parts:
+        if not re.fullmatch(r"\w(?:[\w.-]*\w)?", part, re.ASCII) or "--" in part or ".." in part:
+            return (f"part {part!r} must be ASCII letters, digits, '-', '_' or '.', start and end with a letter, digit "
+                    "or '_', without '--' or '..'")
+    if len(parts[1]) > 96 or parts[1].endswith(".git"):
+        return "the name must be at most 96 characters and not end in '.git'"
+    return None
+
+
 def export_run(run_dir: str | Path, out_dir: str | Path, *, which: str = "final", episodes: int = 10,
                seed: int = 0, video: bool = True, repo_id: str | None = None) -> dict:
     """Write the export folder of a run; returns the results dict (also in results.json)."""
     from safetensors.torch import save_file
 
     from qzoo.env_ids import atari_game, is_atari_id
-    from qzoo.envs import make_env
+    from qzoo.envs import make_env, render_problem
     from qzoo.evaluation import evaluate, human_normalized
     from qzoo.plotting import read_csv_columns
 
@@ -62,7 +79,12 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, which: str = "final"
         raise ConfigError(f"output folder '{out_dir}' exists and is not empty; choose a new one")
     if episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {episodes}")
+    if repo_id is not None and (problem := repo_id_problem(repo_id)) is not None:
+        raise ConfigError(f"--repo-id {repo_id!r} {problem}")
     agent, config, model_path = load_policy(run_dir, which)
+    if video and (problem := render_problem(config.env_id)) is not None:  # before anything is written
+        raise ConfigError(f"{problem}; export it with --no-video")
+    evaluations = read_csv_columns(run_dir / "evaluations.csv")  # a log that cannot be read: refused here too
     out_dir.mkdir(parents=True, exist_ok=True)
 
     tensors, meta = _weights(model_path, config, agent)
@@ -74,7 +96,6 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, which: str = "final"
     result = evaluate(agent, env, episodes, config.eval_epsilon, seed)
     env.close()
     game = atari_game(config.env_id) if is_atari_id(config.env_id) else None
-    evaluations = read_csv_columns(run_dir / "evaluations.csv")
     results = {
         "env_id": config.env_id, "algo": config.algo, "seed": config.seed, "model": model_path.name,
         "trained_steps": int(meta["step"]) if "step" in meta else _last_step(run_dir),

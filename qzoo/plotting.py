@@ -15,6 +15,7 @@ The ``rliable`` package itself is not used: rliable 1.2.0 (an sdist) installs fr
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,15 +88,31 @@ class Run:
 
 
 def read_csv_columns(path: Path) -> dict[str, np.ndarray]:
-    """Every column of a qzoo CSV as a float array (empty cells -> nan)."""
+    """Every column of a qzoo CSV as a float array (empty cells -> nan). A last line without its line end (a run
+    killed while writing it) is left out; anything else that is not a CSV of numbers is a ConfigError naming the
+    file and the row."""
     if not path.is_file():
         return {}
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        return {}
-    return {key: np.array([float(r[key]) if r[key] not in ("", None) else math.nan for r in rows])
-            for key in rows[0]}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"log file '{path}' is not a text file (not UTF-8); a qzoo log is a CSV of numbers") from None
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    try:
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error as e:  # a field past the csv module's size limit, ...
+        raise ConfigError(f"log file '{path}' is not a CSV ({e}); a qzoo log is a CSV of numbers") from None
+    columns: dict[str, list[float]] = {key: [] for key in (rows[0] if rows else {}) if key is not None}
+    for number, row in enumerate(rows, start=2):  # line 1 is the header
+        for key, values in columns.items():
+            cell = row.get(key)
+            try:
+                values.append(math.nan if cell in ("", None) else float(cell))
+            except (TypeError, ValueError):
+                raise ConfigError(f"log file '{path}', line {number}: column '{key}' holds {cell!r}, not a number; "
+                                  "a qzoo log is a CSV of numbers") from None
+    return {key: np.array(values) for key, values in columns.items()}
 
 
 def load_run(path: str | Path, label: str | None = None) -> Run:
@@ -147,6 +164,7 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     if window <= 1 or len(values) == 0:
         return values.copy()
+    window = min(window, len(values))  # a longer window averages the same points (and may not fit an int64)
     sums = np.cumsum(np.concatenate([[0.0], values]))
     idx = np.arange(1, len(values) + 1)
     lo = np.maximum(idx - window, 0)

@@ -37,7 +37,7 @@ def load_policy(path: Path, which: str = "final", device: str = "cpu", out=None)
 def deep_agent(config: Config, obs_shape, n_actions: int, weights: dict, device: str, source: Path):
     """A QAgent for ``config`` holding ``weights`` (a Q-network state dict saved from observations of shape
     ``obs_shape`` with ``n_actions`` actions), in evaluation mode; ConfigError if the env no longer fits."""
-    info = check_env(config)
+    info = check_env(config, training=False)
     if tuple(info.observation_space.shape) != tuple(obs_shape) or info.n_actions != n_actions:
         raise ConfigError(f"'{source}' was trained on observations {tuple(obs_shape)} with "
                           f"{n_actions} actions; '{config.env_id}' now gives "

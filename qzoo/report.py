@@ -98,6 +98,7 @@ def build_report(run_dir: str | Path, output: str | Path | None = None, *, video
     if given, else ``<run_dir>/video.mp4``, recorded first (one evaluation episode) when missing and
     ``record_video``."""
     from qzoo.env_ids import atari_game, is_atari_id
+    from qzoo.envs import render_problem
     from qzoo.plotting import load_run
 
     run_dir = Path(run_dir)
@@ -111,7 +112,8 @@ def build_report(run_dir: str | Path, output: str | Path | None = None, *, video
     video_path = Path(video) if video is not None else run_dir / "video.mp4"
     if video is not None and not video_path.is_file():
         raise ConfigError(f"video file '{video_path}' does not exist")
-    if not video_path.is_file() and record_video:
+    no_frames = None if video_path.is_file() or not record_video else render_problem(config.env_id)
+    if not video_path.is_file() and record_video and no_frames is None:
         from qzoo.video import record_run
 
         record_run(run_dir, video_path, seed=seed)
@@ -147,6 +149,8 @@ def build_report(run_dir: str | Path, output: str | Path | None = None, *, video
                   "preload=auto style='image-rendering: pixelated'>",
                   f'<source src="{uri}" type="video/mp4">', "</video>",
                   "<p id=video-status></p>", f"<script>{_SCRIPT}</script>"]
+    elif no_frames is not None:
+        parts += ["<h2>Video</h2>", f"<p id=no-video>No video: {html.escape(no_frames)}.</p>"]
     command = (run_dir / "command.txt").read_text().strip() if (run_dir / "command.txt").is_file() else ""
     parts += ["<h2>Reproduce</h2>", f"<pre id=command>{html.escape(command or '(no command.txt)')}</pre>",
               f"<p>Evaluate: <code>qzoo eval {html.escape(str(run_dir))}</code></p>",

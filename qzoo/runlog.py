@@ -112,7 +112,7 @@ def open_outputs(config: Config, run_dir: Path | None, command: str, out, resume
             f.write(command + "\n")
         if resume_step is not None:
             ckpt.discard_newer(run_dir, resume_step)
-            ckpt.rewind_logs(run_dir, resume_step)
+            ckpt.rewind_logs(run_dir, resume_step, finishing=resume_step >= config.n_timesteps)
         append = resume_step is not None
         writers.append(CSVWriter(run_dir / "progress.csv", PROGRESS_COLUMNS, append=append))
         eval_writers.append(CSVWriter(run_dir / "evaluations.csv", EVAL_COLUMNS, append=append))

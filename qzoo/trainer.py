@@ -116,7 +116,7 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
                                    "try a lower learning_rate or max_grad_norm")
         checkpointer.save(step, ckpt.training_state(
             step=step, vec_steps=vec_steps, obs=obs, rng=rng, best_eval=best_eval, agent=agent, progress=progress,
-            envs=envs), replay)
+            envs=envs, acting=phases.acting_state()), replay)
 
     obs, _ = envs.reset(seed=config.seed)
     if resume is not None:  # continue where the checkpoint left off (qzoo/checkpoint/resume.py: what is restored)
@@ -124,6 +124,8 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
         envs, obs, step, vec_steps, best_eval, learn_from = r.envs, r.obs, r.step, r.vec_steps, r.best_eval, \
             r.learn_from
     phases = TrainingPhases(agent, replay, config, timing, overlap=config.overlap == "true")  # qzoo/actor.py
+    if resume is not None:
+        phases.load_acting_state(r.acting)
     stop = StopSignals().install()
     consistent = False  # may a checkpoint be written if the loop is interrupted here?
     try:

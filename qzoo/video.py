@@ -20,7 +20,7 @@ import numpy as np
 
 from qzoo.config import Config, ConfigError
 from qzoo.env_ids import is_atari_id
-from qzoo.envs import make_env
+from qzoo.envs import make_env, render_problem
 from qzoo.evaluation import EvalResult, evaluate
 
 VIDEO_DIR = "videos"  # periodic captures during training: <run_dir>/videos/step_<N>.mp4
@@ -40,7 +40,12 @@ def render_env(config: Config):
     """The evaluation env of ``config`` (whole games, raw rewards for Atari) with ``render_mode='rgb_array'``."""
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame-drawn envs: no display wanted (nor its warnings)
     kwargs = {**config.env_kwargs, "render_mode": "rgb_array"}
-    return make_env(config.env_id, kwargs, one_hot=not config.is_tabular, config=config)()
+    try:
+        return make_env(config.env_id, kwargs, one_hot=not config.is_tabular, config=config)()
+    except Exception as e:  # an env whose class claims rgb_array and still refuses it
+        said = " ".join(str(e).split()) or "(no message)"
+        raise ConfigError(f"environment '{config.env_id}' cannot render video frames: {type(e).__name__}: "
+                          f"{said[:300]}") from None
 
 
 def frames_per_second(config: Config, env) -> float:
@@ -102,6 +107,8 @@ def record(agent, config: Config, path: str | Path, *, episodes: int = 1, epsilo
     path = Path(path)
     if path.suffix.lower() != ".mp4":
         raise ConfigError(f"video file '{path}' must end in .mp4")
+    if (problem := render_problem(config.env_id)) is not None:
+        raise ConfigError(problem)
     env = render_env(config)
     writer = MP4Writer(path, frames_per_second(config, env))
     word = "score" if is_atari_id(config.env_id) else "return"

@@ -10,8 +10,11 @@ Design decisions:
 - A run is finished when its ``result.json`` exists: it is written atomically, last, after the model file. The
   model file is not required, so a suite's small files committed without their models (benchmarks/results/,
   .gitignore) still count as finished on a fresh checkout. Rerunning the command skips finished runs (so an
-  interrupted suite resumes, and a suite accumulates over days) and redoes unfinished ones from scratch. A
-  finished run whose recorded settings differ from the planned ones is refused (one line), never silently reused.
+  interrupted suite resumes, and a suite accumulates over days). An unfinished run continues from its newest intact
+  checkpoint (``qzoo train --resume``'s machinery: the same rows and weights as an uninterrupted run) when that
+  checkpoint holds the replay buffer and the run's recorded settings are the planned ones; otherwise it is redone
+  from scratch. A finished run whose recorded settings differ from the planned ones is refused (one line), never
+  silently reused.
 - The stable-baselines3 peer (``--peer sb3``) trains SB3's DQN on the same env, settings and seed in its own venv
   (:mod:`qzoo.bench.peer`), as ``sb3-dqn_s<seed>``; it takes a worker slot like any run.
 """
@@ -35,6 +38,10 @@ RESULT_FILE = "result.json"
 PEERS = ("sb3",)
 PEER_ALGO = "sb3-dqn"  # the label of the peer's runs in directories and tables
 BENCH_SETTINGS = {"progress_bar": False, "torch_threads": 1}  # every bench run; --set may override
+# settings that change how a run is kept and shown, not what it computes: a finished run recorded with other values
+# of these still counts as the planned run
+BOOKKEEPING = ("checkpoint_freq", "keep_checkpoints", "save_replay", "progress_bar", "tensorboard", "torch_threads",
+               "log_interval", "video_every")
 
 
 @dataclass(frozen=True)
@@ -106,9 +113,11 @@ def plan(suite: Suite, algos: list[str], seeds: list[int], bench_dir: Path, *, p
     from qzoo.env_ids import is_minatar_id
     from qzoo.envs import check_env
 
+    deep = [a for a in ALGOS if a not in TABULAR_ALGOS]
+    if not algos:  # `--algos ""` or `--algos ,`: a suite of no runs
+        raise ConfigError(f"--algos names no algorithm; give a comma-separated list of: {', '.join(deep)}")
     for algo in algos:
         if algo not in ALGOS or algo in TABULAR_ALGOS:
-            deep = [a for a in ALGOS if a not in TABULAR_ALGOS]
             raise ConfigError(f"unknown algorithm '{algo}' in --algos; allowed: {', '.join(deep)}")
     if peer is not None and peer not in PEERS:
         raise ConfigError(f"unknown peer '{peer}'; allowed: {', '.join(PEERS)}")
@@ -165,7 +174,7 @@ def finished_result(job: Job) -> dict | None:
         except ConfigError as e:
             raise ConfigError(f"{e}; remove '{run_dir}' to run it again") from None
     recorded = result.get("config", {})
-    differs = sorted(k for k in job.config if recorded.get(k) != job.config[k])
+    differs = sorted(k for k in job.config if recorded.get(k) != job.config[k] and k not in BOOKKEEPING)
     if differs:
         key = differs[0]
         raise ConfigError(f"'{run_dir}' is a finished run with other settings ({key}: {recorded.get(key)!r}, now "
@@ -189,17 +198,42 @@ def _last_return(progress_csv: Path) -> float | None:
 
 
 def run_job(job: Job) -> dict:
-    """Train one run into its (fresh) directory and write result.json last. Returns the result, or
-    ``{"status": "interrupted"}`` when the run was stopped (no result.json: it counts as unfinished)."""
+    """Train one run into its directory (continuing it from its last checkpoint, see :func:`continuable`, or fresh)
+    and write result.json last. Returns the result, or ``{"status": "interrupted"}`` when the run was stopped (no
+    result.json: it counts as unfinished)."""
     import torch
 
     signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM stops a run cleanly (checkpoint, logs), as Ctrl-C
     torch.set_num_threads(1)
     run_dir = Path(job.run_dir)
-    if run_dir.exists():  # an unfinished run's leftovers: start over
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
-    return train_job(job, run_dir)
+    resume = continuable(job, run_dir)
+    if resume is None:
+        if run_dir.exists():  # an unfinished run's leftovers that cannot be continued: start over
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True)
+    return train_job(job, run_dir, resume=resume, extra=None if resume is None else {"resumed_from": resume.step})
+
+
+def continuable(job: Job, run_dir: Path):
+    """The checkpoint an unfinished run continues from (a :class:`qzoo.checkpoint.Resume`), or None to start it
+    again: when it has no intact checkpoint, its checkpoint left the replay buffer out (a resume would refill it:
+    not the run the suite asks for), or its recorded settings are not the job's (an ``auto`` setting matches what
+    it resolved to)."""
+    from qzoo import checkpoint as ckpt
+    from qzoo.config import TRI_STATE
+
+    if job.impl != "qzoo" or not (run_dir / "checkpoints").is_dir():
+        return None
+    try:
+        config, resume = ckpt.prepare_resume(run_dir)
+    except ConfigError:
+        return None
+    recorded = config.to_dict()
+    if resume.replay_path is None or any(
+            recorded.get(k) != v and not (k in TRI_STATE and v == "auto") and k not in BOOKKEEPING
+            for k, v in job.config.items()):
+        return None
+    return resume
 
 
 def train_job(job: Job, run_dir: Path, resume=None, extra: dict | None = None) -> dict:
@@ -270,8 +304,9 @@ def run_suite(suite: Suite, jobs: list[Job], bench_dir: Path, n_workers: int = 1
 
 
 def run_line(k: int, n: int, job: Job, r: dict) -> str:
+    resumed = "" if r.get("resumed_from") is None else f"  (continued from step {r['resumed_from']})"
     return (f"[{k}/{n}] {job.env_id} {job.algo} s{job.seed}: final eval {r['final_eval']:.2f}  "
-            f"{r['steps_per_s']:.0f} steps/s  {r['seconds']:.0f} s")
+            f"{r['steps_per_s']:.0f} steps/s  {r['seconds']:.0f} s{resumed}")
 
 
 class LocalPool:

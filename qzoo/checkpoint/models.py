@@ -5,6 +5,7 @@ back (:mod:`qzoo.checkpoint.verified` checks them first); each carries a sha256 
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 
 import torch
@@ -58,7 +59,9 @@ def payload_digest(payload: dict) -> str:
 def load(path: Path) -> dict:
     """A model file or checkpoint, unverified (every command reads through :func:`qzoo.checkpoint.load_model`)."""
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a file that is no torch file may make torch warn (an odd pickle protocol)
+            warnings.simplefilter("ignore")  # before it fails: the one line below says what is wrong
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ConfigError(f"model file '{path}' does not exist") from None
     except Exception as e:  # truncated / corrupted / not a torch file

@@ -14,7 +14,7 @@ import torch
 from qzoo.checkpoint.durable import unflatten
 from qzoo.checkpoint.models import FORMAT_VERSION
 from qzoo.checkpoint.periodic import verify
-from qzoo.checkpoint.rundir import checkpoint_names, checkpoint_steps, read_config
+from qzoo.checkpoint.rundir import MODEL_FILE, checkpoint_names, checkpoint_steps, read_config
 from qzoo.config import TRI_STATE, Config, ConfigError, coerce
 
 # Settings a resume may change: they do not alter what the agent learns from the steps it takes (n_timesteps:
@@ -113,9 +113,13 @@ def _check_fits(path: Path, payload, config: Config, obs_shape: tuple, n_actions
     if differ:
         raise ConfigError(f"{where} was written with different settings than the run's config.yaml: "
                           + ", ".join(f"{k} {saved.get(k)!r} vs {now[k]!r}" for k in differ[:3]))
-    if payload["step"] >= config.n_timesteps:
-        raise ConfigError(f"{where} is at step {payload['step']}, the run's budget is {config.n_timesteps} steps: "
-                          "pass a larger --total-timesteps to continue it")
+    # A checkpoint at the last step of a run without its model.pt (killed during the final evaluation): the resume
+    # finishes the run (the loop has no step left; the final evaluation, model.pt and best model follow).
+    finished = payload["step"] == config.n_timesteps and (path.parent.parent / MODEL_FILE).is_file()
+    if payload["step"] > config.n_timesteps or finished:
+        raise ConfigError(f"{where} is at step {payload['step']}, the run's budget is {config.n_timesteps} steps"
+                          + (f" and the run is finished ({MODEL_FILE})" if finished else "")
+                          + ": pass a larger --total-timesteps to continue it")
 
 def load_replay(path: Path) -> dict:
     with np.load(path, allow_pickle=False) as data:
@@ -123,15 +127,16 @@ def load_replay(path: Path) -> dict:
 
 # ---- resuming the loop ----------------------------------------------------------------------------------------
 def training_state(*, step: int, vec_steps: int, obs, rng: np.random.Generator, best_eval: float, agent, progress,
-                   envs) -> dict:
-    """What the training loop holds besides the replay buffer, for :meth:`Checkpointer.save`."""
+                   envs, acting: list | None = None) -> dict:
+    """What the training loop holds besides the replay buffer, for :meth:`Checkpointer.save`. ``acting``: the
+    acting copy's tensors of an overlapped run (``TrainingPhases.acting_state``)."""
     from qzoo.envs import vec_env_state
 
     return {"step": step, "vec_steps": vec_steps, "obs": torch.from_numpy(np.array(obs)),
             "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
             "best_eval": best_eval, "agent": agent.state_dict(), "progress": progress.state_dict(),
-            "envs": vec_env_state(envs)}
+            "envs": vec_env_state(envs), "acting": acting}
 
 
 @dataclass
@@ -142,6 +147,7 @@ class Restored:
     vec_steps: int
     best_eval: float
     learn_from: int  # learning resumes once step > learn_from (later than learning_starts while replay refills)
+    acting: list | None = None  # an overlapped run's acting copy (TrainingPhases.load_acting_state)
 
 
 def restore(resume: Resume, config: Config, *, agent, replay, progress, envs, rng: np.random.Generator,
@@ -176,4 +182,4 @@ def restore(resume: Resume, config: Config, *, agent, replay, progress, envs, rn
         skipped = "".join(f"; skipped {s}" for s in resume.skipped)
         print(f"qzoo: resuming from {resume.path.name} (step {step}){skipped}"
               + "".join(f"; {n}" for n in notes), file=out, flush=True)
-    return Restored(envs, obs, step, state["vec_steps"], state["best_eval"], learn_from)
+    return Restored(envs, obs, step, state["vec_steps"], state["best_eval"], learn_from, state.get("acting"))

@@ -40,6 +40,7 @@ from qzoo.envs.atari import (
 )
 from qzoo.envs.minatar import register_minatar_envs
 from qzoo.envs.snapshot import ActionLog, needs_action_log, restore_vec_env, vec_env_state  # noqa: F401
+from qzoo.guards import check_training
 
 gym.register(id="qzoo/Corridor-v0", entry_point="qzoo.envs.toy:Corridor", max_episode_steps=30)
 register_minatar_envs()  # MinAtar/<Game>-v1
@@ -73,8 +74,11 @@ def import_gym_packages(packages) -> None:
             raise ConfigError(f"setting 'gym_packages': cannot import '{name}' ({e})") from None
 
 
-def check_env(config: Config) -> EnvInfo:
-    """Refuse env ids that do not exist, bad env_kwargs and unsupported spaces, before anything runs."""
+def check_env(config: Config, training: bool = True) -> EnvInfo:
+    """Refuse env ids that do not exist, bad env_kwargs and unsupported spaces, before anything runs. The env is made
+    and reset once with the user's env_kwargs: whatever it raises becomes one ConfigError naming the env, the kwargs
+    and the env's own message. ``training``: also check that this machine can train the config (its device, its
+    memory: :func:`qzoo.guards.check_training`); evaluation passes False."""
     import_gym_packages(config.gym_packages)
     try:
         gym.spec(config.env_id)
@@ -94,13 +98,20 @@ def check_env(config: Config) -> EnvInfo:
             env = make_atari_env(config, training=False)
         else:
             env = gym.make(config.env_id, **config.env_kwargs)
-    except TypeError as e:
-        raise ConfigError(f"setting 'env_kwargs' is not accepted by '{config.env_id}': {e}") from None
+        try:
+            env.reset(seed=config.seed)
+        except BaseException:
+            env.close()
+            raise
+    except ConfigError:
+        raise
     except gym.error.DependencyNotInstalled as e:
         raise ConfigError(f"environment '{config.env_id}' needs a package that is not installed: {e}") from None
-    except (ValueError, gym.error.Error) as e:  # e.g. an Atari setting the game or the screen cannot take
-        raise ConfigError(f"environment '{config.env_id}': {e}") from None
+    except Exception as e:  # the env's own refusal: an assert, a KeyError for a map name, a ValueError, ...
+        raise ConfigError(env_refusal(config, e)) from None
     try:
+        if training and config.video_every and (problem := render_problem(config.env_id)):
+            raise ConfigError(f"setting 'video_every': {problem}; leave it at 0")
         if not isinstance(env.action_space, gym.spaces.Discrete):
             raise ConfigError(f"environment '{config.env_id}' has action space {env.action_space}; {config.algo} "
                               "needs a Discrete action space")
@@ -110,7 +121,7 @@ def check_env(config: Config) -> EnvInfo:
                 raise ConfigError(f"environment '{config.env_id}' has {type(obs_space).__name__} observations of "
                                   f"shape {obs_space.shape}; --algo {config.algo} needs a Discrete observation space "
                                   "(one table row per state): use --algo dqn")
-            return EnvInfo(obs_space, int(env.action_space.n))
+            return EnvInfo(obs_space, int(env.action_space.n))  # a Q-table: no device, no replay buffer
         if isinstance(obs_space, gym.spaces.Discrete):
             obs_space = OneHotObservation(env).observation_space
         network = config.resolved_network(getattr(obs_space, "shape", None) or ())
@@ -129,9 +140,38 @@ def check_env(config: Config) -> EnvInfo:
         problem = augmentation_problem(config, getattr(obs_space, "shape", None) or ())
         if problem:
             raise ConfigError(problem)
+        if training:
+            check_training(config, obs_space, int(env.action_space.n))
         return EnvInfo(obs_space, int(env.action_space.n))
     finally:
         env.close()
+
+
+def render_problem(env_id: str) -> str | None:
+    """Why ``env_id`` cannot give video frames (its class lists render modes without 'rgb_array'), or None (it can,
+    or its entry point does not say: making it will tell)."""
+    spec = gym.spec(env_id)
+    creator = spec.entry_point
+    if isinstance(creator, str):
+        try:
+            creator = gym.envs.registration.load_env_creator(creator)
+        except Exception:  # noqa: BLE001 - an entry point that does not load: making the env says why
+            return None
+    modes = (getattr(creator, "metadata", None) or {}).get("render_modes")
+    if modes is None or "rgb_array" in modes:
+        return None
+    return f"environment '{env_id}' renders no video frames (its render modes: {', '.join(modes) or 'none'}; a " \
+        "video needs 'rgb_array')"
+
+
+def env_refusal(config: Config, error: Exception) -> str:
+    """One line: the env, the user's env_kwargs and what the env said (its exception, newlines folded)."""
+    said = " ".join(str(error).split()) or "(no message)"
+    said = f"{type(error).__name__}: {said}" if isinstance(error, (KeyError, AssertionError, IndexError)) else said
+    if len(said) > 300:
+        said = said[:300] + " ..."
+    kwargs = f" with env_kwargs {config.env_kwargs}" if config.env_kwargs else ""
+    return f"environment '{config.env_id}' refused to start{kwargs}: {said}"
 
 
 def make_env(env_id: str, env_kwargs: dict | None = None, *, one_hot: bool = True, config: Config | None = None,
@@ -140,12 +180,12 @@ def make_env(env_id: str, env_kwargs: dict | None = None, *, one_hot: bool = Tru
     Discrete observations are one-hot encoded unless ``one_hot`` is False (tabular agents). ALE ids get the
     Atari pipeline with the settings of ``config`` (the defaults when None): ``training`` for the training env
     (life-loss episodes, clipped rewards), otherwise whole games with raw rewards (evaluation)."""
-    atari_config = (config or Config()).replace(env_id=env_id, env_kwargs=dict(env_kwargs or {})) \
-        if is_atari_id(env_id) else None
+    # ``env_kwargs`` go to the env beside the config: they may hold a render_mode (a video), which no Config holds
+    atari_config = (config or Config()).replace(env_id=env_id) if is_atari_id(env_id) else None
 
     def thunk() -> gym.Env:
         if atari_config is not None:
-            env = make_atari_env(atari_config, training=training)
+            env = make_atari_env(atari_config, training=training, env_kwargs=dict(env_kwargs or {}))
         else:
             env = gym.make(env_id, **(env_kwargs or {}))
         if one_hot and isinstance(env.observation_space, gym.spaces.Discrete):

@@ -72,8 +72,10 @@ class CropResize(gym.ObservationWrapper):
         self._interpolation = cv2.INTER_AREA
         top, bottom, left, right = crop
         height, width = env.observation_space.shape[:2]
-        if top + bottom >= height or left + right >= width:
-            raise ValueError(f"setting 'atari_crop' {list(crop)} leaves nothing of the {height}x{width} screen")
+        if 2 * (height - top - bottom) < height or 2 * (width - left - right) < width:  # a score bar, a border
+            raise ValueError(f"setting 'atari_crop' {list(crop)} leaves {max(height - top - bottom, 0)}x"
+                             f"{max(width - left - right, 0)} of the {height}x{width} screen; a crop must keep at "
+                             "least half of its rows and half of its columns")
         self.rows, self.cols, self.size = slice(top, height - bottom), slice(left, width - right), size
         shape = (size, size) + env.observation_space.shape[2:]
         self.observation_space = gym.spaces.Box(0, 255, shape, np.uint8)
@@ -167,16 +169,17 @@ class ChannelsFirst(gym.ObservationWrapper):
         return np.ascontiguousarray(observation.transpose(0, 3, 1, 2)).reshape(self.observation_space.shape)
 
 
-def make_atari_env(config: Config, *, training: bool) -> gym.Env:
+def make_atari_env(config: Config, *, training: bool, env_kwargs: dict | None = None) -> gym.Env:
     """The preprocessed game ``config.env_id``. ``training``: life-loss episodes (nature protocol, episodic_life)
     and clipped rewards (clip_reward); otherwise whole games with the game's own rewards (evaluation).
-    ``env_kwargs`` go to ``gym.make`` last, so they can change the emulator settings (not frameskip, which must
-    stay 1: the skipping is done here)."""
+    ``env_kwargs`` (default: ``config.env_kwargs``; a video adds ``render_mode``, which a Config does not hold) go
+    to ``gym.make`` last, so they can change the emulator settings (not frameskip, which must stay 1: the skipping
+    is done here)."""
     nature = config.atari_protocol == "nature"
     kwargs = {"frameskip": 1, "repeat_action_probability": STICKY_ACTION_PROBABILITY[config.atari_protocol],
               "max_num_frames_per_episode": config.max_episode_frames,
               "obs_type": "grayscale" if config.grayscale else "rgb",  # cheaper per frame than rgb when gray
-              **config.env_kwargs}
+              **(config.env_kwargs if env_kwargs is None else env_kwargs)}
     env = gym.make(config.env_id, **kwargs)
     native = tuple(env.observation_space.shape[1::-1])  # (width, height), as cv2 and AtariPreprocessing take it
     env = AtariPreprocessing(env, noop_max=config.noop_max if nature else 0, frame_skip=config.frame_skip,

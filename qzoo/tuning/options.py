@@ -53,6 +53,10 @@ def check_options(o: TuneOptions) -> None:
         raise ConfigError(f"unknown sampler '{o.sampler}'; allowed: {', '.join(SAMPLERS)}")
     if o.pruner not in PRUNERS:
         raise ConfigError(f"unknown pruner '{o.pruner}'; allowed: {', '.join(PRUNERS)}")
+    if o.study_name is not None and (o.study_name in ("", ".", "..") or "/" in o.study_name
+                                     or not o.study_name.isprintable()):  # it names the folder of the outputs
+        raise ConfigError(f"--study-name {o.study_name!r} must be a folder name (TUNES_DIR/ENV/STUDY_NAME/): "
+                          "printable characters, no '/', not '.' or '..'")
     if o.storage and not o.study_name:
         raise ConfigError("--storage needs --study-name: every worker names the study it joins")
 

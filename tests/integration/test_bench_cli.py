@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 
+import torch
 from PIL import Image
 
 QZOO = [sys.executable, "-m", "qzoo"]
@@ -65,9 +66,11 @@ def test_bench_runs_in_parallel_resumes_and_redoes_unfinished_runs(tmp_path):
     assert "(0 run, 4 already finished)" in r.stdout
     assert mtimes == {d: (d / "result.json").stat().st_mtime_ns for d in results}
 
-    # an unfinished run (result.json missing, say the machine stopped) is redone from scratch; the others are not
+    # an unfinished run (result.json missing, say the machine stopped) without a checkpoint to continue from is
+    # redone from scratch; the others are not
     redo = suite_dir / "CartPole-v1" / "dqn_s1"
     (redo / "result.json").unlink()
+    shutil.rmtree(redo / "checkpoints", ignore_errors=True)
     (redo / "leftover.txt").write_text("from the interrupted run")
     r = run(args)
     assert r.returncode == 0, r.stderr
@@ -76,11 +79,41 @@ def test_bench_runs_in_parallel_resumes_and_redoes_unfinished_runs(tmp_path):
     assert all(mtimes[d] == (d / "result.json").stat().st_mtime_ns for d in results if d != redo)
 
 
+def test_an_unfinished_bench_run_continues_from_its_last_checkpoint_exactly(tmp_path):
+    suite_file = tmp_path / "suites.yml"
+    suite_file.write_text("mid:\n  settings: {eval_freq: 500, eval_episodes: 2, tensorboard: false, log_interval: 100,"
+                          " learning_starts: 200, checkpoint_freq: 500, save_replay: 'true'}\n  envs:\n"
+                          "    CartPole-v1: {n_timesteps: 1500, train_freq: 4, gradient_steps: 2}\n")
+    args = ["bench", "mid", "--suite-file", str(suite_file), "--seeds", "1"]
+    r = run([*args, "--bench-dir", str(tmp_path / "straight")])
+    assert r.returncode == 0, r.stderr
+    straight = tmp_path / "straight" / "mid" / "CartPole-v1" / "dqn_s0"
+    # what a machine stopping after the checkpoint at step 1000 leaves: no result.json, no model, logs beyond it
+    shutil.copytree(tmp_path / "straight", tmp_path / "stopped")
+    stopped = tmp_path / "stopped" / "mid" / "CartPole-v1" / "dqn_s0"
+    for name in ("result.json", "model.pt", "best_model.pt", *(p.name for p in (stopped / "checkpoints").glob(
+            "step_1500.*"))):
+        (stopped / name if "step_" not in name else stopped / "checkpoints" / name).unlink()
+    r = run([*args, "--bench-dir", str(tmp_path / "stopped")])
+    assert r.returncode == 0, r.stderr
+    assert "(1 run, 0 already finished)" in r.stdout and "(continued from step 1000)" in r.stderr
+    result = json.loads((stopped / "result.json").read_text())
+    assert result["resumed_from"] == 1000 and result["status"] == "finished"
+    timing = ("steps_per_s", "time_s")
+    def rows(d, name):  # noqa: E306
+        return [{k: v for k, v in row.items() if k not in timing} for row in csv.DictReader(open(d / name))]
+    assert rows(stopped, "progress.csv") == rows(straight, "progress.csv")
+    assert rows(stopped, "evaluations.csv") == rows(straight, "evaluations.csv")
+    a, b = (torch.load(d / "model.pt", weights_only=True)["q_net"] for d in (straight, stopped))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert result["final_eval"] == json.loads((straight / "result.json").read_text())["final_eval"]
+
+
 def test_bench_bad_input_is_one_line_and_exit_2(tmp_path):
     r = run(["bench", "no-such-suite", "--bench-dir", str(tmp_path)])
     assert r.returncode == 2
     assert r.stderr.strip() == ("qzoo bench: error: unknown suite 'no-such-suite'; allowed: classic, minatar, "
-                                "minatar-paper, atari, atari100k (or define it in --suite-file)")
+                                "minatar-paper, atari, atari-check, atari100k (or define it in --suite-file)")
     suite_file = tmp_path / "s.yml"
     suite_file.write_text("s:\n  envs: [CartPole-v1, CartPol-v1]\n")
     r = run(["bench", "s", "--suite-file", str(suite_file), "--bench-dir", str(tmp_path)])

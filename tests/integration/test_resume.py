@@ -382,3 +382,25 @@ def test_a_run_directory_in_use_is_refused_until_its_process_ends(corridor_run, 
         assert tree_hash(other) == before  # the refusal left the directory exactly as it was
     code, err = qzoo(capsys, "train", "--resume", other, "-n", "1600")
     assert code == 0, err
+
+
+def test_an_overlapped_run_resumes_exactly(tmp_path, capsys):
+    # overlap: the actor acts with a copy of the weights one phase old; the checkpoint keeps that copy, so a run
+    # resumed from step 800 writes the straight run's rows and ends with its weights
+    args = ["CartPole-v1", "-n", "1600", "--seed", "3"] + sets(
+            "overlap=true", "learning_starts=300", "log_interval=100", "eval_freq=800", "eval_episodes=2",
+            "train_freq=32", "gradient_steps=32", "learning_rate=1e-2", "checkpoint_freq=800",
+            "target_update_interval=200", "exploration_fraction=0.2", "tensorboard=false", "save_replay=true",
+            "buffer_size=5000", "net_arch=[64, 64]")
+    assert main(["train", *args, "--runs-dir", str(tmp_path / "straight"), "--quiet"]) == 0
+    straight = only_run(tmp_path / "straight")
+    killed = tmp_path / "killed"
+    shutil.copytree(straight, killed)
+    for name in ("step_1600.pt", "step_1600.replay.npz", "step_1600.json", "../model.pt"):
+        (killed / "checkpoints" / name).unlink()
+    code, err = qzoo(capsys, "train", "--resume", killed)
+    assert code == 0, err
+    assert "resuming from step_800.pt (step 800)" in err
+    assert rows(killed / "progress.csv") == rows(straight / "progress.csv")
+    assert rows(killed / "evaluations.csv") == rows(straight / "evaluations.csv")
+    assert_same_weights(weights(killed / "model.pt"), weights(straight / "model.pt"))

@@ -112,3 +112,24 @@ def test_importing_qzoo_sets_a_passive_openmp_wait_policy_unless_one_is_set():
     assert subprocess.run(show, env=env, capture_output=True, text=True).stdout.strip() == "PASSIVE"
     env["OMP_WAIT_POLICY"] = "ACTIVE"
     assert subprocess.run(show, env=env, capture_output=True, text=True).stdout.strip() == "ACTIVE"
+
+
+def test_the_acting_copy_takes_the_online_networks_noise_and_a_checkpoints_copy():
+    config = Config(env_id="CartPole-v1", batch_size=8, buffer_size=200, noisy=True)
+    agent, replay = parts(config)
+    phases = TrainingPhases(agent, replay, config, dict.fromkeys(TIMING, 0.0), overlap=True)
+    obs = torch.from_numpy(np.random.default_rng(2).uniform(-1, 1, (6, 4)).astype(np.float32))
+    agent.q_net.reset_noise()  # new noise (a non-persistent buffer, outside the state dict)
+    assert not torch.equal(phases.policy.net(obs), agent.q_net(obs))
+    phases.policy.refresh()
+    assert torch.equal(phases.policy.net(obs), agent.q_net(obs))  # same weights and the same noise
+    saved = phases.acting_state()
+    agent.q_net.reset_noise()
+    phases.policy.refresh()
+    before = phases.policy.net(obs)
+    phases.load_acting_state(saved)  # a checkpoint's copy comes back exactly
+    assert not torch.equal(phases.policy.net(obs), before)
+    assert all(torch.equal(a, b) for a, b in zip(phases.acting_state(), saved, strict=True))
+    inline = TrainingPhases(agent, replay, config, dict.fromkeys(TIMING, 0.0), overlap=False)
+    assert inline.acting_state() is None
+    phases.close()

@@ -409,6 +409,36 @@ def test_nature_cnn_bf16_autocast_stays_close_to_float32_and_learns_in_float32()
     assert not build_q_network(Config(env_id="ALE/Pong-v5", bf16="false"), space, 6).torso.bf16
 
 
+def test_nature_cnn_bf16_channels_last_path_computes_what_autocast_on_float_frames_computes():
+    """The bf16 torso feeds frames to the convolutions as bf16 in channels-last layout; the reference is the plain
+    autocast formula on float32 NCHW frames. Equal bit for bit where the CPU has native bf16 (the same oneDNN
+    kernels run, only the reorders differ); elsewhere torch emulates bf16 and kernels may differ by layout."""
+    from qzoo.networks import native_bf16_cpu
+
+    torch.manual_seed(1)
+    torso = NatureCNN((4, 84, 84), bf16=True)
+    frames = torch.randint(0, 256, (16, 4, 84, 84), dtype=torch.uint8)
+
+    def reference(net):
+        with torch.autocast("cpu", torch.bfloat16):
+            first = net.convs[0]
+            x = F.conv2d(frames.float(), first.weight * (1.0 / 255.0), first.bias, first.stride)
+            return F.relu(net.fc(net.convs[1:](x))).float()
+
+    ref = reference(torso)
+    ref.square().sum().backward()
+    ref_grads = [p.grad.clone() for p in torso.parameters()]
+    torso.zero_grad()
+    out = torso(frames)
+    out.square().sum().backward()
+    if native_bf16_cpu():
+        assert torch.equal(out, ref)
+        assert all(torch.equal(p.grad, g) for p, g in zip(torso.parameters(), ref_grads, strict=True))
+    torch.testing.assert_close(out, ref, rtol=2e-2, atol=1e-2)
+    for p, g in zip(torso.parameters(), ref_grads, strict=True):
+        torch.testing.assert_close(p.grad, g, rtol=5e-2, atol=1e-2)
+
+
 def test_nature_cnn_composes_with_noisy_dueling_c51_heads():
     space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
     config = Config(env_id="ALE/Pong-v5", noisy=True, dueling=True, distributional="c51")
@@ -463,3 +493,17 @@ def test_tri_state_settings_also_take_booleans():
     assert Config().bf16 == "false" and Config().overlap == "auto"  # the shipped defaults
     with pytest.raises(ConfigError, match="setting 'bf16' must be one of 'auto', 'true', 'false', got 'fast'"):
         from_dict({"bf16": "fast"})
+
+
+def test_a_video_env_renders_the_game_while_the_config_refuses_a_render_mode():
+    from qzoo.video import render_env
+
+    # a Config refuses render_mode in env_kwargs (the user's input: 'human' would wait for a display) ...
+    with pytest.raises(ConfigError, match="without 'render_mode'"):
+        Config(env_id="ALE/Pong-v5", env_kwargs={"render_mode": "rgb_array"})
+    # ... while qzoo's own video env passes it to gym.make beside the config: the whole screen, in colour
+    env = render_env(Config(env_id="ALE/Pong-v5", env_kwargs={"mode": 0}))
+    env.reset(seed=0)
+    assert env.render().shape == (210, 160, 3)
+    assert env.unwrapped._game_mode == 0  # the user's env_kwargs still reach the game
+    env.close()

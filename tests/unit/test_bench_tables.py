@@ -126,6 +126,10 @@ def test_finished_means_result_json_with_the_same_settings(tmp_path):
     other = Job("CartPole-v1", "dqn", 0, {"seed": 0, "n_timesteps": 20}, str(tmp_path / "r"))
     with pytest.raises(ConfigError, match="finished run with other settings \\(n_timesteps: 10, now 20\\)"):
         finished_result(other)
+    # how a run was kept (checkpoints, replay in them, logs, threads) is not what it computed: still the same run
+    kept_otherwise = Job("CartPole-v1", "dqn", 0, {**job.config, "checkpoint_freq": 25000, "save_replay": "auto",
+                                                   "keep_checkpoints": 1, "torch_threads": 2}, str(tmp_path / "r"))
+    assert finished_result(kept_otherwise)["config"] == job.config
 
 
 def test_atari_iqm_of_human_normalised_scores_beside_the_anchors_iqm():

@@ -186,6 +186,15 @@ def test_rewind_logs_drops_rows_after_the_checkpoint_and_a_half_written_line(tmp
     assert (tmp_path / "evaluations.csv").read_bytes() == b"step,return_mean\r\n200,1.0\r\n"
 
 
+def test_rewind_logs_for_finishing_a_run_drops_the_final_evaluation_written_after_the_last_checkpoint(tmp_path):
+    # a 400-step run killed after its final evaluation's row, before model.pt: the checkpoint at 400 came first
+    (tmp_path / "progress.csv").write_bytes(b"step,loss\r\n200,0.4\r\n400,0.3\r\n")
+    (tmp_path / "evaluations.csv").write_bytes(b"step,return_mean\r\n200,1.0\r\n400,2.0\r\n")
+    ckpt.rewind_logs(tmp_path, 400, finishing=True)
+    assert (tmp_path / "progress.csv").read_bytes() == b"step,loss\r\n200,0.4\r\n400,0.3\r\n"  # logged before
+    assert (tmp_path / "evaluations.csv").read_bytes() == b"step,return_mean\r\n200,1.0\r\n"
+
+
 def test_flatten_round_trip_keeps_nesting_scalars_and_strings():
     tree = {"a": {"b": np.arange(3), "c": 2.5}, "rng": '{"state": 1}', "n": 7, "empty": {"x": np.zeros(0)}}
     back = through_npz(tree)

@@ -16,8 +16,19 @@ def test_continuous_actions_are_refused():
 
 
 def test_bad_env_kwargs_are_refused():
-    with pytest.raises(ConfigError, match="'env_kwargs' is not accepted by 'CartPole-v1'"):
+    with pytest.raises(ConfigError, match=r"environment 'CartPole-v1' refused to start with env_kwargs \{'nope': 1\}: "
+                                          r".*unexpected keyword argument 'nope'"):
         check_env(Config(env_id="CartPole-v1", env_kwargs={"nope": 1}))
+
+
+@pytest.mark.parametrize("env_id,kwargs,said", [
+    ("LunarLander-v3", {"gravity": 5}, "AssertionError: gravity (current value: 5) must be between -12 and 0"),
+    ("FrozenLake-v1", {"map_name": "9x9"}, "KeyError: '9x9'"),
+])
+def test_any_exception_of_the_env_with_the_users_kwargs_is_one_line(env_id, kwargs, said):
+    with pytest.raises(ConfigError) as e:
+        check_env(Config(env_id=env_id, env_kwargs=kwargs))
+    assert str(e.value) == f"environment '{env_id}' refused to start with env_kwargs {kwargs}: {said}"
 
 
 def test_missing_gym_package_is_refused():
@@ -39,3 +50,17 @@ def test_true_next_obs_is_the_final_observation_of_a_truncated_episode():
     envs.close()
     assert seen[0] == (7, True, False, 7, 0)  # s' is the goal cell, not the reset cell
     assert seen[1] == (30, False, True, 0, 0)  # truncated at the wall: final obs position 0
+
+
+def test_render_problem_reads_the_render_modes_an_env_class_declares():
+    from qzoo.envs import render_problem
+
+    for env_id in ("CartPole-v1", "FrozenLake-v1", "ALE/Pong-v5", "MinAtar/Breakout-v1"):
+        assert render_problem(env_id) is None, env_id
+    assert render_problem("qzoo/Corridor-v0") == ("environment 'qzoo/Corridor-v0' renders no video frames (its render "
+                                                  "modes: ansi; a video needs 'rgb_array')")
+    # a class that declares none (gymnasium.Env's default metadata), registered by its class, not a string
+    assert "(its render modes: none;" in render_problem("qzootest/ConstantReward-v0")
+    check_env(Config(env_id="qzoo/Corridor-v0", video_every=100), training=False)  # evaluating a run: no video
+    with pytest.raises(ConfigError, match="setting 'video_every': environment 'qzoo/Corridor-v0' renders no"):
+        check_env(Config(env_id="qzoo/Corridor-v0", video_every=100))

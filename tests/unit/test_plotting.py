@@ -25,6 +25,7 @@ def test_smooth_is_a_trailing_moving_average():
     np.testing.assert_allclose(smooth(x, 2), [1.0, 1.5, 2.5, 3.5, 4.5])
     np.testing.assert_allclose(smooth(x, 3), [1.0, 1.5, 2.0, 3.0, 4.0])
     np.testing.assert_allclose(smooth(x, 10), [1.0, 1.5, 2.0, 2.5, 3.0])
+    np.testing.assert_allclose(smooth(x, 10**30), [1.0, 1.5, 2.0, 2.5, 3.0])  # --smooth past int64: the same
 
 
 def test_iqm_is_the_mean_of_the_middle_half_of_all_scores_pooled():
@@ -116,3 +117,20 @@ def test_reference_lines_come_from_the_published_table():
     assert ("RL Zoo DQN, 50k steps", 500.0) in reference_lines("CartPole-v1")
     assert ("Nature DQN, 200M frames", 18.9) in reference_lines("ALE/Pong-v5")
     assert reference_lines("FrozenLake-v1") == []
+
+
+def test_read_csv_columns_drops_a_half_written_last_line_and_refuses_what_is_not_a_csv_of_numbers(tmp_path):
+    from qzoo.config import ConfigError
+    from qzoo.plotting import read_csv_columns
+
+    log = tmp_path / "progress.csv"
+    log.write_bytes(b"step,loss\r\n100,0.5\r\n200,\r\n300,0.2")  # killed while writing the row of step 300
+    columns = read_csv_columns(log)
+    np.testing.assert_array_equal(columns["step"], [100.0, 200.0])
+    np.testing.assert_array_equal(columns["loss"], [0.5, np.nan])
+    log.write_bytes(b"step,loss\r\n100,0.5\r\n200,low\r\n")
+    with pytest.raises(ConfigError, match=r"progress.csv', line 3: column 'loss' holds 'low', not a number"):
+        read_csv_columns(log)
+    log.write_bytes(bytes(range(128, 256)))
+    with pytest.raises(ConfigError, match=r"progress.csv' is not a text file \(not UTF-8\)"):
+        read_csv_columns(log)

@@ -40,7 +40,7 @@ import torch
 
 from qzoo.agent import QAgent, epsilon_greedy
 from qzoo.config import Config
-from qzoo.replay import Batch, ReplayBuffer
+from qzoo.replay import Batch, ReplayBuffer, batch_slice
 
 
 def resolve_overlap(config: Config, observation_shape: tuple) -> bool:
@@ -104,11 +104,16 @@ class PhaseBatches:
 
     def __init__(self, replay: ReplayBuffer, n_updates: int, batch_size: int, step: int):
         self.sampler = replay.sampler
-        self.batches = iter([replay.sample(batch_size, step) for _ in range(n_updates)])
+        self.phase = replay.sample_phase(n_updates, batch_size, step)
+        self._next = 0
         self.priorities: list[tuple[np.ndarray, torch.Tensor]] = []
 
     def sample(self, batch_size: int, step: int = 0) -> Batch:
-        return next(self.batches)
+        self._next += 1
+        return batch_slice(self.phase, self._next - 1, batch_size)
+
+    def sample_phase(self, n_batches: int, batch_size: int, step: int = 0) -> Batch:
+        return self.phase
 
     def update_priorities(self, indices: np.ndarray, td_errors) -> None:
         self.priorities.append((indices, td_errors))

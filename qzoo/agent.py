@@ -12,9 +12,10 @@ import numpy as np
 import torch
 
 from qzoo.config import Config
+from qzoo.fastpath import FusedAdamStep, MLPPhase, clip_grad_norm
 from qzoo.losses import categorical_loss, categorical_projection, q_learning_target, td_loss, td_loss_grad
 from qzoo.networks import MLPBackprop, QNetwork, build_q_network, numpy_forward
-from qzoo.replay import Batch, ReplayBuffer
+from qzoo.replay import Batch, ReplayBuffer, batch_slice
 
 
 def resolve_device(name: str) -> torch.device:
@@ -40,6 +41,7 @@ class QAgent:
         self._q_sum = torch.zeros((), device=device)
         self._updates_at_pop = 0
         self.updates = 0
+        self._copied_at_update: int | None = None  # ``updates`` at the last hard target sync (None: none since load)
         # Acting runs one tiny forward pass per env step, where torch's per-call overhead (~100 us) is most of
         # the cost; a plain MLP on the CPU is evaluated in numpy on views of the live parameters instead.
         self._numpy_q = numpy_forward(self.q_net) if device.type == "cpu" else None
@@ -47,6 +49,9 @@ class QAgent:
         # directly; both are the same arithmetic with less per-call overhead (see MLPBackprop, FusedAdamStep).
         self._backprop = MLPBackprop.of(self.q_net)
         self._adam = FusedAdamStep.of(optimizer, self.params)
+        # ... and a whole phase of such updates on uniform batches runs in one loop over the products (MLPPhase)
+        self._phase = MLPPhase.of(self._backprop, MLPBackprop.of(self.target_net), self._adam,
+                                  max_grad_norm=max_grad_norm, loss=loss, double=double)
 
     # ---- acting -------------------------------------------------------------------------------------------
     def greedy(self, obs: np.ndarray) -> np.ndarray:
@@ -68,7 +73,9 @@ class QAgent:
         The target network is frozen for the whole phase (it is synced between environment steps). So when the
         batches do not depend on the updates before them (uniform sampling) and the target net is deterministic
         (no noisy layers) with a scalar head, Q_target(s_t, .) of every batch of the phase comes from one batched
-        forward pass instead of n_updates small ones: the same targets, a quarter less work per update."""
+        forward pass instead of n_updates small ones: the same targets, a quarter less work per update. A plain MLP
+        with direct fused Adam runs the whole phase in :class:`qzoo.fastpath.MLPPhase` (bit-identical weights);
+        other networks update batch by batch."""
         t0 = time.perf_counter()
         if replay.sampler.uses_priorities or self.noisy or self.q_net.support is not None:
             sample_s = 0.0
@@ -78,13 +85,21 @@ class QAgent:
                 sample_s += time.perf_counter() - t1
                 replay.update_priorities(batch.indices, self.update(batch))
             return sample_s, time.perf_counter() - t0 - sample_s
-        batches = [replay.sample(batch_size, step) for _ in range(n_updates)]
+        phase = replay.sample_phase(n_updates, batch_size, step)  # batch i: rows [i * batch_size, ...)
         t1 = time.perf_counter()
-        with torch.no_grad():
-            obs_t = torch.as_tensor(np.concatenate([b.obs_t for b in batches]), device=self.device)
-            q_target_t = self.target_net(obs_t).split([len(b.obs_t) for b in batches])
-        for batch, q in zip(batches, q_target_t, strict=True):
-            self.update(batch, q_target_t=q)
+        if self._phase is not None and phase.obs_tm1.dtype == np.float32:
+            obs_tm1, action_tm1, reward_t, discount_t, obs_t, _ = self._tensors(phase)
+            loss_sum, q_sum = self._phase.run(obs_tm1.flatten(1), action_tm1, reward_t, discount_t, obs_t.flatten(1),
+                                              n_updates)
+            self.updates += n_updates
+            self._loss_sum += loss_sum
+            self._q_sum += q_sum
+        else:
+            with torch.no_grad():
+                q_target_t = self.target_net(torch.as_tensor(phase.obs_t, device=self.device))
+            for i in range(n_updates):
+                self.update(batch_slice(phase, i, batch_size),
+                            q_target_t=q_target_t[i * batch_size:(i + 1) * batch_size])
         return t1 - t0, time.perf_counter() - t1
 
     def _tensors(self, batch: Batch):
@@ -186,10 +201,15 @@ class QAgent:
         self.optimizer.param_groups[0]["lr"] = float(learning_rate)
 
     def sync_target(self, tau: float = 1.0) -> None:
-        """theta_target <- tau * theta + (1 - tau) * theta_target  (tau = 1: hard copy)."""
+        """theta_target <- tau * theta + (1 - tau) * theta_target  (tau = 1: hard copy). A hard copy with no update
+        since the previous one is skipped: the target already holds these weights (RL Zoo's CartPole syncs every 10
+        steps and trains every 256, so most copies would copy nothing new)."""
+        if tau >= 1.0 and self._copied_at_update == self.updates:
+            return
         online, target = list(self.q_net.parameters()), list(self.target_net.parameters())
         if tau >= 1.0:
             torch._foreach_copy_(target, online)
+            self._copied_at_update = self.updates
         else:
             torch._foreach_lerp_(target, online, tau)
 
@@ -216,6 +236,7 @@ class QAgent:
         if self._adam is not None:
             self._adam.forget_state()  # load_state_dict replaced the moment tensors
         self.updates = state["updates"]
+        self._copied_at_update = None
         with torch.no_grad():
             for name, net in (("q_net", self.q_net), ("target_net", self.target_net)):
                 for buffer_name, buffer in net.named_buffers():
@@ -239,57 +260,6 @@ def epsilon_greedy(greedy, obs: np.ndarray, epsilon: float, rng: np.random.Gener
 def weighted_mean(losses: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
     """mean_i w_i loss_i (importance weights of prioritized replay), or the plain mean when ``weights`` is None."""
     return losses.mean() if weights is None else (weights * losses).mean()
-
-
-def clip_grad_norm(grads: list[torch.Tensor], max_norm: float) -> None:
-    """Scale the gradients so their global L2 norm is at most ``max_norm``:  g *= min(max_norm / (||g|| + 1e-6), 1).
-    The arithmetic of ``torch.nn.utils.clip_grad_norm_(foreach=True)`` (tested equal) for gradients on one device,
-    without its per-call grouping by device and dtype, which costs as much as the norm itself on small networks."""
-    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-    torch._foreach_mul_(grads, torch.clamp(max_norm / (total + 1e-6), max=1.0))
-
-
-class FusedAdamStep:
-    """``optimizer.step()`` of a fused ``torch.optim.Adam`` (one param group, no amsgrad), as the one kernel call
-    it makes, without the per-call Python around it (hooks, grouping by device and dtype, state look-ups): 2-3x
-    less overhead per update on small networks, the same kernel, the same state (so ``state_dict`` and
-    checkpoints are unchanged). The first step goes through ``optimizer.step()`` to create the state."""
-
-    def __init__(self, optimizer: torch.optim.Adam, params: list[torch.Tensor]):
-        self.optimizer, self.params = optimizer, params
-        self._state: tuple | None = None
-
-    @classmethod
-    def of(cls, optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> FusedAdamStep | None:
-        group = optimizer.param_groups[0]
-        flags = ("amsgrad", "maximize", "capturable", "differentiable", "decoupled_weight_decay")
-        if not (type(optimizer) is torch.optim.Adam and len(optimizer.param_groups) == 1 and group.get("fused")
-                and not any(group.get(flag) for flag in flags) and isinstance(group["lr"], float)
-                and len(group["params"]) == len(params)
-                and all(a is b for a, b in zip(group["params"], params, strict=False))
-                and len({p.device for p in params}) == 1
-                and hasattr(torch, "_fused_adam_")):
-            return None
-        return cls(optimizer, params)
-
-    def forget_state(self) -> None:
-        """The optimizer's state tensors were replaced (``load_state_dict``): look them up again."""
-        self._state = None
-
-    def step(self) -> None:
-        if self._state is None:
-            if not self.optimizer.state:
-                self.optimizer.step()
-                return
-            states = [self.optimizer.state[p] for p in self.params]
-            self._state = tuple([s[key] for s in states] for key in ("exp_avg", "exp_avg_sq", "step"))
-        exp_avgs, exp_avg_sqs, steps = self._state
-        group = self.optimizer.param_groups[0]
-        beta1, beta2 = group["betas"]
-        torch._foreach_add_(steps, 1)
-        torch._fused_adam_(self.params, [p.grad for p in self.params], exp_avgs, exp_avg_sqs, [], steps,
-                           amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2,
-                           weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
 
 
 def make_optimizer(config: Config, params) -> torch.optim.Optimizer:

@@ -106,12 +106,13 @@ def main() -> None:
         max_grad_norm=spec["max_grad_norm"], policy_kwargs=policy_kwargs, seed=spec["seed"], device="cpu",
         verbose=0)
     callback = LearningStart(spec["learning_starts"])
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     model.learn(total_timesteps=spec["n_timesteps"], callback=callback)
-    end = time.perf_counter()
+    end, cpu = time.perf_counter(), time.process_time() - cpu
     seconds = end - start
     returns = [ep["r"] for ep in model.ep_info_buffer]
     result = {"steps": spec["n_timesteps"], "seconds": seconds, "steps_per_s": spec["n_timesteps"] / seconds,
+              "cpu_seconds": cpu, "steps_per_cpu_s": spec["n_timesteps"] / cpu,
               "train_return": float(np.mean(returns)) if returns else None,
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
               "torch_threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}

@@ -49,6 +49,19 @@ class Batch(NamedTuple):
     indices: np.ndarray  # storage rows, for priority updates
 
 
+def concat_batches(batches: list[Batch]) -> Batch:
+    """The batches' rows one after the other, as one batch."""
+    weights = None if batches[0].weights is None else np.concatenate([b.weights for b in batches])
+    return Batch(*(np.concatenate(parts) for parts in zip(*(b[:5] for b in batches), strict=True)),
+                 weights=weights, indices=np.concatenate([b.indices for b in batches]))
+
+
+def batch_slice(batch: Batch, i: int, batch_size: int) -> Batch:
+    """Batch i of a phase's batches (:meth:`ReplayBuffer.sample_phase`): views of its rows."""
+    rows = slice(i * batch_size, (i + 1) * batch_size)
+    return Batch(*(None if x is None else x[rows] for x in batch))
+
+
 class ReplayBuffer:
     def __init__(self, storage: TransitionStorage | FrameStorage, sampler: UniformSampler | PrioritizedSampler,
                  seed: int = 0, augment=None):
@@ -72,6 +85,17 @@ class ReplayBuffer:
         if self.augment is not None:  # s and s' each get their own shifts, drawn after the rows
             obs_tm1, obs_t = self.augment(obs_tm1, self.rng), self.augment(obs_t, self.rng)
         return Batch(obs_tm1, action_tm1, reward_t, discount_t, obs_t, weights=weights, indices=indices)
+
+    def sample_phase(self, n_batches: int, batch_size: int, step: int = 0) -> Batch:
+        """``n_batches`` batches as one :class:`Batch` of ``n_batches * batch_size`` rows, batch i in rows
+        [i * batch_size, (i + 1) * batch_size) (:func:`batch_slice`). The same rows, from the same generator draws
+        in the same order, as ``n_batches`` calls of :meth:`sample`; uniform sampling without augmentation reads
+        the storage once for all of them instead of once per batch."""
+        if self.augment is not None or self.sampler.uses_priorities:  # draws interleave with the rows' draws
+            return concat_batches([self.sample(batch_size, step) for _ in range(n_batches)])
+        rows = np.concatenate([self.sampler.sample(self.storage, batch_size, self.rng, step)[0]
+                               for _ in range(n_batches)])
+        return Batch(*self.storage.get(rows), weights=None, indices=rows)
 
     def update_priorities(self, indices: np.ndarray, td_errors) -> None:
         """New priorities from the TD errors (or C51 losses) of a batch; a no-op for uniform sampling."""

@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import torch
 
@@ -35,6 +37,35 @@ def test_hard_and_soft_target_updates():
     agent.sync_target(tau=1.0)
     for t, o in zip(agent.target_net.parameters(), agent.q_net.parameters(), strict=True):
         torch.testing.assert_close(t, o)
+
+
+def test_a_hard_sync_copies_what_the_updates_since_the_last_one_changed():
+    """Hard syncs with no update in between are skipped (the target holds those weights already); each update,
+    and loading a state, makes the next one copy."""
+    agent = corridor_agent(learning_rate=1e-2)
+    obs = np.eye(8, dtype=np.float32)[[0, 3]]
+    batch = Batch(obs, np.array([1, 0]), np.array([1.0, -1.0], np.float32), np.array([0.0, 0.9], np.float32), obs,
+                  None, np.array([0, 1]))
+
+    def target_is_online():
+        return all(torch.equal(t, o) for t, o in zip(agent.target_net.parameters(), agent.q_net.parameters(),
+                                                     strict=True))
+
+    for _ in range(2):
+        agent.update(batch)
+        assert not target_is_online()
+        agent.sync_target(1.0)
+        assert target_is_online()
+        agent.sync_target(1.0)  # nothing new: skipped, still equal
+        assert target_is_online()
+    state = copy.deepcopy(agent.state_dict())
+    agent.update(batch)
+    agent.load_state_dict(state)  # the online net as saved; the target net too, but the next sync still copies
+    with torch.no_grad():
+        for p in agent.target_net.parameters():
+            p.zero_()
+    agent.sync_target(1.0)
+    assert target_is_online()
 
 
 def test_update_moves_q_towards_the_target_and_reports_td_error():

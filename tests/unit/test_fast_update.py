@@ -14,7 +14,7 @@ from qzoo.config import Config
 from qzoo.envs import check_env
 from qzoo.losses import td_loss, td_loss_grad
 from qzoo.networks import MLPBackprop
-from qzoo.replay import Batch
+from qzoo.replay import Batch, batch_slice, make_replay
 
 
 def agent_for(**kw):
@@ -143,3 +143,99 @@ def test_updates_on_the_fast_paths_equal_the_autograd_path(kw):
     f, s = fast.pop_metrics(), slow.pop_metrics()
     assert f["interval_updates"] == s["interval_updates"] == 20
     assert f["loss"] == pytest.approx(s["loss"], rel=1e-5) and f["q_mean"] == pytest.approx(s["q_mean"], rel=1e-5)
+
+
+def filled_replays(config, n_copies=2, steps=300):
+    """Identical replay buffers (same transitions, same sampling seed), filled with random CartPole-sized steps
+    whose rewards make some TD errors exceed the Huber threshold."""
+    space = check_env(config).observation_space
+    replays = [make_replay(config, space) for _ in range(n_copies)]
+    rng = np.random.default_rng(1)
+    for _ in range(steps):
+        obs, nxt = rng.normal(size=(2, 1, 4)).astype(np.float32)
+        action, reward = rng.integers(0, 2, 1), rng.normal(scale=2.0, size=1).astype(np.float32)
+        terminated = rng.random(1) < 0.1
+        for replay in replays:
+            replay.add(obs, action, reward, nxt, terminated, np.zeros(1, bool))
+    return replays
+
+
+@pytest.mark.parametrize("kw", [{}, {"double": True}, {"loss": "mse"}, {"n_step": 3, "double": True},
+                                {"max_grad_norm": 0.05}, {"max_grad_norm": 0.5}])
+def test_a_phase_in_one_loop_equals_its_updates_one_by_one(kw):
+    """QAgent.learn through MLPPhase (targets of the whole phase at once, gradients into buffers, clipping skipped
+    where its factor is exactly 1) and through QAgent.update batch by batch: bit-identical weights after three
+    phases of 16 updates, the same update count, the logged loss and mean Q equal up to the order of summation.
+    A learning rate of 0.01 moves the online net enough for Double DQN's argmax to differ from the target net's;
+    max_grad_norm 0.05 clips every update, 0.5 some (both checked below), the default 10 none."""
+    fast, slow = agent_for(learning_rate=0.01, **kw), agent_for(learning_rate=0.01, **kw)
+    slow._phase = None
+    assert fast._phase is not None and fast._phase.double == kw.get("double", False)
+    replays = filled_replays(Config(env_id="CartPole-v1", **kw))
+    for _ in range(3):
+        fast.learn(replays[0], 16, 32, 300)
+        slow.learn(replays[1], 16, 32, 300)
+    for a, b in zip(fast.q_net.parameters(), slow.q_net.parameters(), strict=True):
+        assert torch.equal(a, b)
+    f, s = fast.pop_metrics(), slow.pop_metrics()
+    assert f["interval_updates"] == s["interval_updates"] == 48 and fast.updates == 48
+    assert f["loss"] == pytest.approx(s["loss"], rel=1e-5) and f["q_mean"] == pytest.approx(s["q_mean"], rel=1e-5)
+    assert replays[0].rng.bit_generator.state == replays[1].rng.bit_generator.state  # the same draws
+    batch = replays[0].sample(32, 300)  # and the per-batch path goes on from where the phase loop left off
+    torch.testing.assert_close(fast.update(batch), slow.update(batch), rtol=0, atol=0)
+    for a, b in zip(fast.q_net.parameters(), slow.q_net.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("max_grad_norm, clipped", [(0.05, "all"), (0.5, "some"), (10.0, "none")])
+def test_the_clipping_cases_the_phase_loop_is_compared_in(max_grad_norm, clipped, monkeypatch):
+    """How many of the 48 updates of the comparison above have a gradient norm above max_grad_norm (measured on
+    the reference path, before clipping), so that test covers clipping always, sometimes and never."""
+    import qzoo.agent
+
+    agent = agent_for(learning_rate=0.01, max_grad_norm=max_grad_norm)
+    agent._phase = None
+    norms = []
+
+    def record_then_clip(grads, max_norm):
+        norms.append(float(torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads]))))
+        clip_grad_norm(grads, max_norm)
+
+    monkeypatch.setattr(qzoo.agent, "clip_grad_norm", record_then_clip)
+    replay = filled_replays(Config(env_id="CartPole-v1"), n_copies=1)[0]
+    for _ in range(3):
+        agent.learn(replay, 16, 32, 300)
+    above = sum(n > max_grad_norm for n in norms)
+    assert len(norms) == 48
+    assert {"all": above == 48, "some": 0 < above < 48, "none": above == 0}[clipped], above
+
+
+def test_double_dqn_targets_change_the_result_in_the_phase_loop():
+    """The Double DQN branch of MLPPhase is taken: with the same batches it ends elsewhere than plain DQN."""
+    plain, double = agent_for(learning_rate=0.01), agent_for(learning_rate=0.01, double=True)
+    replays = filled_replays(Config(env_id="CartPole-v1"))
+    for _ in range(3):
+        plain.learn(replays[0], 16, 32, 300)
+        double.learn(replays[1], 16, 32, 300)
+    assert not all(torch.equal(a, b) for a, b in zip(plain.q_net.parameters(), double.q_net.parameters(), strict=True))
+
+
+def test_only_plain_mlps_with_direct_adam_take_the_phase_loop():
+    assert agent_for()._phase is not None
+    for kw in ({"dueling": True}, {"noisy": True}, {"distributional": "c51"}, {"optimizer": "rmsprop"}):
+        assert agent_for(**kw)._phase is None
+
+
+@pytest.mark.parametrize("kw", [{}, {"prioritized": True}])
+def test_sample_phase_draws_what_as_many_samples_draw(kw):
+    """One phase's batches in one Batch: the same rows, observations, importance weights and generator state as
+    n calls of sample(); batch_slice gives batch i back."""
+    config = Config(env_id="CartPole-v1", **kw)
+    a, b = filled_replays(config)
+    phase = a.sample_phase(5, 8, 300)
+    assert len(phase.action_tm1) == 40
+    for i in range(5):
+        one, part = b.sample(8, 300), batch_slice(phase, i, 8)
+        for x, y in zip(one, part, strict=True):
+            assert (x is None and y is None) or np.array_equal(x, y)
+    assert a.rng.bit_generator.state == b.rng.bit_generator.state

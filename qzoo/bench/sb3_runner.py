@@ -14,19 +14,14 @@ grayscale) on the game created with ``frameskip=1, repeat_action_probability=0``
 
 import importlib.util
 import json
-import os
-import resource
 import sys
-import time
 from pathlib import Path
 
 import gymnasium as gym
-import numpy as np
 import torch
+from peer_runs import dqn_hyperparameters, evaluate, learn_timed  # this folder (the runner's sys.path[0])
 from stable_baselines3 import DQN
-from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
@@ -51,19 +46,6 @@ class MinAtarCNN(BaseFeaturesExtractor):
 
     def forward(self, obs):
         return torch.relu(self.fc(self.convs(obs.float())))
-
-
-class LearningStart(BaseCallback):
-    """Remembers when the step counter passed learning_starts (SB3 trains once num_timesteps > learning_starts)."""
-
-    def __init__(self, learning_starts: int):
-        super().__init__()
-        self.learning_starts, self.time = learning_starts, None
-
-    def _on_step(self) -> bool:
-        if self.time is None and self.num_timesteps >= self.learning_starts:
-            self.time = time.perf_counter()
-        return True
 
 
 def make_atari(spec):
@@ -97,35 +79,13 @@ def main() -> None:
     else:
         env = make_vec_env(spec["env_id"], n_envs=spec.get("n_envs", 1), seed=spec["seed"], env_kwargs=env_kwargs)
         policy = "MlpPolicy"
-    model = DQN(
-        policy, env, learning_rate=spec["learning_rate"], buffer_size=spec["buffer_size"],
-        learning_starts=spec["learning_starts"], batch_size=spec["batch_size"], gamma=spec["gamma"], tau=spec["tau"],
-        train_freq=spec["train_freq"], gradient_steps=spec["gradient_steps"],
-        target_update_interval=spec["target_update_interval"], exploration_fraction=spec["exploration_fraction"],
-        exploration_initial_eps=spec["exploration_initial_eps"], exploration_final_eps=spec["exploration_final_eps"],
-        max_grad_norm=spec["max_grad_norm"], policy_kwargs=policy_kwargs, seed=spec["seed"], device="cpu",
-        verbose=0)
-    callback = LearningStart(spec["learning_starts"])
-    start, cpu = time.perf_counter(), time.process_time()
-    model.learn(total_timesteps=spec["n_timesteps"], callback=callback)
-    end, cpu = time.perf_counter(), time.process_time() - cpu
-    seconds = end - start
-    returns = [ep["r"] for ep in model.ep_info_buffer]
-    result = {"steps": spec["n_timesteps"], "seconds": seconds, "steps_per_s": spec["n_timesteps"] / seconds,
-              "cpu_seconds": cpu, "steps_per_cpu_s": spec["n_timesteps"] / cpu,
-              "train_return": float(np.mean(returns)) if returns else None,
-              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-              "torch_threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
-    if callback.time is not None and end > callback.time:
-        result["learning_steps_per_s"] = (model.num_timesteps - spec["learning_starts"]) / (end - callback.time)
+    model = DQN(policy, env, **dqn_hyperparameters(spec), max_grad_norm=spec["max_grad_norm"],
+                policy_kwargs=policy_kwargs, device="cpu")
+    result = {**learn_timed(model, spec), "torch_threads": torch.get_num_threads()}
     if spec.get("run_dir"):
         model.save(Path(spec["run_dir"]) / "model.zip")
     if spec.get("eval_episodes") and not spec.get("atari"):
-        eval_env = gym.make(spec["env_id"], **env_kwargs)
-        eval_env.reset(seed=spec["seed"] + 10_000)
-        returns, _ = evaluate_policy(model, eval_env, n_eval_episodes=spec["eval_episodes"], deterministic=True,
-                                     return_episode_rewards=True)
-        result["eval_mean"], result["eval_std"] = float(np.mean(returns)), float(np.std(returns))
+        result.update(evaluate(model, spec, env_kwargs))
     print(json.dumps(result))
 
 

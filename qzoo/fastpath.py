@@ -23,7 +23,11 @@ def clip_grad_norm(grads: list[torch.Tensor], max_norm: float) -> None:
     The arithmetic of ``torch.nn.utils.clip_grad_norm_(foreach=True)`` (tested equal) for gradients on one device,
     without its per-call grouping by device and dtype, which costs as much as the norm itself on small networks."""
     total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-    torch._foreach_mul_(grads, torch.clamp(max_norm / (total + 1e-6), max=1.0))
+    scale = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    # Most updates are not clipped: multiplying by exactly 1 changes nothing, so on the CPU (where reading the
+    # factor costs nothing) the pass over every gradient is skipped then (a NaN factor still multiplies)
+    if grads[0].device.type != "cpu" or scale.item() != 1.0:
+        torch._foreach_mul_(grads, scale)
 
 
 class FusedAdamStep:

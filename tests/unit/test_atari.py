@@ -3,6 +3,8 @@
 ALE steps are cheap (~1 ms for an agent step of 4 frames), so these play real games for a few hundred steps.
 """
 
+import copy
+
 import cv2
 import gymnasium as gym
 import numpy as np
@@ -407,6 +409,42 @@ def test_nature_cnn_bf16_autocast_stays_close_to_float32_and_learns_in_float32()
     space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
     assert build_q_network(Config(env_id="ALE/Pong-v5", bf16="true"), space, 6).torso.bf16
     assert not build_q_network(Config(env_id="ALE/Pong-v5", bf16="false"), space, 6).torso.bf16
+
+
+def autocast_reference(torso: NatureCNN, frames: torch.Tensor) -> torch.Tensor:
+    """The bf16 batch forward as autocast alone computes it: float32 frames, every weight cast on each call."""
+    with torch.autocast("cpu", torch.bfloat16):
+        first = torso.convs[0]
+        x = F.conv2d(frames.float(), first.weight * (1.0 / 255.0), first.bias, first.stride)
+        return F.relu(torso.fc(torso.convs[1:](x))).float()
+
+
+def test_nature_cnn_bf16_batches_compute_what_autocast_computes_with_the_frozen_cast_kept_until_a_change():
+    torch.manual_seed(0)
+    online = NatureCNN((4, 84, 84), bf16=True)
+    frames = torch.randint(0, 256, (6, 4, 84, 84), dtype=torch.uint8)
+    assert torch.equal(online(frames), autocast_reference(online, frames))  # uint8 -> bf16 directly: same values
+    assert online._frozen_cast is None  # a layer that learns is cast on every call (its weights change each step)
+    target = copy.deepcopy(online).requires_grad_(False)
+    assert torch.equal(target(frames), autocast_reference(target, frames))
+    kept = target._frozen_cast[1]
+    assert torch.equal(target(frames[:3]), autocast_reference(target, frames[:3]))
+    assert target._frozen_cast[1] is kept  # no change since: the same cast, not a new one
+    other = NatureCNN((4, 84, 84), bf16=True)
+    changes = [lambda: torch._foreach_copy_(list(target.parameters()), list(other.parameters())),  # hard sync
+               lambda: torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), 0.5),  # soft
+               lambda: target.load_state_dict(online.state_dict())]  # a checkpoint
+    for change in changes:
+        before = target(frames)
+        with torch.no_grad():
+            change()
+        after = target(frames)
+        assert not torch.equal(after, before) and target._frozen_cast[1] is not kept
+        assert torch.equal(after, autocast_reference(target, frames))  # the new weights' cast
+        kept = target._frozen_cast[1]
+    with torch.no_grad():
+        online.fc.weight.add_(1.0)  # learning weights: never a stale cast either
+    assert torch.equal(online(frames), autocast_reference(online, frames))
 
 
 def test_nature_cnn_composes_with_noisy_dueling_c51_heads():

@@ -97,6 +97,9 @@ def test_clip_grad_norm_equals_torch():
             assert all(torch.equal(g, o) for g, o in zip(grads, original, strict=True))
         else:  # above: scaled down to norm 1
             assert norm == pytest.approx(1.0, rel=1e-5)
+    grads = [torch.tensor([1.0, float("nan")]), torch.tensor([2.0])]  # a NaN norm still reaches every gradient
+    clip_grad_norm(grads, 1.0)
+    assert all(torch.isnan(g).all() for g in grads)
 
 
 def test_direct_fused_adam_step_equals_optimizer_step_and_survives_load_state_dict():

@@ -26,7 +26,6 @@ from qzoo.agent import build_agent, resolve_device
 from qzoo.config import Config
 from qzoo.envs import check_env, finished_episodes, finished_games, make_env, make_vec_env, true_next_obs
 from qzoo.evaluation import EvalResult, evaluate
-from qzoo.malloc import keep_freed_memory
 from qzoo.networks import resolve_bf16
 from qzoo.replay import make_replay
 from qzoo.runlog import (  # noqa: F401  (EVAL_COLUMNS, PROGRESS_COLUMNS, ProgressLog: their home is runlog)
@@ -75,7 +74,6 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
     # Adam's second-moment estimates of small networks drift into denormal floats, which x86 CPUs process
     # ~5x slower; flushing them to zero changes no result that matters and keeps updates fast.
     torch.set_flush_denormal(True)
-    keep_freed_memory()  # no page faults for the megabytes each update allocates and frees (qzoo/malloc.py)
     if bf16_note is not None:
         print(bf16_note, file=out or sys.stderr, flush=True)
 

@@ -97,9 +97,13 @@ class QAgent:
         else:
             with torch.no_grad():
                 q_target_t = self.target_net(torch.as_tensor(phase.obs_t, device=self.device))
+            # Synced since the last update (DrQ(eps) syncs every step): the target net holds the online weights,
+            # so Double DQN's online Q(s_t, .) for the phase's first update is the target's, bit for bit
+            q_select_t = q_target_t if self.double and self._copied_at_update == self.updates else None
             for i in range(n_updates):
-                self.update(batch_slice(phase, i, batch_size),
-                            q_target_t=q_target_t[i * batch_size:(i + 1) * batch_size])
+                rows = slice(i * batch_size, (i + 1) * batch_size)
+                self.update(batch_slice(phase, i, batch_size), q_target_t=q_target_t[rows],
+                            q_select_t=q_select_t[rows] if q_select_t is not None and i == 0 else None)
         return t1 - t0, time.perf_counter() - t1
 
     def _tensors(self, batch: Batch):
@@ -108,10 +112,11 @@ class QAgent:
         return (as_t(batch.obs_tm1), as_t(batch.action_tm1), as_t(batch.reward_t), as_t(batch.discount_t),
                 as_t(batch.obs_t), weights)
 
-    def update(self, batch: Batch, q_target_t: torch.Tensor | None = None) -> torch.Tensor:
+    def update(self, batch: Batch, q_target_t: torch.Tensor | None = None,
+               q_select_t: torch.Tensor | None = None) -> torch.Tensor:
         """One gradient step on a batch. Returns the new priority of each sample (|TD error|, or the C51
         cross-entropy), detached, for a prioritized sampler. ``q_target_t``: the target net's Q(s_t, .) when
-        already computed (scalar heads; see :meth:`learn`)."""
+        already computed (scalar heads; see :meth:`learn`); ``q_select_t``: likewise the online net's (Double DQN)."""
         obs_tm1, action_tm1, reward_t, discount_t, obs_t, weights = self._tensors(batch)
         if self.noisy:  # fresh noise for this step, in both networks (Rainbow)
             self.q_net.reset_noise()
@@ -120,7 +125,7 @@ class QAgent:
             p.grad = None
         if self.q_net.support is None:
             loss, q_tm1, priorities = self._scalar_loss_and_grad(obs_tm1, action_tm1, reward_t, discount_t, obs_t,
-                                                                 weights, q_target_t)
+                                                                 weights, q_target_t, q_select_t)
         else:
             losses, q_tm1, priorities = self._categorical_losses(obs_tm1, action_tm1, reward_t, discount_t, obs_t)
             loss = weighted_mean(losses, weights)
@@ -136,13 +141,15 @@ class QAgent:
         self._q_sum += q_tm1.detach().mean()
         return priorities
 
-    def _scalar_loss_and_grad(self, obs_tm1, action_tm1, reward_t, discount_t, obs_t, weights, q_target_t=None):
+    def _scalar_loss_and_grad(self, obs_tm1, action_tm1, reward_t, discount_t, obs_t, weights, q_target_t=None,
+                              q_select_t=None):
         """y = r + discount * Q_target(s_t, argmax Q_select(s_t, .)); loss = mean_i w_i loss(Q(s_tm1, a_tm1), y),
         and its gradient in the parameters' ``.grad``. Returns (loss, Q(s_tm1, a_tm1), |y - Q(s_tm1, a_tm1)|)."""
         with torch.no_grad():
             if q_target_t is None:
                 q_target_t = self.target_net(obs_t)
-            q_select_t = self.q_net(obs_t) if self.double else None
+            if self.double and q_select_t is None:
+                q_select_t = self.q_net(obs_t)
             target = q_learning_target(reward_t, discount_t, q_target_t, q_select_t)
         action = action_tm1.unsqueeze(1)
         if self._backprop is None:

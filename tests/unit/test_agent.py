@@ -133,3 +133,35 @@ def test_a_phase_with_batched_targets_equals_update_by_update():
         for a, b in zip(fast.q_net.parameters(), slow.q_net.parameters(), strict=True):
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
         assert not torch.equal(next(fast.q_net.parameters()), next(fast.target_net.parameters()))  # it learned
+
+
+def test_double_dqn_synced_every_step_reuses_the_target_pass_as_the_online_one():
+    """DrQ(eps) syncs the target after every update, so at the next update the target net *is* the online net:
+    learn() then takes Double DQN's online Q(s_t, .) from the target's forward pass (one pass fewer), and the
+    training is bit for bit what computing it with the online net gives."""
+    config = Config(env_id="qzoo/Corridor-v0", net_arch=[8], batch_size=16, double=True, dueling=True)
+    info = check_env(config)
+    agents, passes = [], []
+    for reuse in (True, False):
+        torch.manual_seed(0)
+        agent = build_agent(config, info.observation_space, info.n_actions, torch.device("cpu"))
+        calls = []
+        agent.q_net.register_forward_hook(lambda *_, calls=calls: calls.append(1))
+        replay = _replay_with(config, info)
+        for step in range(6):
+            agent.learn(replay, 1, 16, step=step)
+            agent.sync_target(1.0)
+            if not reuse:
+                agent._copied_at_update = -1  # as if not synced: the online net computes Q(s_t, .) itself
+        agents.append(agent)
+        passes.append(len(calls))
+    for a, b in zip(agents[0].q_net.parameters(), agents[1].q_net.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert passes == [6 + 1, 6 * 2]  # Q(s_tm1) every update; Q(s_t) only at the first, before any sync
+    soft = agents[0]
+    soft.learn(_replay_with(config, info, seed=1), 1, 16, step=6)
+    soft.sync_target(0.5)  # a soft update: the target is not the online net, no reuse
+    counted = []
+    soft.q_net.register_forward_hook(lambda *_: counted.append(1))
+    soft.learn(_replay_with(config, info, seed=2), 1, 16, step=7)
+    assert len(counted) == 2  # Q(s_tm1) and Q(s_t) both by the online net

@@ -39,6 +39,8 @@ from pathlib import Path
 
 import yaml
 
+from qzoo import allocator
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -76,13 +78,20 @@ def worker(args_json: str) -> None:
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "torch_threads": __import__("torch").get_num_threads(),
         "settings": {k: ran[k] for k in ("atari_backend", "bf16", "overlap")},
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}))
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "allocator": allocator.in_use() or "system"}))
 
 
 def run_qzoo(env_id: str, learning_starts: int, window: int, sets: list[str], timeout: int) -> dict:
+    """One qzoo run in a worker process, started as the ``qzoo`` command would be (jemalloc preloaded when found,
+    qzoo/allocator.py). ``sets`` of the form ``env:NAME=VALUE`` go to the worker's environment instead, e.g.
+    ``env:QZOO_ALLOCATOR=system`` for glibc's malloc."""
+    env = dict(os.environ)
+    env.update(s[4:].split("=", 1) for s in sets if s.startswith("env:"))
+    sets = [s for s in sets if not s.startswith("env:")]
     spec = json.dumps({"env_id": env_id, "learning_starts": learning_starts, "window": window, "sets": sets})
     out = subprocess.run([sys.executable, __file__, "--worker", spec], capture_output=True, text=True,
-                         timeout=timeout)
+                         timeout=timeout, env=allocator.environ(env))
     if out.returncode != 0:
         raise RuntimeError(f"qzoo worker failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])

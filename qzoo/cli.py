@@ -10,7 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from qzoo import __version__
+from qzoo import __version__, allocator
 from qzoo.config import ALGOS, ConfigError, parse_set, resolve, settings_help
 from qzoo.guards import check_args
 
@@ -425,6 +425,8 @@ def cmd_bench(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None and sys.argv[1:2] and sys.argv[1] in ("train", "tune", "bench"):
+        allocator.restart_with_jemalloc(sys.argv[1:])  # training processes: jemalloc when found (qzoo/allocator.py)
     args = build_parser().parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)  # for command.txt
     signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM takes the same clean path as Ctrl-C

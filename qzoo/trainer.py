@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from qzoo import allocator
 from qzoo import checkpoint as ckpt
 from qzoo.actor import TrainingPhases, learner_threads, resolve_overlap
 from qzoo.agent import build_agent, resolve_device
@@ -76,6 +77,8 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
     torch.set_flush_denormal(True)
     if bf16_note is not None:
         print(bf16_note, file=out or sys.stderr, flush=True)
+    if config.resolved_network(env_info.observation_space.shape) == "nature_cnn":  # where the allocator matters
+        print(f"qzoo: memory allocator: {allocator.describe()}", file=out or sys.stderr, flush=True)
 
     envs = make_vec_env(config)
     eval_env = make_env(config.env_id, config.env_kwargs, config=config)()  # Atari: whole games, raw score

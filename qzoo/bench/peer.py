@@ -67,11 +67,12 @@ def ensure_sbx(venv: Path | None = None, log=sys.stderr) -> Path:
 
 
 def peer_environ() -> dict[str, str]:
-    """The environment for a peer process: the user's, without the OpenMP wait policy that importing qzoo set (a
-    policy the user set stays), so the peer runs at its own defaults."""
+    """The environment for a peer process: the user's, without the OpenMP wait policy that importing qzoo set and
+    the jemalloc that the qzoo command preloaded (what the user set stays), so the peer runs at its own defaults."""
     import qzoo
+    from qzoo.allocator import without_qzoo_preload
 
-    env = dict(os.environ)
+    env = without_qzoo_preload(dict(os.environ))
     if qzoo.USER_OMP_WAIT_POLICY is None:
         env.pop("OMP_WAIT_POLICY", None)
     return env

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+from qzoo import allocator
 from qzoo.networks import native_bf16_cpu
 
 QZOO = [sys.executable, "-m", "qzoo"]
@@ -29,6 +30,11 @@ def test_train_pong_then_eval_reports_the_game_score(runs_dir):
     assert "network: nature_cnn" in config and "learning_rate: 0.0001" in config  # the atari preset
     on = native_bf16_cpu()  # bf16 auto: said in the first line, recorded resolved (so is overlap's auto: off)
     assert r.stderr.splitlines()[1].startswith(f"qzoo: bf16=auto: {'on' if on else 'off'} (")  # after "training"
+    found = allocator.find_jemalloc()  # the qzoo command restarted itself on jemalloc when there is one
+    assert r.stderr.splitlines()[2] == ("qzoo: memory allocator: " + (f"jemalloc ({found})" if found else
+                                        "the system's malloc (no jemalloc found: apt install libjemalloc2, or pip "
+                                        "install 'qzoo[ray]'; a CNN run's memory may fragment and grow, "
+                                        "qzoo/allocator.py)"))
     assert f"bf16: '{str(on).lower()}'" in config and "overlap: 'false'" in config
     rows = list(csv.DictReader(open(run_dir / "progress.csv")))
     assert [int(row["step"]) for row in rows] == [100, 200, 300]

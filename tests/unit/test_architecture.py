@@ -20,8 +20,9 @@ LAYERS = [
     # settings: what a run is (its typed settings, the kind of env an id names, schedules); no other layer.
     ("settings", ["qzoo", "qzoo.config", "qzoo.env_ids", "qzoo.schedules"]),
     # parts: the pieces a loop is built from, each made from a Config alone.
-    # (qzoo.guards: the checks where qzoo meets the machine, the file system and the user's files; qzoo.envs calls it.)
-    ("parts", ["qzoo.envs", "qzoo.guards", "qzoo.networks", "qzoo.losses", "qzoo.fastpath", "qzoo.replay",
+    # (qzoo.guards: the checks where qzoo meets the machine, the file system and the user's files; qzoo.envs calls it.
+    # qzoo.allocator: the memory allocator a training process runs on; the trainer, the peers and the CLI use it.)
+    ("parts", ["qzoo.envs", "qzoo.guards", "qzoo.allocator", "qzoo.networks", "qzoo.losses", "qzoo.fastpath", "qzoo.replay",
                "qzoo.evaluation", "qzoo.logger"]),
     # run files: the durable files of a run directory (lock, atomic writes, manifests, models, checkpoints, resume).
     ("run files", ["qzoo.checkpoint"]),

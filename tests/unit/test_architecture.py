@@ -22,8 +22,8 @@ LAYERS = [
     # parts: the pieces a loop is built from, each made from a Config alone.
     # (qzoo.guards: the checks where qzoo meets the machine, the file system and the user's files; qzoo.envs calls it.
     # qzoo.allocator: the memory allocator a training process runs on; the trainer, the peers and the CLI use it.)
-    ("parts", ["qzoo.envs", "qzoo.guards", "qzoo.allocator", "qzoo.networks", "qzoo.losses", "qzoo.fastpath", "qzoo.replay",
-               "qzoo.evaluation", "qzoo.logger"]),
+    ("parts", ["qzoo.envs", "qzoo.guards", "qzoo.allocator", "qzoo.networks", "qzoo.losses", "qzoo.fastpath",
+               "qzoo.replay", "qzoo.evaluation", "qzoo.logger"]),
     # run files: the durable files of a run directory (lock, atomic writes, manifests, models, checkpoints, resume).
     ("run files", ["qzoo.checkpoint"]),
     # agents: the learners (deep agent, Q-table) and loading a trained one from its files or an export.

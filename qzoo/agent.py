@@ -99,11 +99,11 @@ class QAgent:
                 q_target_t = self.target_net(torch.as_tensor(phase.obs_t, device=self.device))
             # Synced since the last update (DrQ(eps) syncs every step): the target net holds the online weights,
             # so Double DQN's online Q(s_t, .) for the phase's first update is the target's, bit for bit
-            q_select_t = q_target_t if self.double and self._copied_at_update == self.updates else None
+            first_select = q_target_t[:batch_size] if self.double and self._copied_at_update == self.updates else None
             for i in range(n_updates):
-                rows = slice(i * batch_size, (i + 1) * batch_size)
-                self.update(batch_slice(phase, i, batch_size), q_target_t=q_target_t[rows],
-                            q_select_t=q_select_t[rows] if q_select_t is not None and i == 0 else None)
+                self.update(batch_slice(phase, i, batch_size),
+                            q_target_t=q_target_t[i * batch_size:(i + 1) * batch_size],
+                            q_select_t=first_select if i == 0 else None)
         return t1 - t0, time.perf_counter() - t1
 
     def _tensors(self, batch: Batch):

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from qzoo.config import Config
-from qzoo.fastpath import FusedAdamStep, MLPPhase, clip_grad_norm
+from qzoo.fastpath import CenteredRMSpropStep, FusedAdamStep, MinAtarPhase, MLPPhase, clip_grad_norm
 from qzoo.losses import categorical_loss, categorical_projection, q_learning_target, td_loss, td_loss_grad
 from qzoo.networks import MLPBackprop, QNetwork, build_q_network, numpy_forward
 from qzoo.replay import Batch, ReplayBuffer, batch_slice
@@ -50,13 +50,20 @@ class QAgent:
         self._backprop = MLPBackprop.of(self.q_net)
         self._adam = FusedAdamStep.of(optimizer, self.params)
         # ... and a whole phase of such updates on uniform batches runs in one loop over the products (MLPPhase)
-        self._phase = MLPPhase.of(self._backprop, MLPBackprop.of(self.target_net), self._adam,
-                                  max_grad_norm=max_grad_norm, loss=loss, double=double)
+        phase_kw = {"max_grad_norm": max_grad_norm, "loss": loss, "double": double}
+        self._phase = MLPPhase.of(self._backprop, MLPBackprop.of(self.target_net), self._adam, **phase_kw)
+        # ... and so does the MinAtar CNN with centered RMSprop on the CPU (MinAtarPhase), which also acts
+        self._rmsprop = CenteredRMSpropStep.of(optimizer, self.params) if device.type == "cpu" else None
+        if self._phase is None and not noisy:
+            self._phase = MinAtarPhase.of(self.q_net, self.target_net, self._rmsprop, **phase_kw)
+        self._phase_q = self._phase.q_values if isinstance(self._phase, MinAtarPhase) else None
 
     # ---- acting -------------------------------------------------------------------------------------------
     def greedy(self, obs: np.ndarray) -> np.ndarray:
         if self._numpy_q is not None:
             return self._numpy_q(obs).argmax(axis=1)
+        if self._phase_q is not None:
+            return self._phase_q(torch.as_tensor(obs)).argmax(dim=1).numpy()
         with torch.no_grad():
             q = self.q_net(torch.as_tensor(obs, device=self.device))
         return q.argmax(dim=1).cpu().numpy()
@@ -74,8 +81,9 @@ class QAgent:
         batches do not depend on the updates before them (uniform sampling) and the target net is deterministic
         (no noisy layers) with a scalar head, Q_target(s_t, .) of every batch of the phase comes from one batched
         forward pass instead of n_updates small ones: the same targets, a quarter less work per update. A plain MLP
-        with direct fused Adam runs the whole phase in :class:`qzoo.fastpath.MLPPhase` (bit-identical weights);
-        other networks update batch by batch."""
+        with direct fused Adam runs the whole phase in :class:`qzoo.fastpath.MLPPhase`, the MinAtar CNN with
+        centered RMSprop on the CPU in :class:`qzoo.fastpath.MinAtarPhase` (bit-identical weights); other networks
+        update batch by batch."""
         t0 = time.perf_counter()
         if replay.sampler.uses_priorities or self.noisy or self.q_net.support is not None:
             sample_s = 0.0
@@ -87,10 +95,8 @@ class QAgent:
             return sample_s, time.perf_counter() - t0 - sample_s
         phase = replay.sample_phase(n_updates, batch_size, step)  # batch i: rows [i * batch_size, ...)
         t1 = time.perf_counter()
-        if self._phase is not None and phase.obs_tm1.dtype == np.float32:
-            obs_tm1, action_tm1, reward_t, discount_t, obs_t, _ = self._tensors(phase)
-            loss_sum, q_sum = self._phase.run(obs_tm1.flatten(1), action_tm1, reward_t, discount_t, obs_t.flatten(1),
-                                              n_updates)
+        if self._phase is not None and self._phase.takes(phase.obs_tm1):
+            loss_sum, q_sum = self._phase.run(*self._tensors(phase)[:5], n_updates)
             self.updates += n_updates
             self._loss_sum += loss_sum
             self._q_sum += q_sum
@@ -240,8 +246,9 @@ class QAgent:
         self.q_net.load_state_dict(state["q_net"])
         self.target_net.load_state_dict(state["target_net"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if self._adam is not None:
-            self._adam.forget_state()  # load_state_dict replaced the moment tensors
+        for step in (self._adam, self._rmsprop):
+            if step is not None:
+                step.forget_state()  # load_state_dict replaced the moment tensors
         self.updates = state["updates"]
         self._copied_at_update = None
         with torch.no_grad():

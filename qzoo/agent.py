@@ -96,10 +96,8 @@ class QAgent:
         phase = replay.sample_phase(n_updates, batch_size, step)  # batch i: rows [i * batch_size, ...)
         t1 = time.perf_counter()
         if self._phase is not None and self._phase.takes(phase.obs_tm1):
-            loss_sum, q_sum = self._phase.run(*self._tensors(phase)[:5], n_updates)
+            self._phase.run(*self._tensors(phase)[:5], n_updates)  # its losses: _drain_phase_metrics
             self.updates += n_updates
-            self._loss_sum += loss_sum
-            self._q_sum += q_sum
         else:
             with torch.no_grad():
                 q_target_t = self.target_net(torch.as_tensor(phase.obs_t, device=self.device))
@@ -199,6 +197,7 @@ class QAgent:
 
     def pop_metrics(self) -> dict:
         """Mean loss and Q since the last call (one device sync per log interval, not per update)."""
+        self._drain_phase_metrics()
         n = self.updates - self._updates_at_pop
         loss_sum, q_sum = self._loss_sum.item(), self._q_sum.item()
         self._loss_sum.zero_()
@@ -207,6 +206,13 @@ class QAgent:
         if n == 0:
             return {"loss": float("nan"), "q_mean": float("nan"), "interval_updates": 0}
         return {"loss": loss_sum / n, "q_mean": q_sum / n, "interval_updates": n}
+
+    def _drain_phase_metrics(self) -> None:
+        """Add the phase loop's logged losses and Q values (computed once per log interval) to the running sums."""
+        sums = None if self._phase is None else self._phase.drain_metrics()
+        if sums is not None:
+            self._loss_sum += sums[0]
+            self._q_sum += sums[1]
 
     @torch.no_grad()
     def set_learning_rate(self, learning_rate: float) -> None:
@@ -235,6 +241,7 @@ class QAgent:
         """Everything an update depends on: both networks (with the noisy layers' current noise, which
         their state dicts leave out), the optimizer, the update counter and the metric sums since the last
         ``pop_metrics``, so a resumed run logs and learns exactly as an uninterrupted one."""
+        self._drain_phase_metrics()
         return {"q_net": self.q_net.state_dict(), "target_net": self.target_net.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "updates": self.updates,
                 "noise": {"q_net": dict(self.q_net.named_buffers()),
@@ -255,6 +262,8 @@ class QAgent:
             for name, net in (("q_net", self.q_net), ("target_net", self.target_net)):
                 for buffer_name, buffer in net.named_buffers():
                     buffer.copy_(state["noise"][name][buffer_name])
+        if self._phase is not None:
+            self._phase.drain_metrics()  # (the losses of updates before the load are not this run's)
         metrics = state["metrics"]
         self._loss_sum.copy_(metrics["loss_sum"])
         self._q_sum.copy_(metrics["q_sum"])

@@ -6,8 +6,8 @@ matrix products, and the Python and dispatch around each torch call cost as much
 - :class:`MLPPhase`: a whole training phase of a plain MLP (uniform replay): targets for all of its batches at
   once, then per update only the products of the forward and hand-written backward pass (``MLPBackprop``), into
   gradient buffers allocated once, the clipping and the Adam kernel. The same arithmetic, in the same order, as
-  ``QAgent.update`` on each batch in turn (tested bit for bit); only the logged loss and mean Q are summed per
-  phase rather than per update.
+  ``QAgent.update`` on each batch in turn (tested bit for bit); only the logged loss and mean Q are summed once
+  per log interval (:class:`PhaseLog`) rather than per update.
 - :class:`CenteredRMSpropStep`: centered RMSprop (the DQN / MinAtar papers' optimizer) over one flat buffer per
   moment, the foreach path's arithmetic without its allocations.
 - :class:`MinAtarPhase`: :class:`MLPPhase` for the MinAtar CNN (conv 3x3 -> fc -> head) with that RMSprop: the
@@ -84,7 +84,45 @@ class FusedAdamStep:
                            weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
 
 
-class MLPPhase:
+class PhaseLog:
+    """The logged loss and mean Q of a phase loop's updates, computed when asked (:meth:`drain_metrics`, once per log
+    interval) rather than after every phase: each update writes its Q(s_tm1, a_tm1) and targets y into rows of two
+    buffers, whose losses are evaluated together. Saves a handful of small ops per phase, which matter with one
+    update per phase (MinAtar: train_freq 1)."""
+
+    loss: str
+    _log_q = _log_y = None
+    _logged = 0
+    _sums: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def log_rows(self, n: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows (n, batch, 1) for the next n updates' Q(s_tm1, a_tm1) and targets."""
+        if self._log_q is None or self._log_q.shape[1] != batch or self._logged + n > len(self._log_q):
+            self._flush()
+            if self._log_q is None or self._log_q.shape[1] != batch or n > len(self._log_q):
+                with torch.inference_mode(False):
+                    self._log_q, self._log_y = torch.empty(2, max(n, 256), batch, 1).unbind(0)
+        rows = slice(self._logged, self._logged + n)
+        self._logged += n
+        return self._log_q[rows], self._log_y[rows]
+
+    @torch.inference_mode()
+    def _flush(self) -> None:
+        if self._logged:
+            q, y = self._log_q[:self._logged], self._log_y[:self._logged]
+            losses = td_loss(q, y, self.loss).view(self._logged, -1).mean(1).sum()
+            sums = (losses, q.view(self._logged, -1).mean(1).sum())
+            self._sums = sums if self._sums is None else (self._sums[0] + sums[0], self._sums[1] + sums[1])
+            self._logged = 0
+
+    def drain_metrics(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The sums, since the last call, of each update's mean loss and mean Q(s_tm1, a_tm1) (None: no update)."""
+        self._flush()
+        sums, self._sums = self._sums, None
+        return sums
+
+
+class MLPPhase(PhaseLog):
     """A training phase of a plain MLP Q-network (``MLPBackprop``) with ``FusedAdamStep``, on uniform batches
     (no importance weights), the target network frozen for the phase. Per update:
 
@@ -130,20 +168,18 @@ class MLPPhase:
 
     @torch.inference_mode()  # (less per-call work than no_grad: ~6% of an update at CartPole's sizes)
     def run(self, obs_tm1: torch.Tensor, action_tm1: torch.Tensor, reward_t: torch.Tensor, discount_t: torch.Tensor,
-            obs_t: torch.Tensor, n_updates: int) -> tuple[torch.Tensor, torch.Tensor]:
+            obs_t: torch.Tensor, n_updates: int) -> None:
         """``n_updates`` updates on the phase's batches (rows [i * B, (i + 1) * B) are batch i; float32
-        observations, flattened here). Returns the sums over the updates of each update's mean loss and of its mean
-        Q(s_tm1, a_tm1)."""
+        observations, flattened here). Their losses and Q values go to the log (:meth:`drain_metrics`)."""
         n, batch = n_updates, len(action_tm1) // n_updates
         obs_tm1, obs_t = obs_tm1.flatten(1), obs_t.flatten(1)
         q_target_t = self.forward(self.target, obs_t)[0]  # one pass over the phase (the target net is frozen)
         if self.double:  # each update's targets, filled in as it goes (they depend on the online net)
-            targets = torch.empty(n, batch, 1)
             next_xs, rewards, discounts, q_targets = (x.view(n, batch, *x.shape[1:]).unbind(0)
                                                       for x in (obs_t, reward_t, discount_t, q_target_t))
-        else:  # the whole phase's targets at once (elementwise: the same numbers)
-            targets = q_learning_target(reward_t, discount_t, q_target_t).view(n, batch, 1)
-        q_taken = torch.empty(n, batch, 1)
+        q_taken, targets = self.log_rows(n, batch)
+        if not self.double:  # the whole phase's targets at once (elementwise: the same numbers)
+            targets.copy_(q_learning_target(reward_t, discount_t, q_target_t).view(n, batch, 1))
         xs, actions = obs_tm1.view(n, batch, -1).unbind(0), action_tm1.view(n, batch, 1).unbind(0)
         target_rows, q_rows = targets.unbind(0), q_taken.unbind(0)
         grads, scale, kind, max_norm = self.grads, 1.0 / batch, self.loss, self.max_grad_norm
@@ -166,8 +202,6 @@ class MLPPhase:
             if not float(torch.dot(flat_grad, flat_grad)) < skip_below:
                 clip_grad_norm(grads, max_norm)
             self.adam.step(grads)
-        losses = td_loss(q_taken, targets, kind).view(n, batch).mean(1)
-        return losses.sum(), q_taken.view(n, batch).mean(1).sum()
 
 
 class CenteredRMSpropStep:
@@ -236,7 +270,7 @@ class CenteredRMSpropStep:
         torch._foreach_addcdiv_(self.params, grads, denoms, value=-group["lr"])
 
 
-class MinAtarPhase:
+class MinAtarPhase(PhaseLog):
     """A training phase of the MinAtar Q-network (``MinAtarCNN`` torso, plain linear head: conv 3x3 -> ReLU ->
     fc -> ReLU -> linear) with :class:`CenteredRMSpropStep` on the CPU, on uniform batches, the target network
     frozen for the phase. Per update, without autograd and with the gradients written into buffers allocated once:
@@ -302,19 +336,18 @@ class MinAtarPhase:
 
     @torch.inference_mode()
     def run(self, obs_tm1: torch.Tensor, action_tm1: torch.Tensor, reward_t: torch.Tensor, discount_t: torch.Tensor,
-            obs_t: torch.Tensor, n_updates: int) -> tuple[torch.Tensor, torch.Tensor]:
+            obs_t: torch.Tensor, n_updates: int) -> None:
         """``n_updates`` updates on the phase's batches (rows [i * B, (i + 1) * B) are batch i; observations
-        (N, C, H, W) of any dtype, cast as the torso casts them). Returns the sums over the updates of each
-        update's mean loss and of its mean Q(s_tm1, a_tm1)."""
+        (N, C, H, W) of any dtype, cast as the torso casts them). Their losses and Q values go to the log
+        (:meth:`drain_metrics`)."""
         n, batch = n_updates, len(action_tm1) // n_updates
         q_target_t = self.forward(self.target, obs_t)[0]
         if self.double:
-            targets = torch.empty(n, batch, 1)
             next_xs, rewards, discounts, q_targets = (x.view(n, batch, *x.shape[1:]).unbind(0)
                                                       for x in (obs_t, reward_t, discount_t, q_target_t))
-        else:
-            targets = q_learning_target(reward_t, discount_t, q_target_t).view(n, batch, 1)
-        q_taken = torch.empty(n, batch, 1)
+        q_taken, targets = self.log_rows(n, batch)
+        if not self.double:
+            targets.copy_(q_learning_target(reward_t, discount_t, q_target_t).view(n, batch, 1))
         xs = obs_tm1.view(n, batch, *obs_tm1.shape[1:]).unbind(0)
         actions = action_tm1.view(n, batch, 1).unbind(0)
         target_rows, q_rows = targets.unbind(0), q_taken.unbind(0)
@@ -344,5 +377,3 @@ class MinAtarPhase:
             if not float(torch.dot(flat_grad, flat_grad)) < skip_below:  # as MLPPhase: exactly 1 below it
                 clip_grad_norm(self.grads, max_norm)
             self.rmsprop.step(self.grads, flat_grad)
-        losses = td_loss(q_taken, targets, kind).view(n, batch).mean(1)
-        return losses.sum(), q_taken.view(n, batch).mean(1).sum()

@@ -1,19 +1,29 @@
-"""Training speed on a classic-control env at RL Zoo's hyperparameters: qzoo vs SBX (JAX) vs stable-baselines3,
-side by side in one run, alternating, each in its own process pinned to one core with one thread. Per-seed table.
+"""Training speed on a small network (classic control at RL Zoo's hyperparameters, or MinAtar at the MinAtar paper's
+DQN settings): qzoo vs SBX (JAX) vs stable-baselines3, side by side in one run, alternating, each in its own process
+pinned to one core with one thread. Per-seed table.
 
     python benchmarks/speed_classic.py [--env CartPole-v1] [--preset rl-zoo] [--steps N] [--seeds 0,1,2,3,4]
-        [--peers sbx,sb3] [--cpu 1] [--base DIR] [--eval-episodes 10] [--out FILE.json]
+        [--peers sbx,sb3] [--cpu 1] [--base DIR] [--eval-episodes 10] [--set KEY=VALUE ...] [--out FILE.json]
+
+    # MinAtar: qzoo's own preset (the paper's DQN), 6,000 steps learning from step 1,000 (5,000 updates)
+    python benchmarks/speed_classic.py --env MinAtar/Breakout-v1 --preset '' --steps 6000 \
+        --set learning_starts=1000 --seeds 0,1 --cpu 0 --eval-episodes 3
+
+- ``--set``: qzoo settings over the preset's (as ``qzoo train --set``); the peers get qzoo's resolved config, so
+  they follow. On MinAtar SB3 gets qzoo's MinAtar CNN as a features extractor with a linear head, SBX the same
+  network in flax (qzoo/bench/sb3_runner.py, sbx_runner.py), both with centered RMSprop and clipping as qzoo.
 
 - qzoo runs from this checkout (``PYTHONPATH`` = its root, so an editable install elsewhere is not what runs);
   ``--base DIR`` adds a second qzoo from another tree (e.g. ``git archive <commit> | tar -x -C DIR``): before vs
-  after in the same run. qzoo takes one torch thread for MLPs (its default).
+  after in the same run. qzoo runs with one torch thread (``torch_threads=1``; its default for MLPs).
 - SBX 0.28 and SB3 2.9.2 run in their own venvs (qzoo/bench/peer.py): SBX with XLA on one thread
   (``--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1``), SB3 with one torch thread.
 - ``--cpu N`` pins every run to core N (``taskset``); ``--cpu -1`` does not pin.
 - steps/s: qzoo's training loop (``loop_seconds``, setup and final evaluation excluded); the peers' ``learn()``
   (SBX's includes its jit compilation, as a user's does). Also steps per CPU-second of the process (qzoo: all of
   ``train()`` but the final evaluation, so its setup counts against it; the peers: ``learn()``), which
-  time-sharing with other jobs on a busy machine disturbs less than wall time (the table shows both). Each seed
+  time-sharing with other jobs on a busy machine disturbs less than wall time (the table shows both). (The
+  ``minatar`` package is imported before qzoo's clock starts, as the peers import it before ``learn()``.) Each seed
   runs the variants in a rotated order, so drifting machine load does not always fall on the same one; the load
   average is recorded at each run's start and end.
 - ``--eval-episodes``: each run's final model is evaluated greedily on that many episodes (not timed), so the
@@ -42,7 +52,7 @@ def qzoo_child(spec: dict) -> None:
     from qzoo.trainer import train
 
     sets = ["progress_bar=false", "tensorboard=false", "eval_freq=0", f"eval_episodes={spec['eval_episodes']}",
-            "device=cpu", f"seed={spec['seed']}"]
+            "device=cpu", "torch_threads=1", f"seed={spec['seed']}", *spec.get("sets", [])]
     flags = {"n_timesteps": spec["steps"]} if spec.get("steps") else {}
     config = resolve(spec["env"], preset_file=spec.get("preset"), flags=flags, sets=sets)
     eval_cpu = [0.0]
@@ -56,6 +66,8 @@ def qzoo_child(spec: dict) -> None:
             eval_cpu[0] += time.process_time() - c
 
     trainer.evaluate = timed_evaluate
+    if spec["env"].startswith("MinAtar/"):  # its import (~2 s: matplotlib, seaborn) is not training; the peers
+        import minatar  # noqa: F401        # import it when they make the env, before learn() is timed
     cpu = time.process_time()
     res = train(config, None, out=None)
     cpu = time.process_time() - cpu - eval_cpu[0]
@@ -97,6 +109,8 @@ def main() -> None:
     p.add_argument("--cpu", type=int, default=1, help="pin every run to this core with taskset (-1: no pinning)")
     p.add_argument("--base", default="", help="another qzoo tree to run beside this one (before vs after)")
     p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
+                   help="a qzoo setting over the preset's (repeatable); the peers follow qzoo's resolved config")
     p.add_argument("--out", default="")
     p.add_argument("--child", default="", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -112,7 +126,7 @@ def main() -> None:
     rows: list[dict] = []
     for seed in seeds:
         qspec = {"env": args.env, "preset": args.preset or None, "steps": args.steps, "seed": seed,
-                 "eval_episodes": args.eval_episodes}
+                 "eval_episodes": args.eval_episodes, "sets": args.sets}
         order = variants[seed % len(variants):] + variants[:seed % len(variants)]
         for name in order:
             load0 = os.getloadavg()[0]
@@ -150,7 +164,8 @@ def main() -> None:
     print("| median | " + " | ".join(f"{med[v]:.0f} ({med_cpu[v]:.0f})" for v in variants) + " | "
           + " | ".join(f"{med['qzoo'] / med[v]:.2f}× ({med_cpu['qzoo'] / med_cpu[v]:.2f}×)" for v in variants[1:])
           + " |")
-    summary = {"env": args.env, "preset": args.preset, "seeds": seeds, "cpu": cpu_model(), "pinned_core": args.cpu,
+    summary = {"env": args.env, "preset": args.preset, "sets": args.sets, "seeds": seeds, "cpu": cpu_model(),
+               "pinned_core": args.cpu,
                "date": time.strftime("%Y-%m-%d"), "median_steps_per_s": {v: round(m) for v, m in med.items()},
                "ratio_of_medians": {v: round(med["qzoo"] / med[v], 3) for v in variants[1:]},
                "median_steps_per_cpu_s": {v: round(m) for v, m in med_cpu.items()},

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from qzoo.config import Config
-from qzoo.fastpath import FusedAdamStep, MLPPhase, clip_grad_norm
+from qzoo.fastpath import CenteredRMSpropStep, FusedAdamStep, MinAtarPhase, MLPPhase, clip_grad_norm
 from qzoo.losses import categorical_loss, categorical_projection, q_learning_target, td_loss, td_loss_grad
 from qzoo.networks import MLPBackprop, QNetwork, build_q_network, numpy_forward
 from qzoo.replay import Batch, ReplayBuffer, batch_slice
@@ -50,13 +50,20 @@ class QAgent:
         self._backprop = MLPBackprop.of(self.q_net)
         self._adam = FusedAdamStep.of(optimizer, self.params)
         # ... and a whole phase of such updates on uniform batches runs in one loop over the products (MLPPhase)
-        self._phase = MLPPhase.of(self._backprop, MLPBackprop.of(self.target_net), self._adam,
-                                  max_grad_norm=max_grad_norm, loss=loss, double=double)
+        phase_kw = {"max_grad_norm": max_grad_norm, "loss": loss, "double": double}
+        self._phase = MLPPhase.of(self._backprop, MLPBackprop.of(self.target_net), self._adam, **phase_kw)
+        # ... and so does the MinAtar CNN with centered RMSprop on the CPU (MinAtarPhase), which also acts
+        self._rmsprop = CenteredRMSpropStep.of(optimizer, self.params) if device.type == "cpu" else None
+        if self._phase is None and not noisy:
+            self._phase = MinAtarPhase.of(self.q_net, self.target_net, self._rmsprop, **phase_kw)
+        self._phase_q = self._phase.q_values if isinstance(self._phase, MinAtarPhase) else None
 
     # ---- acting -------------------------------------------------------------------------------------------
     def greedy(self, obs: np.ndarray) -> np.ndarray:
         if self._numpy_q is not None:
             return self._numpy_q(obs).argmax(axis=1)
+        if self._phase_q is not None:
+            return self._phase_q(torch.as_tensor(obs)).argmax(dim=1).numpy()
         with torch.no_grad():
             q = self.q_net(torch.as_tensor(obs, device=self.device))
         return q.argmax(dim=1).cpu().numpy()
@@ -74,8 +81,9 @@ class QAgent:
         batches do not depend on the updates before them (uniform sampling) and the target net is deterministic
         (no noisy layers) with a scalar head, Q_target(s_t, .) of every batch of the phase comes from one batched
         forward pass instead of n_updates small ones: the same targets, a quarter less work per update. A plain MLP
-        with direct fused Adam runs the whole phase in :class:`qzoo.fastpath.MLPPhase` (bit-identical weights);
-        other networks update batch by batch."""
+        with direct fused Adam runs the whole phase in :class:`qzoo.fastpath.MLPPhase`, the MinAtar CNN with
+        centered RMSprop on the CPU in :class:`qzoo.fastpath.MinAtarPhase` (bit-identical weights); other networks
+        update batch by batch."""
         t0 = time.perf_counter()
         if replay.sampler.uses_priorities or self.noisy or self.q_net.support is not None:
             sample_s = 0.0
@@ -87,13 +95,9 @@ class QAgent:
             return sample_s, time.perf_counter() - t0 - sample_s
         phase = replay.sample_phase(n_updates, batch_size, step)  # batch i: rows [i * batch_size, ...)
         t1 = time.perf_counter()
-        if self._phase is not None and phase.obs_tm1.dtype == np.float32:
-            obs_tm1, action_tm1, reward_t, discount_t, obs_t, _ = self._tensors(phase)
-            loss_sum, q_sum = self._phase.run(obs_tm1.flatten(1), action_tm1, reward_t, discount_t, obs_t.flatten(1),
-                                              n_updates)
+        if self._phase is not None and self._phase.takes(phase.obs_tm1):
+            self._phase.run(*self._tensors(phase)[:5], n_updates)  # its losses: _drain_phase_metrics
             self.updates += n_updates
-            self._loss_sum += loss_sum
-            self._q_sum += q_sum
         else:
             with torch.no_grad():
                 q_target_t = self.target_net(torch.as_tensor(phase.obs_t, device=self.device))
@@ -193,6 +197,7 @@ class QAgent:
 
     def pop_metrics(self) -> dict:
         """Mean loss and Q since the last call (one device sync per log interval, not per update)."""
+        self._drain_phase_metrics()
         n = self.updates - self._updates_at_pop
         loss_sum, q_sum = self._loss_sum.item(), self._q_sum.item()
         self._loss_sum.zero_()
@@ -201,6 +206,13 @@ class QAgent:
         if n == 0:
             return {"loss": float("nan"), "q_mean": float("nan"), "interval_updates": 0}
         return {"loss": loss_sum / n, "q_mean": q_sum / n, "interval_updates": n}
+
+    def _drain_phase_metrics(self) -> None:
+        """Add the phase loop's logged losses and Q values (computed once per log interval) to the running sums."""
+        sums = None if self._phase is None else self._phase.drain_metrics()
+        if sums is not None:
+            self._loss_sum += sums[0]
+            self._q_sum += sums[1]
 
     @torch.no_grad()
     def set_learning_rate(self, learning_rate: float) -> None:
@@ -229,6 +241,7 @@ class QAgent:
         """Everything an update depends on: both networks (with the noisy layers' current noise, which
         their state dicts leave out), the optimizer, the update counter and the metric sums since the last
         ``pop_metrics``, so a resumed run logs and learns exactly as an uninterrupted one."""
+        self._drain_phase_metrics()
         return {"q_net": self.q_net.state_dict(), "target_net": self.target_net.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "updates": self.updates,
                 "noise": {"q_net": dict(self.q_net.named_buffers()),
@@ -240,14 +253,17 @@ class QAgent:
         self.q_net.load_state_dict(state["q_net"])
         self.target_net.load_state_dict(state["target_net"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if self._adam is not None:
-            self._adam.forget_state()  # load_state_dict replaced the moment tensors
+        for step in (self._adam, self._rmsprop):
+            if step is not None:
+                step.forget_state()  # load_state_dict replaced the moment tensors
         self.updates = state["updates"]
         self._copied_at_update = None
         with torch.no_grad():
             for name, net in (("q_net", self.q_net), ("target_net", self.target_net)):
                 for buffer_name, buffer in net.named_buffers():
                     buffer.copy_(state["noise"][name][buffer_name])
+        if self._phase is not None:
+            self._phase.drain_metrics()  # (the losses of updates before the load are not this run's)
         metrics = state["metrics"]
         self._loss_sum.copy_(metrics["loss_sum"])
         self._q_sum.copy_(metrics["q_sum"])

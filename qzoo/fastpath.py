@@ -6,16 +6,21 @@ matrix products, and the Python and dispatch around each torch call cost as much
 - :class:`MLPPhase`: a whole training phase of a plain MLP (uniform replay): targets for all of its batches at
   once, then per update only the products of the forward and hand-written backward pass (``MLPBackprop``), into
   gradient buffers allocated once, the clipping and the Adam kernel. The same arithmetic, in the same order, as
-  ``QAgent.update`` on each batch in turn (tested bit for bit); only the logged loss and mean Q are summed per
-  phase rather than per update.
+  ``QAgent.update`` on each batch in turn (tested bit for bit); only the logged loss and mean Q are summed once
+  per log interval (:class:`PhaseLog`) rather than per update.
+- :class:`CenteredRMSpropStep`: centered RMSprop (the DQN / MinAtar papers' optimizer) over one flat buffer per
+  moment, the foreach path's arithmetic without its allocations.
+- :class:`MinAtarPhase`: :class:`MLPPhase` for the MinAtar CNN (conv 3x3 -> fc -> head) with that RMSprop: the
+  convolution's backward is aten's ``convolution_backward``, called as autograd calls it (tested bit for bit).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from qzoo.losses import q_learning_target, td_loss, td_loss_grad
-from qzoo.networks import MLPBackprop
+from qzoo.networks import MinAtarCNN, MLPBackprop
 
 
 def clip_grad_norm(grads: list[torch.Tensor], max_norm: float) -> None:
@@ -79,7 +84,45 @@ class FusedAdamStep:
                            weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
 
 
-class MLPPhase:
+class PhaseLog:
+    """The logged loss and mean Q of a phase loop's updates, computed when asked (:meth:`drain_metrics`, once per log
+    interval) rather than after every phase: each update writes its Q(s_tm1, a_tm1) and targets y into rows of two
+    buffers, whose losses are evaluated together. Saves a handful of small ops per phase, which matter with one
+    update per phase (MinAtar: train_freq 1)."""
+
+    loss: str
+    _log_q = _log_y = None
+    _logged = 0
+    _sums: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def log_rows(self, n: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows (n, batch, 1) for the next n updates' Q(s_tm1, a_tm1) and targets."""
+        if self._log_q is None or self._log_q.shape[1] != batch or self._logged + n > len(self._log_q):
+            self._flush()
+            if self._log_q is None or self._log_q.shape[1] != batch or n > len(self._log_q):
+                with torch.inference_mode(False):
+                    self._log_q, self._log_y = torch.empty(2, max(n, 256), batch, 1).unbind(0)
+        rows = slice(self._logged, self._logged + n)
+        self._logged += n
+        return self._log_q[rows], self._log_y[rows]
+
+    @torch.inference_mode()
+    def _flush(self) -> None:
+        if self._logged:
+            q, y = self._log_q[:self._logged], self._log_y[:self._logged]
+            losses = td_loss(q, y, self.loss).view(self._logged, -1).mean(1).sum()
+            sums = (losses, q.view(self._logged, -1).mean(1).sum())
+            self._sums = sums if self._sums is None else (self._sums[0] + sums[0], self._sums[1] + sums[1])
+            self._logged = 0
+
+    def drain_metrics(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The sums, since the last call, of each update's mean loss and mean Q(s_tm1, a_tm1) (None: no update)."""
+        self._flush()
+        sums, self._sums = self._sums, None
+        return sums
+
+
+class MLPPhase(PhaseLog):
     """A training phase of a plain MLP Q-network (``MLPBackprop``) with ``FusedAdamStep``, on uniform batches
     (no importance weights), the target network frozen for the phase. Per update:
 
@@ -109,6 +152,11 @@ class MLPPhase:
         return cls(backprop, target, adam, **kw)
 
     @staticmethod
+    def takes(obs: np.ndarray) -> bool:
+        """Whether the phase's observations suit this path (float32 vectors: the MLP's own input)."""
+        return obs.dtype == np.float32
+
+    @staticmethod
     def forward(layers: list[tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor) \
             -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Q(x, .) and the layer inputs, from (bias, weight^T) pairs: nn.Linear's addmm, the ReLUs in place."""
@@ -120,19 +168,18 @@ class MLPPhase:
 
     @torch.inference_mode()  # (less per-call work than no_grad: ~6% of an update at CartPole's sizes)
     def run(self, obs_tm1: torch.Tensor, action_tm1: torch.Tensor, reward_t: torch.Tensor, discount_t: torch.Tensor,
-            obs_t: torch.Tensor, n_updates: int) -> tuple[torch.Tensor, torch.Tensor]:
+            obs_t: torch.Tensor, n_updates: int) -> None:
         """``n_updates`` updates on the phase's batches (rows [i * B, (i + 1) * B) are batch i; float32
-        observations, flat). Returns the sums over the updates of each update's mean loss and of its mean
-        Q(s_tm1, a_tm1)."""
+        observations, flattened here). Their losses and Q values go to the log (:meth:`drain_metrics`)."""
         n, batch = n_updates, len(action_tm1) // n_updates
+        obs_tm1, obs_t = obs_tm1.flatten(1), obs_t.flatten(1)
         q_target_t = self.forward(self.target, obs_t)[0]  # one pass over the phase (the target net is frozen)
         if self.double:  # each update's targets, filled in as it goes (they depend on the online net)
-            targets = torch.empty(n, batch, 1)
             next_xs, rewards, discounts, q_targets = (x.view(n, batch, *x.shape[1:]).unbind(0)
                                                       for x in (obs_t, reward_t, discount_t, q_target_t))
-        else:  # the whole phase's targets at once (elementwise: the same numbers)
-            targets = q_learning_target(reward_t, discount_t, q_target_t).view(n, batch, 1)
-        q_taken = torch.empty(n, batch, 1)
+        q_taken, targets = self.log_rows(n, batch)
+        if not self.double:  # the whole phase's targets at once (elementwise: the same numbers)
+            targets.copy_(q_learning_target(reward_t, discount_t, q_target_t).view(n, batch, 1))
         xs, actions = obs_tm1.view(n, batch, -1).unbind(0), action_tm1.view(n, batch, 1).unbind(0)
         target_rows, q_rows = targets.unbind(0), q_taken.unbind(0)
         grads, scale, kind, max_norm = self.grads, 1.0 / batch, self.loss, self.max_grad_norm
@@ -155,5 +202,178 @@ class MLPPhase:
             if not float(torch.dot(flat_grad, flat_grad)) < skip_below:
                 clip_grad_norm(grads, max_norm)
             self.adam.step(grads)
-        losses = td_loss(q_taken, targets, kind).view(n, batch).mean(1)
-        return losses.sum(), q_taken.view(n, batch).mean(1).sum()
+
+
+class CenteredRMSpropStep:
+    """``optimizer.step()`` of a centered ``torch.optim.RMSprop`` (one param group, no momentum or weight decay),
+    as the foreach path's arithmetic without its per-call Python and allocations:
+
+        v = alpha v + (1 - alpha) g^2;   m = lerp(m, g, 1 - alpha);   theta -= lr g / (sqrt(v - m^2) + eps)
+
+    The moments ``v`` (square_avg) and ``m`` (grad_avg) live in one flat buffer each, whose views are the
+    optimizer's state tensors (so ``state_dict`` and checkpoints are unchanged); the element-wise updates run once
+    over each buffer, the denominator goes into a buffer allocated once, and only the parameter update runs per
+    tensor. The first step goes through ``optimizer.step()`` to create the state."""
+
+    def __init__(self, optimizer: torch.optim.RMSprop, params: list[torch.Tensor]):
+        self.optimizer, self.params = optimizer, params
+        self._state: tuple | None = None
+
+    @classmethod
+    def of(cls, optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> CenteredRMSpropStep | None:
+        group = optimizer.param_groups[0]
+        flags = ("maximize", "capturable", "differentiable")
+        if not (type(optimizer) is torch.optim.RMSprop and len(optimizer.param_groups) == 1 and group["centered"]
+                and group["momentum"] == 0 and group["weight_decay"] == 0 and not any(group.get(f) for f in flags)
+                and isinstance(group["lr"], float) and len(group["params"]) == len(params)
+                and all(a is b for a, b in zip(group["params"], params, strict=False))
+                and all(p.device.type == "cpu" and p.dtype == torch.float32 for p in params)):
+            return None
+        return cls(optimizer, params)
+
+    def forget_state(self) -> None:
+        """The optimizer's state tensors were replaced (``load_state_dict``): gather them again."""
+        self._state = None
+
+    @torch.inference_mode(False)  # buffers that later steps update in place, whatever mode they run in
+    def _gather_state(self) -> tuple:
+        states = [self.optimizer.state[p] for p in self.params]
+        sizes = [p.numel() for p in self.params]
+        flats = []
+        for key in ("square_avg", "grad_avg"):
+            flat = torch.cat([s[key].detach().reshape(-1) for s in states])
+            for s, view, p in zip(states, flat.split(sizes), self.params, strict=True):
+                s[key] = view.view_as(p)
+            flats.append(flat)
+        denom = torch.empty_like(flats[0])
+        return (*flats, denom, [d.view_as(p) for d, p in zip(denom.split(sizes), self.params, strict=True)],
+                [s["step"] for s in states])
+
+    def step(self, grads: list[torch.Tensor], flat_grad: torch.Tensor) -> None:
+        """One step with ``grads`` (one per parameter, in order), which are views of ``flat_grad`` in that order;
+        under ``no_grad`` or ``inference_mode`` (it updates the parameters in place)."""
+        if self._state is None:
+            if not self.optimizer.state:
+                for p, g in zip(self.params, grads, strict=True):
+                    p.grad = g
+                with torch.inference_mode(False):
+                    self.optimizer.step()
+                return
+            self._state = self._gather_state()
+        square_avg, grad_avg, denom, denoms, steps = self._state
+        group = self.optimizer.param_groups[0]
+        alpha = group["alpha"]
+        torch._foreach_add_(steps, 1)
+        square_avg.mul_(alpha).addcmul_(flat_grad, flat_grad, value=1 - alpha)
+        grad_avg.lerp_(flat_grad, 1 - alpha)
+        torch.addcmul(square_avg, grad_avg, grad_avg, value=-1, out=denom).sqrt_().add_(group["eps"])
+        torch._foreach_addcdiv_(self.params, grads, denoms, value=-group["lr"])
+
+
+class MinAtarPhase(PhaseLog):
+    """A training phase of the MinAtar Q-network (``MinAtarCNN`` torso, plain linear head: conv 3x3 -> ReLU ->
+    fc -> ReLU -> linear) with :class:`CenteredRMSpropStep` on the CPU, on uniform batches, the target network
+    frozen for the phase. Per update, without autograd and with the gradients written into buffers allocated once:
+
+        q = head(relu(fc(relu(conv(s_tm1)))));  dL/dq = td_loss_grad(q[a_tm1], y) at a_tm1, 0 elsewhere;
+        back through head, fc (mm, sum, threshold_backward) and conv (aten's convolution_backward for the weight
+        and bias only, as autograd calls it);  clip;  centered RMSprop
+
+    with y computed as :class:`MLPPhase` computes it (plain: for every batch of the phase at once; Double DQN: per
+    update from the online net as it is then). The same kernels on the same operands as ``QAgent.update`` (tested
+    bit for bit)."""
+
+    def __init__(self, online: torch.nn.Module, target: torch.nn.Module, rmsprop: CenteredRMSpropStep, *,
+                 max_grad_norm: float, loss: str, double: bool):
+        self.online, self.target = self.layers(online), self.layers(target)
+        self.params = [p for layer in self.online for p in (layer.weight, layer.bias)]
+        sizes = [p.numel() for p in self.params]
+        self.flat_grad = torch.zeros(sum(sizes))
+        self.grads = [g.view_as(p) for g, p in zip(self.flat_grad.split(sizes), self.params, strict=True)]
+        self.rmsprop = rmsprop
+        self.max_grad_norm, self.loss, self.double = max_grad_norm, loss, double
+
+    @staticmethod
+    def takes(obs: np.ndarray) -> bool:
+        """Any grids (N, C, H, W): the torso casts them (uint8 from replay) as this path does."""
+        return obs.ndim == 4
+
+    @staticmethod
+    def layers(q_net: torch.nn.Module) -> list[torch.nn.Module]:
+        """(conv, fc, head) of a plain MinAtar Q-network."""
+        return [q_net.torso.convs[0], q_net.torso.fc, q_net.advantage]
+
+    @classmethod
+    def of(cls, q_net: torch.nn.Module, target_net: torch.nn.Module, rmsprop: CenteredRMSpropStep | None,
+           **kw) -> MinAtarPhase | None:
+        torso = getattr(q_net, "torso", None)
+        if not (rmsprop is not None and isinstance(torso, MinAtarCNN) and q_net.value is None
+                and q_net.support is None and type(torso.fc) is torch.nn.Linear
+                and type(q_net.advantage) is torch.nn.Linear):
+            return None
+        conv = torso.convs[0]
+        if not (conv.stride == (1, 1) and conv.padding == (0, 0) and conv.dilation == (1, 1) and conv.groups == 1
+                and conv.padding_mode == "zeros" and conv.bias is not None):
+            return None
+        online = [p for layer in cls.layers(q_net) for p in (layer.weight, layer.bias)]
+        if len(online) != len(rmsprop.params) or not all(a is b for a, b in zip(online, rmsprop.params, strict=False)):
+            return None
+        return cls(q_net, target_net, rmsprop, **kw)
+
+    @staticmethod
+    def forward(layers: list[torch.nn.Module], obs: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Q(obs, .) and the inputs of conv, fc and head, with the kernels the modules call (ReLUs in place)."""
+        conv, fc, head = layers
+        x = obs.float()
+        h = torch.conv2d(x, conv.weight, conv.bias).relu_().flatten(1)
+        f = torch.addmm(fc.bias, h, fc.weight.t()).relu_()
+        return torch.addmm(head.bias, f, head.weight.t()), [x, h, f]
+
+    @torch.inference_mode()
+    def q_values(self, obs: torch.Tensor) -> torch.Tensor:
+        """The online net's Q(obs, .) (acting), as ``q_net(obs)`` computes it."""
+        return self.forward(self.online, obs)[0]
+
+    @torch.inference_mode()
+    def run(self, obs_tm1: torch.Tensor, action_tm1: torch.Tensor, reward_t: torch.Tensor, discount_t: torch.Tensor,
+            obs_t: torch.Tensor, n_updates: int) -> None:
+        """``n_updates`` updates on the phase's batches (rows [i * B, (i + 1) * B) are batch i; observations
+        (N, C, H, W) of any dtype, cast as the torso casts them). Their losses and Q values go to the log
+        (:meth:`drain_metrics`)."""
+        n, batch = n_updates, len(action_tm1) // n_updates
+        q_target_t = self.forward(self.target, obs_t)[0]
+        if self.double:
+            next_xs, rewards, discounts, q_targets = (x.view(n, batch, *x.shape[1:]).unbind(0)
+                                                      for x in (obs_t, reward_t, discount_t, q_target_t))
+        q_taken, targets = self.log_rows(n, batch)
+        if not self.double:
+            targets.copy_(q_learning_target(reward_t, discount_t, q_target_t).view(n, batch, 1))
+        xs = obs_tm1.view(n, batch, *obs_tm1.shape[1:]).unbind(0)
+        actions = action_tm1.view(n, batch, 1).unbind(0)
+        target_rows, q_rows = targets.unbind(0), q_taken.unbind(0)
+        scale, kind, max_norm = 1.0 / batch, self.loss, self.max_grad_norm
+        flat_grad, skip_below = self.flat_grad, (0.9 * max_norm) ** 2
+        conv, fc, head = self.online
+        kh, kw = conv.kernel_size
+        g_conv_w, g_conv_b, g_fc_w, g_fc_b, g_head_w, g_head_b = self.grads
+        for u in range(n):
+            if self.double:
+                q_select = self.forward(self.online, next_xs[u])[0]
+                target_rows[u].copy_(q_learning_target(rewards[u], discounts[u], q_targets[u], q_select).unsqueeze(1))
+            q, (x, h, f) = self.forward(self.online, xs[u])
+            q_tm1 = torch.gather(q, 1, actions[u], out=q_rows[u])
+            grad = torch.zeros_like(q).scatter_(1, actions[u], td_loss_grad(q_tm1, target_rows[u], scale, kind))
+            torch.mm(grad.t(), f, out=g_head_w)
+            torch.sum(grad, 0, out=g_head_b)
+            grad = torch.ops.aten.threshold_backward(grad.mm(head.weight), f, 0)
+            torch.mm(grad.t(), h, out=g_fc_w)
+            torch.sum(grad, 0, out=g_fc_b)
+            grad = torch.ops.aten.threshold_backward(grad.mm(fc.weight), h, 0)
+            _, grad_w, grad_b = torch.ops.aten.convolution_backward(
+                grad.view(batch, conv.out_channels, x.shape[2] - kh + 1, x.shape[3] - kw + 1), x, conv.weight,
+                [conv.out_channels], [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [False, True, True])
+            g_conv_w.copy_(grad_w)
+            g_conv_b.copy_(grad_b)
+            if not float(torch.dot(flat_grad, flat_grad)) < skip_below:  # as MLPPhase: exactly 1 below it
+                clip_grad_norm(self.grads, max_norm)
+            self.rmsprop.step(self.grads, flat_grad)

@@ -1,15 +1,28 @@
 """What the peers' runners share (``sb3_runner.py``, ``sbx_runner.py``): the DQN hyperparameters named as qzoo names
-them, the learning-start clock, the timed ``learn`` and the greedy evaluation. Loaded by the runners from this folder
-inside the peers' venvs, so it imports stable-baselines3 (SBX is built on it), never qzoo."""
+them, the MinAtar adapter, the learning-start clock, the timed ``learn`` and the greedy evaluation. Loaded by the
+runners from this folder inside the peers' venvs, so it imports stable-baselines3 (SBX is built on it), never qzoo."""
 
+import importlib.util
 import os
 import resource
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
+
+
+def load_minatar_adapter():
+    """qzoo's MinAtar adapter (qzoo/envs/minatar.py, which imports no qzoo), loaded by path; registers the
+    ``MinAtar/<Game>-v1`` ids, as qzoo does."""
+    path = Path(__file__).resolve().parent.parent / "envs" / "minatar.py"
+    spec = importlib.util.spec_from_file_location("qzoo_minatar_adapter", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.register_minatar_envs()
+    return module
 
 
 class LearningStart(BaseCallback):

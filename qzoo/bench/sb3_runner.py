@@ -12,27 +12,18 @@ grayscale) on the game created with ``frameskip=1, repeat_action_probability=0``
 (``learning_steps_per_s``) and the process's peak RSS.
 """
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import gymnasium as gym
 import torch
-from peer_runs import dqn_hyperparameters, evaluate, learn_timed  # this folder (the runner's sys.path[0])
+from peer_runs import (dqn_hyperparameters, evaluate, learn_timed,  # this folder (the runner's sys.path[0])
+                       load_minatar_adapter)
 from stable_baselines3 import DQN
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
-
-
-def load_minatar_adapter():
-    path = Path(__file__).resolve().parent.parent / "envs" / "minatar.py"
-    spec = importlib.util.spec_from_file_location("qzoo_minatar_adapter", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.register_minatar_envs()
-    return module
 
 
 class MinAtarCNN(BaseFeaturesExtractor):

@@ -21,14 +21,15 @@ Gymnasium's ``np_random`` (so ``gymnasium.utils.env_checker`` fails), its sticky
 - ``render_mode="rgb_array"``: one colour per channel, each cell ``render_scale`` pixels wide.
 
 MinAtar has no frame skip: one step is one game frame, and the paper's "frames" are agent steps.
+
+This module imports nothing from qzoo: the peers' runners (qzoo/bench/sb3_runner.py, sbx_runner.py) load it by
+path in venvs without qzoo. ``is_minatar_id`` lives in :mod:`qzoo.env_ids`.
 """
 
 from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
-
-from qzoo.env_ids import is_minatar_id  # noqa: F401  (its home; re-exported)
 
 GAMES = {"Asterix": "asterix", "Breakout": "breakout", "Freeway": "freeway", "Seaquest": "seaquest",
          "SpaceInvaders": "space_invaders"}

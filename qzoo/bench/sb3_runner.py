@@ -18,8 +18,12 @@ from pathlib import Path
 
 import gymnasium as gym
 import torch
-from peer_runs import (dqn_hyperparameters, evaluate, learn_timed,  # this folder (the runner's sys.path[0])
-                       load_minatar_adapter)
+from peer_runs import (  # this folder (the runner's sys.path[0])
+    dqn_hyperparameters,
+    evaluate,
+    learn_timed,
+    load_minatar_adapter,
+)
 from stable_baselines3 import DQN
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor

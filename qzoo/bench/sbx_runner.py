@@ -30,8 +30,12 @@ import jax
 import jax.numpy as jnp
 import optax
 import torch
-from peer_runs import (dqn_hyperparameters, evaluate, learn_timed,  # this folder (the runner's sys.path[0])
-                       load_minatar_adapter)
+from peer_runs import (  # this folder (the runner's sys.path[0])
+    dqn_hyperparameters,
+    evaluate,
+    learn_timed,
+    load_minatar_adapter,
+)
 from sbx import DQN
 from sbx.common.type_aliases import RLTrainState
 from sbx.dqn.policies import DQNPolicy

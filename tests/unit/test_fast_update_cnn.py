@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
+from qzoo.agent import build_agent
 from qzoo.config import Config
 from qzoo.envs import check_env
 from qzoo.fastpath import CenteredRMSpropStep, MinAtarPhase
-from qzoo.agent import build_agent
 from qzoo.replay import make_replay
 
 ENV = "MinAtar/Breakout-v1"  # grids (4, 10, 10), 3 actions

@@ -14,7 +14,8 @@ Design decisions:
   checkpoint (``qzoo train --resume``'s machinery: the same rows and weights as an uninterrupted run) when that
   checkpoint holds the replay buffer and the run's recorded settings are the planned ones; otherwise it is redone
   from scratch. A finished run whose recorded settings differ from the planned ones is refused (one line), never
-  silently reused.
+  silently reused. The tables (and plots) cover every finished run in the suite's directory, this invocation's and
+  earlier ones' (other ``--envs``, ``--algos`` or ``--seeds``).
 - The stable-baselines3 peer (``--peer sb3``) trains SB3's DQN on the same env, settings and seed in its own venv
   (:mod:`qzoo.bench.peer`), as ``sb3-dqn_s<seed>``; it takes a worker slot like any run.
 """
@@ -297,10 +298,29 @@ def run_suite(suite: Suite, jobs: list[Job], bench_dir: Path, n_workers: int = 1
     if todo:
         failed, interrupted = executor.run(todo, done, suite_dir, log)
     results = [done[job.run_dir] for job in jobs if job.run_dir in done]
-    write_tables(suite_dir, results, load_anchors(), suite.description)
+    # the tables, like the plot, cover every finished run of the suite directory: also those an earlier invocation
+    # with other --envs / --algos / --seeds finished (a suite run one game at a time accumulates)
+    write_tables(suite_dir, results + earlier_results(suite_dir, jobs), load_anchors(), suite.description)
     _plot(suite_dir)
     ran = sum(job.run_dir in done for job in todo)
     return BenchResult(suite_dir, results, ran, len(jobs) - len(todo), failed, interrupted)
+
+
+def earlier_results(suite_dir: Path, jobs: list[Job]) -> list[dict]:
+    """The results of the finished runs in ``suite_dir`` (``<env>/<algo>_s<seed>/result.json``, env ids with a
+    namespace one level deeper) that are not among ``jobs``, in path order; unreadable ones are left out."""
+    planned = {Path(job.run_dir).resolve() for job in jobs}
+    found = []
+    for path in sorted([*suite_dir.glob(f"*/*_s*/{RESULT_FILE}"), *suite_dir.glob(f"*/*/*_s*/{RESULT_FILE}")]):
+        if path.parent.resolve() in planned:
+            continue
+        try:
+            result = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(result, dict) and result.get("status") == "finished":
+            found.append(result)
+    return found
 
 
 def run_line(k: int, n: int, job: Job, r: dict) -> str:

@@ -55,6 +55,14 @@ def test_bench_runs_in_parallel_resumes_and_redoes_unfinished_runs(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "(0 run, 4 already finished)" in r.stdout
     assert mtimes == {d: (d / "result.json").stat().st_mtime_ns for d in results}
+    # an invocation for one env keeps the other env's finished runs in the tables (a suite run game by game)
+    (suite_dir / "results.csv").unlink()
+    r = run([*args, "--envs", "CartPole-v1"])
+    assert r.returncode == 0, r.stderr
+    assert "(0 run, 2 already finished)" in r.stdout
+    rows = list(csv.DictReader(open(suite_dir / "results.csv")))
+    assert sorted((row["env"], row["seed"]) for row in rows) == [
+        ("CartPole-v1", "0"), ("CartPole-v1", "1"), ("qzoo/Corridor-v0", "0"), ("qzoo/Corridor-v0", "1")]
 
     # results committed without their model files and checkpoints (benchmarks/results/, .gitignore): still finished
     for run_dir in results:

@@ -198,6 +198,10 @@ def _add_tune_parser(sub) -> None:
                     "(as for qzoo train)")
     tu.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
                     help="fix one setting of every trial; repeatable")
+    tu.add_argument("--enqueue", action="append", default=[], metavar="NAME=VALUE,...",
+                    help="a trial to run before the sampled ones, e.g. learning_rate=1e-3,dueling=true (parameters "
+                         "of the search space, values inside it; those left out are sampled); repeatable; a resumed "
+                         "study does not queue the same trial twice (default: none)")
     tu.add_argument("--seed", type=int, default=0, help="first training seed (default: 0)")
     tu.add_argument("--sampler-seed", type=int, help="seed of the sampler (worker i: +i) (default: random)")
     tu.add_argument("--tunes-dir", default="tunes", help="parent of study directories (default: tunes)")

@@ -54,6 +54,7 @@ from qzoo.tuning.space import (
     Param,
     load_space,
     net_arch_value,
+    parse_enqueue,
     parse_param,
     space_help,
     to_settings,
@@ -75,7 +76,7 @@ __all__ = [
     "DERIVED", "EXAMPLE_SPEC", "MAX_RETRY", "NET_ARCHS", "NOT_TUNABLE", "PRUNERS", "SAMPLERS", "SCHEMA_ATTEMPTS",
     "SPACES", "Objective", "Param", "Say", "TuneOptions", "TuneResult", "base_config", "best_preset_text",
     "check_options", "eval_freq_for", "format_params", "load_space", "make_pruner", "make_sampler", "net_arch_value",
-    "open_storage", "open_study", "parse_param", "run_worker", "safe_url", "settle", "space_help", "sqlite_url",
-    "study_signature", "to_settings", "trial_config", "trial_counts", "trial_done_callback", "tune", "write_outputs",
-    "write_plots", "write_trials_csv",
+    "open_storage", "open_study", "parse_enqueue", "parse_param", "run_worker", "safe_url", "settle", "space_help",
+    "sqlite_url", "study_signature", "to_settings", "trial_config", "trial_counts", "trial_done_callback", "tune",
+    "write_outputs", "write_plots", "write_trials_csv",
 ]

@@ -32,6 +32,7 @@ class TuneOptions:
     space_only: bool = False
     preset: str | None = None
     sets: list = field(default_factory=list)
+    enqueue: list = field(default_factory=list)  # ["name=value,name=value", ...]: trials to run first
     seed: int = 0
     sampler_seed: int | None = None
     heartbeat: int = 60

@@ -10,10 +10,13 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import re
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from qzoo.config import FIELDS, TABULAR_SETTINGS, Config, ConfigError, coerce, load_yaml
 
@@ -268,3 +271,73 @@ def to_settings(params: dict, base: Config) -> dict:
         train_freq = int(settings.get("train_freq", base.train_freq))
         settings["gradient_steps"] = max(train_freq // int(params["subsample_steps"]), 1)
     return settings
+
+
+# ---- trials given by hand (--enqueue) ---------------------------------------------------------------------------
+_ENQUEUE_SPLIT = re.compile(r",(?=\s*[A-Za-z_][A-Za-z0-9_]*\s*=)")  # commas before `name=`: `net_arch=[64,64]` stays
+
+
+def _enqueued_value(param: Param, text: str):
+    """The value of ``param`` written as ``text``, as Optuna stores it; a ConfigError when it is outside the
+    space."""
+    where = f"--enqueue: {param.name}={text}"
+    if param.kind == "categorical":
+        for choice in param.choices:
+            if isinstance(choice, bool):
+                matches = text.lower() in _BOOL_TEXT and _BOOL_TEXT[text.lower()] == choice
+            elif isinstance(choice, (int, float)):
+                try:
+                    matches = float(text.replace("_", "")) == choice
+                except ValueError:
+                    matches = False
+            elif param.name == "net_arch":
+                matches = text == choice or (text not in NET_ARCHS and choice not in NET_ARCHS and _layers(text)
+                                             == json.loads(choice))
+            else:
+                matches = text == str(choice)
+            if matches:
+                return choice
+        raise ConfigError(f"{where} is not in the search space (allowed: {', '.join(map(str, param.choices))})")
+    try:
+        number = float(text.replace("_", ""))
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and param.low <= number <= param.high) or (
+            param.kind == "int" and not number.is_integer()):
+        raise ConfigError(f"{where} is not in the search space (allowed: {param.describe()})")
+    return int(number) if param.kind == "int" else number
+
+
+_BOOL_TEXT = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+
+
+def _layers(text: str):
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+    return value if isinstance(value, list) else None
+
+
+def parse_enqueue(items: list[str], space: dict[str, Param]) -> list[dict]:
+    """``--enqueue`` values (``"learning_rate=1e-3,dueling=true"``, one trial each) -> Optuna parameter dicts for
+    ``study.enqueue_trial``; each name must be a parameter of ``space`` and each value inside its distribution.
+    Parameters a trial leaves out are sampled."""
+    trials = []
+    for item in items:
+        params: dict = {}
+        for part in _ENQUEUE_SPLIT.split(item):
+            name, sep, text = part.partition("=")
+            name, text = name.strip(), text.strip()
+            if not sep or not name or not text:
+                raise ConfigError(f"--enqueue expects NAME=VALUE,NAME=VALUE,..., got {item!r}")
+            if name not in space:
+                close = difflib.get_close_matches(name, list(space), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise ConfigError(f"--enqueue: '{name}' is not a parameter of the search space{hint}; its "
+                                  f"parameters: {', '.join(space)}")
+            if name in params:
+                raise ConfigError(f"--enqueue: '{name}' is given twice in {item!r}")
+            params[name] = _enqueued_value(space[name], text)
+        trials.append(params)
+    return trials

@@ -15,7 +15,7 @@ from qzoo.config import ConfigError
 from qzoo.tuning.objective import Objective, Say, trial_done_callback
 from qzoo.tuning.options import TuneOptions, base_config, check_options
 from qzoo.tuning.outputs import write_outputs
-from qzoo.tuning.space import load_space
+from qzoo.tuning.space import load_space, parse_enqueue
 from qzoo.tuning.storage import (
     make_pruner,
     make_sampler,
@@ -161,6 +161,7 @@ def tune(o: TuneOptions, out=sys.stderr) -> TuneResult:
 
     _quiet_optuna()
     base, space = _prepare(o)
+    enqueued = parse_enqueue(o.enqueue, space)  # checked before anything is created
     study_name = o.study_name or f"{o.algo}_{time.strftime('%Y%m%d-%H%M%S')}"
     study_dir = Path(o.tunes_dir) / base.env_id / study_name
     if o.storage is None:
@@ -170,6 +171,8 @@ def tune(o: TuneOptions, out=sys.stderr) -> TuneResult:
     seed = o.sampler_seed
     study = open_study(storage, study_name, make_sampler(o.sampler, seed, o.startup_trials),
                        make_pruner(o.pruner, o.startup_trials, o.n_evals), study_signature(base, space, o))
+    for params in enqueued:  # run before any sampled trial; a resumed study does not queue them again
+        study.enqueue_trial(params, skip_if_exists=True)
     say = Say(out)
     say(f"qzoo: tuning {o.algo} on {base.env_id}: study '{study_name}' in {safe_url(url)}; {o.n_trials} trials x "
         f"{o.seeds} seed(s) x {base.n_timesteps} steps (objective: {o.objective}), {o.n_evals} evaluation(s) of "

@@ -234,6 +234,10 @@ def test_postgres_two_workers_one_killed_mid_trial(tmp_path, postgres_url):
     (["--space", "SPACE", "--space-only"], "the search space is empty: nothing to tune"),
     (["--space", "missing.yml"], "search space file 'missing.yml' does not exist"),
     (["--set", "learnig_rate=1"], "unknown setting 'learnig_rate' (did you mean 'learning_rate'?)"),
+    (["--enqueue", "learning_rate=0.5"], "--enqueue: learning_rate=0.5 is not in the search space (allowed: float "
+                                         "log-uniform in [1e-05, 0.01])"),
+    (["--enqueue", "batch_size=64", "--enqueue", "dueling=true"], "--enqueue: 'dueling' is not a parameter of the "
+                                                                  "search space"),
 ])
 def test_bad_input_gives_one_line_and_exit_code_2(tmp_path, capsys, extra, needle):
     from qzoo.cli import main
@@ -308,3 +312,21 @@ def test_objective_scores_a_trial_by_its_worst_seed_or_mean_minus_spread(tmp_pat
     with pytest.raises(ConfigError, match=f"study 'objective' exists with objective = '{objective}', this command "
                                           "has 'mean'"):
         tune(TuneOptions(**{**options.__dict__, "objective": "mean"}), out=None)
+
+
+def test_enqueued_trials_run_first_and_are_not_queued_again_on_resume(tmp_path):
+    """--enqueue: the given trials run before the sampled ones, with the parameters they name (the rest sampled);
+    resuming the study with the same --enqueue does not run them twice."""
+    options = TuneOptions("FrozenLake-v1", algo="qlearning", n_trials=3, n_timesteps=300, n_evals=1, eval_episodes=2,
+                          pruner="none", tunes_dir=str(tmp_path), study_name="enq", sampler_seed=0,
+                          sets=[FROZEN], enqueue=["learning_rate=0.5,one_minus_gamma=0.01", "learning_rate=0.02"])
+    result = tune(options, out=None)
+    trials = optuna.load_study(study_name="enq", storage=result.storage).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    assert trials[0].params["learning_rate"] == 0.5 and trials[0].params["one_minus_gamma"] == 0.01
+    assert trials[1].params["learning_rate"] == 0.02 and trials[1].params["one_minus_gamma"] != 0.01  # sampled
+    assert trials[2].params["learning_rate"] not in (0.5, 0.02)
+    tune(TuneOptions(**{**options.__dict__, "n_trials": 4}), out=None)
+    trials = optuna.load_study(study_name="enq", storage=result.storage).trials
+    rates = [t.params["learning_rate"] for t in trials]
+    assert len(trials) == 4 and rates.count(0.5) == rates.count(0.02) == 1

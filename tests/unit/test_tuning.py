@@ -14,6 +14,7 @@ from qzoo.tuning import (
     check_options,
     eval_freq_for,
     load_space,
+    parse_enqueue,
     parse_param,
     to_settings,
     trial_config,
@@ -132,3 +133,36 @@ def test_qlearning_space_refuses_settings_the_table_does_not_read():
 def test_bad_options_give_one_line(changes, needle):
     with pytest.raises(ConfigError, match=needle.replace("(", r"\(").replace(")", r"\)")):
         check_options(TuneOptions("CartPole-v1", **changes))
+
+
+def test_enqueued_trials_are_read_against_the_space(tmp_path):
+    space = load_space("dqn", write(tmp_path, "double: [true, false]\nnet_arch: [tiny, [32, 32]]\n"
+                                              "n_step: {type: int, low: 1, high: 5}\n"))
+    trials = parse_enqueue(["learning_rate=1e-3,batch_size=128,double=true,net_arch=[32,32]",
+                            "net_arch=tiny, n_step=3, train_freq=4, one_minus_gamma=0.01"], space)
+    assert trials == [{"learning_rate": 1e-3, "batch_size": 128, "double": True, "net_arch": "[32, 32]"},
+                      {"net_arch": "tiny", "n_step": 3, "train_freq": 4, "one_minus_gamma": 0.01}]
+    assert type(trials[1]["n_step"]) is int and parse_enqueue([], space) == []
+
+
+@pytest.mark.parametrize("item,needle", [
+    ("learnig_rate=1e-3", "--enqueue: 'learnig_rate' is not a parameter of the search space (did you mean "
+                          "'learning_rate'?); its parameters: learning_rate, batch_size"),
+    ("learning_rate=0.5", "--enqueue: learning_rate=0.5 is not in the search space (allowed: float log-uniform "
+                          "in [1e-05, 0.01])"),
+    ("learning_rate=fast", "--enqueue: learning_rate=fast is not in the search space"),
+    ("batch_size=100", "--enqueue: batch_size=100 is not in the search space (allowed: 16, 32, 64, 128, 256)"),
+    ("n_step=2.5", "--enqueue: n_step=2.5 is not in the search space (allowed: int uniform in [1, 5])"),
+    ("n_step=9", "--enqueue: n_step=9 is not in the search space"),
+    ("double=maybe", "--enqueue: double=maybe is not in the search space (allowed: True, False)"),
+    ("net_arch=[64,64]", "--enqueue: net_arch=[64,64] is not in the search space (allowed: tiny, [32, 32])"),
+    ("gamma=0.99", "'gamma' is not a parameter of the search space"),  # the space samples one_minus_gamma
+    ("learning_rate", "--enqueue expects NAME=VALUE,NAME=VALUE,..., got 'learning_rate'"),
+    ("n_step=1,n_step=3", "--enqueue: 'n_step' is given twice"),
+])
+def test_bad_enqueued_trials_give_one_line(tmp_path, item, needle):
+    space = load_space("dqn", write(tmp_path, "double: [true, false]\nnet_arch: [tiny, [32, 32]]\n"
+                                              "n_step: {type: int, low: 1, high: 5}\n"))
+    with pytest.raises(ConfigError) as e:
+        parse_enqueue([item], space)
+    assert needle in str(e.value) and "\n" not in str(e.value), str(e.value)

@@ -29,7 +29,8 @@ import shutil
 import signal
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -343,23 +344,38 @@ class LocalPool:
 
             ensure_sb3(log=log)  # once, before the workers start
         failed, interrupted = [], False
+        pending, in_flight, k = list(todo), {}, 0
         with ProcessPoolExecutor(self.n_workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(run_job, job): job for job in todo}
-            try:
-                for k, future in enumerate(as_completed(futures), 1):
-                    job = futures[future]
+            # a run is handed to a worker only when one is free (the executor would queue one more ahead, which a
+            # worker then starts even after its previous run was interrupted)
+            def hand_out() -> None:
+                while pending and len(in_flight) < self.n_workers:
+                    job = pending.pop(0)
                     try:
-                        r = future.result()
-                    except Exception as e:  # one failed run does not stop the suite
-                        failed.append(f"{job.env_id} {job.algo} seed {job.seed}: {type(e).__name__}: {e}")
-                        print(f"[{k}/{len(todo)}] {job.env_id} {job.algo} s{job.seed}: FAILED ({e})", file=log,
-                              flush=True)
-                        continue
-                    if r.get("status") != "finished":
-                        interrupted = True
-                        continue
-                    done[job.run_dir] = r
-                    print(run_line(k, len(todo), job, r), file=log, flush=True)
+                        in_flight[pool.submit(run_job, job)] = job
+                    except BrokenProcessPool as e:  # a worker died (e.g. killed): the rest cannot run here
+                        failed.append(f"{job.env_id} {job.algo} seed {job.seed}: BrokenProcessPool: {e}")
+
+            try:
+                hand_out()
+                while in_flight:
+                    ready, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                    for future in ready:
+                        job, k = in_flight.pop(future), k + 1
+                        try:
+                            r = future.result()
+                        except Exception as e:  # one failed run does not stop the suite
+                            failed.append(f"{job.env_id} {job.algo} seed {job.seed}: {type(e).__name__}: {e}")
+                            print(f"[{k}/{len(todo)}] {job.env_id} {job.algo} s{job.seed}: FAILED ({e})", file=log,
+                                  flush=True)
+                            continue
+                        if r.get("status") != "finished":  # its worker was signalled: start no more runs
+                            interrupted = True
+                            pending.clear()
+                            continue
+                        done[job.run_dir] = r
+                        print(run_line(k, len(todo), job, r), file=log, flush=True)
+                    hand_out()
             except KeyboardInterrupt:  # stop the running runs cleanly (each writes a checkpoint), start no more
                 for process in list(getattr(pool, "_processes", {}).values()):
                     if process.is_alive():

@@ -166,3 +166,35 @@ def test_bench_stops_cleanly_on_sigterm_and_leaves_the_run_unfinished(tmp_path):
     assert "interrupted; rerun the same command" in err
     assert list((run_dir / "checkpoints").glob("step_*.pt"))  # the worker stopped cleanly and checkpointed
     assert not (run_dir / "result.json").exists() and not (run_dir / "model.pt").exists()
+
+
+def test_a_signalled_worker_stops_the_suite_without_starting_the_next_run(tmp_path):
+    """A scheduler (or a user) may signal the worker instead of ``qzoo bench``: its run checkpoints and stops, and
+    the runs not started yet stay unstarted (the executor used to have one queued ahead, which the worker then ran)."""
+    import signal
+    import time
+
+    suite_file = tmp_path / "suites.yml"
+    suite_file.write_text("long:\n  settings: {eval_freq: 0, tensorboard: false, log_interval: 200, "
+                          "learning_starts: 100}\n  envs:\n    CartPole-v1: {n_timesteps: 1000000}\n")
+    proc = subprocess.Popen(QZOO + ["bench", "long", "--suite-file", str(suite_file), "--seeds", "2", "--jobs", "1",
+                                    "--bench-dir", str(tmp_path / "bench")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    first, second = (tmp_path / "bench" / "long" / "CartPole-v1" / f"dqn_s{seed}" for seed in (0, 1))
+    deadline = time.monotonic() + 120
+    while not (first / "progress.csv").is_file() or (first / "progress.csv").stat().st_size < 200:
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.2)
+    children = subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "spawn_main"], capture_output=True, text=True)
+    (worker,) = [int(pid) for pid in children.stdout.split()]
+    os.kill(worker, signal.SIGTERM)
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:  # never leave a million-step run behind
+        if proc.poll() is None:
+            subprocess.run(["pkill", "-KILL", "-P", str(proc.pid)])
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted; rerun the same command" in err
+    assert list((first / "checkpoints").glob("step_*.pt")) and not (first / "result.json").exists()
+    assert not second.exists()  # never started

@@ -35,6 +35,14 @@ def clip_grad_norm(grads: list[torch.Tensor], max_norm: float) -> None:
         torch._foreach_mul_(grads, scale)
 
 
+def one_group_of(optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> bool:
+    """True when ``optimizer`` has one param group holding exactly ``params``, in order, with a plain float learning
+    rate: what stepping its state directly (FusedAdamStep, CenteredRMSpropStep) assumes."""
+    group = optimizer.param_groups[0]
+    return (len(optimizer.param_groups) == 1 and isinstance(group["lr"], float) and len(group["params"]) == len(params)
+            and all(a is b for a, b in zip(group["params"], params, strict=False)))
+
+
 class FusedAdamStep:
     """``optimizer.step()`` of a fused ``torch.optim.Adam`` (one param group, no amsgrad), as the one kernel call
     it makes, without the per-call Python around it (hooks, grouping by device and dtype, state look-ups): 2-3x
@@ -49,10 +57,8 @@ class FusedAdamStep:
     def of(cls, optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> FusedAdamStep | None:
         group = optimizer.param_groups[0]
         flags = ("amsgrad", "maximize", "capturable", "differentiable", "decoupled_weight_decay")
-        if not (type(optimizer) is torch.optim.Adam and len(optimizer.param_groups) == 1 and group.get("fused")
-                and not any(group.get(flag) for flag in flags) and isinstance(group["lr"], float)
-                and len(group["params"]) == len(params)
-                and all(a is b for a, b in zip(group["params"], params, strict=False))
+        if not (type(optimizer) is torch.optim.Adam and one_group_of(optimizer, params) and group.get("fused")
+                and not any(group.get(flag) for flag in flags)
                 and len({p.device for p in params}) == 1
                 and hasattr(torch, "_fused_adam_")):
             return None
@@ -223,10 +229,8 @@ class CenteredRMSpropStep:
     def of(cls, optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> CenteredRMSpropStep | None:
         group = optimizer.param_groups[0]
         flags = ("maximize", "capturable", "differentiable")
-        if not (type(optimizer) is torch.optim.RMSprop and len(optimizer.param_groups) == 1 and group["centered"]
+        if not (type(optimizer) is torch.optim.RMSprop and one_group_of(optimizer, params) and group["centered"]
                 and group["momentum"] == 0 and group["weight_decay"] == 0 and not any(group.get(f) for f in flags)
-                and isinstance(group["lr"], float) and len(group["params"]) == len(params)
-                and all(a is b for a, b in zip(group["params"], params, strict=False))
                 and all(p.device.type == "cpu" and p.dtype == torch.float32 for p in params)):
             return None
         return cls(optimizer, params)

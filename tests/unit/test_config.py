@@ -12,12 +12,13 @@ def test_rl_zoo_cartpole_preset_values():
 
 def test_qzoos_own_cartpole_preset_is_still_a_dqn():
     c = resolve("CartPole-v1")
-    assert (c.learning_rate, c.learning_rate_schedule, c.double, c.n_step) == (6e-3, "linear", True, 3)
-    assert (c.net_arch, c.batch_size, c.train_freq, c.gradient_steps, c.target_update_interval) == \
-        ([64, 64], 64, 256, 64, 256)
-    # one Q-network, epsilon-greedy exploration, uniform replay, a scalar head: DQN with Double/n-step targets
+    assert (c.learning_rate, c.learning_rate_schedule, c.double, c.n_step) == (4e-3, "linear", True, 3)
+    assert (c.net_arch, c.batch_size, c.train_freq, c.gradient_steps, c.target_update_interval, c.tau) == \
+        ([128, 128], 128, 256, 64, 256, 0.5)
+    # one Q-network, epsilon-greedy exploration, uniform replay, expected Q-values (a dueling head): DQN with
+    # Double/n-step targets; no noisy nets, prioritized replay or distributional head
     assert (c.noisy, c.dueling, c.prioritized, c.distributional, c.exploration_final_eps) == \
-        (False, False, False, "none", 0.04)
+        (False, True, False, "none", 0.04)
 
 
 def test_lunarlander_gradient_steps_minus_one_means_train_freq():
@@ -77,7 +78,7 @@ def test_bad_values_name_the_key_and_what_is_allowed(key, value, needle):
 
 def test_batch_larger_than_buffer_is_refused():
     with pytest.raises(ConfigError, match="'batch_size' \\(64\\) must not exceed 'buffer_size' \\(32\\)"):
-        resolve("CartPole-v1", sets=["buffer_size=32"])
+        resolve("CartPole-v1", sets=["batch_size=64", "buffer_size=32"])
 
 
 def test_unknown_key_suggests_the_close_one():

@@ -175,6 +175,7 @@ def test_centered_rmsprop_step_equals_optimizer_step_where_moments_are_exactly_z
             fast.step(grads, flat)
     square_avg = opt.state_dict()["state"][0]["square_avg"]
     assert 0.3 < float((square_avg == 0).float().mean()) < 0.6  # the case is exercised: zeros among the others
+    assert fast._lift_zeros  # ... through the path that lifts them (taken while > 1% of the moments are 0)
     for a, b in zip(net.parameters(), twin.parameters(), strict=True):
         assert torch.equal(a, b)
     for i, state in opt.state_dict()["state"].items():

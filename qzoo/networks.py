@@ -71,8 +71,8 @@ class NatureCNN(nn.Module):
         if not (self.bf16 and len(obs) > 1):
             x = F.conv2d(obs.float(), first.weight * (1.0 / 255.0), first.bias, first.stride)
             return F.relu(self.fc(self.convs[1:](x)))
-        # (Feeding the frames as bf16 in channels-last layout saved ~14% of a bf16 update, bit-equal, but a DrQ(eps)
-        # run's memory then grew by ~0.4 MB per step from step ~2,000 on: reverted, BENCHMARKS.md.)
+        # (Feeding the frames as bf16 in channels-last layout, bit-equal, saved ~14% of the update of the time;
+        # retried with jemalloc and the changes below, it gains nothing (0.98x) and leaks nothing: BENCHMARKS.md.)
         with torch.autocast(obs.device.type, torch.bfloat16):
             # The frames go straight to bfloat16, which holds the integers 0..255 exactly: the values autocast
             # would make of float32 frames, without the float32 copy of the batch.

@@ -31,3 +31,23 @@ gym.register(id="qzootest/ConstantReward-v0", entry_point=ConstantReward, max_ep
 @pytest.fixture
 def runs_dir(tmp_path):
     return tmp_path / "runs"
+
+
+@pytest.fixture
+def clip_norms(monkeypatch):
+    """The global gradient norm of every update that goes through ``qzoo.agent``'s clipping (the reference,
+    per-batch path), before it clips: the tests of the fast update paths count in how many of their compared
+    updates clipping acted."""
+    import torch
+
+    import qzoo.agent
+    from qzoo.fastpath import clip_grad_norm
+
+    norms = []
+
+    def record_then_clip(grads, max_norm):
+        norms.append(float(torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads]))))
+        clip_grad_norm(grads, max_norm)
+
+    monkeypatch.setattr(qzoo.agent, "clip_grad_norm", record_then_clip)
+    return norms

@@ -55,18 +55,22 @@ def assert_same_state(fast, slow):
                                 {"max_grad_norm": 0.05}, {"max_grad_norm": 0.5}])
 @pytest.mark.parametrize("n_updates", [1, 4])
 def test_a_minatar_phase_equals_its_updates_one_by_one(kw, n_updates):
-    """Five phases through MinAtarPhase and through QAgent.update (autograd, optimizer.step()): bit-identical
-    weights, RMSprop moments and step counts, the same update count and generator state, the logged loss and mean
-    Q equal up to the order of summation; the per-batch path goes on from where the phase loop left off. A learning
-    rate of 1e-3 moves the online net enough for Double DQN's argmax to differ from the target net's;
-    max_grad_norm 0.05 clips every update, 0.5 some, the default 10 none (test below)."""
+    """Five phases through MinAtarPhase and through QAgent.update (autograd, optimizer.step()), the target synced
+    after the second and the fourth: bit-identical weights, RMSprop moments and step counts, the same update count
+    and generator state, the logged loss and mean Q equal up to the order of summation; the per-batch path goes on
+    from where the phase loop left off. A learning rate of 1e-3 moves the online net enough for Double DQN's argmax
+    to differ from the target net's; max_grad_norm 0.05 clips every update, 0.5 some, the default 10 none (test
+    below)."""
     fast, slow = agent_for(learning_rate=1e-3, **kw), agent_for(learning_rate=1e-3, **kw)
     slow._phase = None
     assert isinstance(fast._phase, MinAtarPhase) and fast._phase.double == kw.get("double", False)
     replays = filled_replays(Config(env_id=ENV, **kw))
-    for _ in range(5):
+    for i in range(5):
         fast.learn(replays[0], n_updates, 32, 300)
         slow.learn(replays[1], n_updates, 32, 300)
+        if i in (1, 3):  # target syncs between phases (the phase keeps a copy of the target's fc weight per sync)
+            fast.sync_target()
+            slow.sync_target()
     assert_same_state(fast, slow)
     f, s = fast.pop_metrics(), slow.pop_metrics()
     assert f["interval_updates"] == s["interval_updates"] == 5 * n_updates == fast.updates
@@ -82,21 +86,12 @@ def test_a_minatar_phase_equals_its_updates_one_by_one(kw, n_updates):
 
 
 @pytest.mark.parametrize("max_grad_norm, clipped", [(0.05, "all"), (0.5, "some"), (10.0, "none")])
-def test_the_clipping_cases_the_minatar_phase_is_compared_in(max_grad_norm, clipped, monkeypatch):
+def test_the_clipping_cases_the_minatar_phase_is_compared_in(max_grad_norm, clipped, clip_norms):
     """How many of the 20 updates of the comparison above (4 per phase) have a gradient norm above
     max_grad_norm (on the reference path, before clipping)."""
-    import qzoo.agent
-    from qzoo.fastpath import clip_grad_norm
-
     agent = agent_for(learning_rate=1e-3, max_grad_norm=max_grad_norm)
     agent._phase = None
-    norms = []
-
-    def record_then_clip(grads, max_norm):
-        norms.append(float(torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads]))))
-        clip_grad_norm(grads, max_norm)
-
-    monkeypatch.setattr(qzoo.agent, "clip_grad_norm", record_then_clip)
+    norms = clip_norms
     replay = filled_replays(Config(env_id=ENV), n_copies=1)[0]
     for _ in range(5):
         agent.learn(replay, 4, 32, 300)
@@ -151,6 +146,41 @@ def test_centered_rmsprop_step_equals_optimizer_step():
     assert twin_opt.state_dict()["state"][0]["step"] == 6
     for kw in ({"centered": False}, {"centered": True, "momentum": 0.9}, {"centered": True, "weight_decay": 0.1}):
         assert CenteredRMSpropStep.of(torch.optim.RMSprop(net.parameters(), **kw), list(net.parameters())) is None
+
+
+def test_centered_rmsprop_step_equals_optimizer_step_where_moments_are_exactly_zero():
+    """A MinAtar fc layer's weights for input features that are never active never get a gradient: their moments
+    stay exactly 0, mixed among the others, where CenteredRMSpropStep lifts the zeros around the square root. The
+    denominators, and so the weights, must still be torch's bit for bit, on a vector as large as the real one."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(1024, 128), nn.ReLU(), nn.Linear(128, 6))
+    twin = copy.deepcopy(net)
+    kw = {"lr": 2.5e-4, "alpha": 0.95, "eps": 0.01, "centered": True, "foreach": True}
+    opt, twin_opt = torch.optim.RMSprop(net.parameters(), **kw), torch.optim.RMSprop(twin.parameters(), **kw)
+    params = list(twin.parameters())
+    fast = CenteredRMSpropStep.of(twin_opt, params)
+    sizes = [p.numel() for p in params]
+    flat = torch.zeros(sum(sizes))
+    grads = [g.view_as(p) for g, p in zip(flat.split(sizes), params, strict=True)]
+    active = torch.rand(1024) < 0.55  # the other 45% of the input features are 0 in every batch
+    for _ in range(5):
+        x = torch.rand(32, 1024) * active
+        for model in (net, twin):
+            model.zero_grad(set_to_none=True)
+            model(x).pow(2).mean().backward()
+        opt.step()
+        for g, p in zip(grads, params, strict=True):
+            g.copy_(p.grad)
+        with torch.no_grad():
+            fast.step(grads, flat)
+    square_avg = opt.state_dict()["state"][0]["square_avg"]
+    assert 0.3 < float((square_avg == 0).float().mean()) < 0.6  # the case is exercised: zeros among the others
+    assert fast._lift_zeros  # ... through the path that lifts them (taken while > 1% of the moments are 0)
+    for a, b in zip(net.parameters(), twin.parameters(), strict=True):
+        assert torch.equal(a, b)
+    for i, state in opt.state_dict()["state"].items():
+        for key in ("square_avg", "grad_avg"):
+            assert torch.equal(state[key], twin_opt.state_dict()["state"][i][key])
 
 
 def test_only_the_plain_minatar_cnn_with_centered_rmsprop_takes_the_phase():

@@ -69,7 +69,7 @@ def test_train_help_documents_every_setting_with_its_default():
     (["train", "CartPole-v1", "--set", "learning_rate=abc"], "'learning_rate' must be a number"),
     (["train", "CartPole-v1", "--set", "learning_rate=-0.1"], "'learning_rate' must be a finite number > 0"),
     (["train", "CartPole-v1", "--set", "gamma=2"], "'gamma' must be a number in [0, 1]"),
-    (["train", "CartPole-v1", "--set", "buffer_size=10"], "'batch_size' (64) must not exceed 'buffer_size' (10)"),
+    (["train", "CartPole-v1", "--set", "buffer_size=10"], "'batch_size' (128) must not exceed 'buffer_size' (10)"),
     (["train", "CartPole-v9"], "unknown environment id 'CartPole-v9'"),
     (["train", "Pendulum-v1"], "needs a Discrete action space"),
     (["train", "CartPole-v1", "--preset", "/nonexistent.yml"], "preset file '/nonexistent.yml' does not exist"),

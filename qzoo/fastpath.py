@@ -360,8 +360,8 @@ class MinAtarPhase(PhaseLog):
 
     def target_fc_t(self) -> torch.Tensor:
         """The target fc weight's transpose, contiguous. ``addmm`` with the (128, 1024) weight's transposed view
-        takes ~2.4x as long at batch 32 as with a contiguous copy of it (98 vs 40 us), for the same sums in the
-        same order (MKL packs either layout the same way: bit-equal, tested through the phase's comparison with
+        takes ~2.4x as long at batch 32 as with a contiguous copy of it (98 vs 40 us), for the same
+        results (bit-equal under MKL's AVX-512 and AVX2 kernels, tested through the phase's comparison with
         autograd). The target net changes only in place (a sync bumps the version counter), so the copy is made
         once per sync (64 us), not per update."""
         weight = self.target[1].weight

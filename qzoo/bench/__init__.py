@@ -301,10 +301,18 @@ def run_suite(suite: Suite, jobs: list[Job], bench_dir: Path, n_workers: int = 1
     results = [done[job.run_dir] for job in jobs if job.run_dir in done]
     # the tables, like the plot, cover every finished run of the suite directory: also those an earlier invocation
     # with other --envs / --algos / --seeds finished (a suite run one game at a time accumulates)
-    write_tables(suite_dir, results + earlier_results(suite_dir, jobs), load_anchors(), suite.description)
+    write_tables(suite_dir, suite_order(suite, results + earlier_results(suite_dir, jobs)), load_anchors(),
+                 suite.description)
     _plot(suite_dir)
     ran = sum(job.run_dir in done for job in todo)
     return BenchResult(suite_dir, results, ran, len(jobs) - len(todo), failed, interrupted)
+
+
+def suite_order(suite: Suite, results: list[dict]) -> list[dict]:
+    """The results in the suite's env order (then algo, seed), whatever order the invocations ran them in, so
+    the tables of a suite run one game at a time do not reorder their rows from one invocation to the next."""
+    rank = {env: i for i, env in enumerate(suite.envs)}
+    return sorted(results, key=lambda r: (rank.get(r["env"], len(rank)), r["env"], r["algo"], r["seed"]))
 
 
 def earlier_results(suite_dir: Path, jobs: list[Job]) -> list[dict]:

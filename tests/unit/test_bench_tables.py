@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from qzoo import checkpoint as ckpt
-from qzoo.bench import Job, finished_result, load_suites, plan
+from qzoo.bench import Job, Suite, finished_result, load_suites, plan, suite_order
 from qzoo.bench.tables import mean_std, summarize, write_tables
 from qzoo.config import ConfigError
 
@@ -70,6 +70,22 @@ def test_written_tables(tmp_path):
     # speed beside the peer: qzoo 400 steps/s vs sb3 100 -> 4x; CartPole has no peer run
     assert "| MinAtar/Breakout-v1 | 2.3 ± 1.5 | 3.0 ± 1.4 | 400 | 100 | 4.00× |" in md
     assert md.count("×") == 1
+
+
+def test_tables_follow_the_suites_env_order_whatever_order_the_invocations_finished_runs_in(tmp_path):
+    suite = Suite("s", "", {}, {"MinAtar/Breakout-v1": {}, "CartPole-v1": {}})
+    # one invocation ran CartPole, the next Breakout: both orders of the same runs give the same files
+    texts = []
+    for results in (RESULTS, RESULTS[::-1], RESULTS[5:] + RESULTS[:5]):
+        write_tables(tmp_path, suite_order(suite, results), ANCHORS)
+        texts.append([(tmp_path / f).read_text() for f in ("results.md", "summary.csv", "results.csv")])
+    assert texts[0] == texts[1] == texts[2]
+    rows = [(r["env"], r["algo"]) for r in csv.DictReader(open(tmp_path / "summary.csv"))]
+    assert rows == [("MinAtar/Breakout-v1", "dqn"), ("MinAtar/Breakout-v1", "sb3-dqn"), ("CartPole-v1", "dqn"),
+                    ("CartPole-v1", "rainbow")]
+    # a run of an env the suite no longer lists goes last, not lost
+    extra = result("Acrobot-v1", "dqn", 0, -80.0, 100.0)
+    assert suite_order(suite, [extra] + RESULTS)[-1] is extra
 
 
 def test_suite_file_adds_and_replaces_suites(tmp_path):

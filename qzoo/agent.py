@@ -219,10 +219,14 @@ class QAgent:
         """The optimizer's step size for the updates that follow (a schedule's value at the current step)."""
         self.optimizer.param_groups[0]["lr"] = float(learning_rate)
 
+    @torch.no_grad()
     def sync_target(self, tau: float = 1.0) -> None:
         """theta_target <- tau * theta + (1 - tau) * theta_target  (tau = 1: hard copy). A hard copy with no update
         since the previous one is skipped: the target already holds these weights (RL Zoo's CartPole syncs every 10
-        steps and trains every 256, so most copies would copy nothing new)."""
+        steps and trains every 256, so most copies would copy nothing new). Without ``no_grad`` the copy from weights
+        that require gradients records autograd history on the target's weights: they turn into non-leaf tensors
+        that require gradients, each sync chaining a node onto the last one's (~8 kB a sync, 1 GB over a DrQ(eps)
+        run that syncs every step), and the Nature CNN's kept bfloat16 cast of a frozen layer is never used."""
         if tau >= 1.0 and self._copied_at_update == self.updates:
             return
         online, target = list(self.q_net.parameters()), list(self.target_net.parameters())

@@ -1,6 +1,7 @@
 import copy
 
 import numpy as np
+import pytest
 import torch
 
 from qzoo.agent import build_agent
@@ -37,6 +38,22 @@ def test_hard_and_soft_target_updates():
     agent.sync_target(tau=1.0)
     for t, o in zip(agent.target_net.parameters(), agent.q_net.parameters(), strict=True):
         torch.testing.assert_close(t, o)
+
+
+@pytest.mark.parametrize("tau", [1.0, 0.25])
+def test_a_sync_leaves_the_target_frozen_leaves_without_autograd_history(tau):
+    """The copy comes from weights that require gradients: recorded by autograd, it would turn the target's
+    weights into tensors that require gradients with a grad_fn, each sync chaining onto the previous one's."""
+    agent = corridor_agent(learning_rate=1e-2)
+    obs = np.eye(8, dtype=np.float32)[[0, 3]]
+    batch = Batch(obs, np.array([1, 0]), np.array([1.0, -1.0], np.float32), np.array([0.0, 0.9], np.float32), obs,
+                  None, np.array([0, 1]))
+    for _ in range(3):
+        agent.update(batch)
+        agent.sync_target(tau)
+        for p in agent.target_net.parameters():
+            assert p.is_leaf and not p.requires_grad and p.grad_fn is None
+    assert all(p.requires_grad for p in agent.q_net.parameters())  # the online net still learns
 
 
 def test_a_hard_sync_copies_what_the_updates_since_the_last_one_changed():

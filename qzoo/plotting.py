@@ -269,7 +269,9 @@ def curves(runs: list[Run], metric: str = "eval", window: int = 1, *, n_boot: in
 def normalized_curves(runs: list[Run], window: int = 1, *, n_boot: int = 2000, interval: float = 0.95,
                       seed: int = 0) -> list[Curve]:
     """Across Atari games: per label, the IQM of human-normalised evaluation scores over runs x games at each
-    step, with a stratified-bootstrap CI. Every game needs the same number of runs of a label (as in rliable)."""
+    step, with a stratified-bootstrap CI. The bootstrap needs the same number of runs per game (as in rliable): where
+    a suite run one game at a time has more seeds of some games, each game contributes its first runs by seed, as
+    many as the game with the fewest (as the bench table's IQM does), and the panel's title says so."""
     out = []
     by_label: dict[str, dict[str, list[tuple[np.ndarray, np.ndarray]]]] = {}
     for run in runs:
@@ -278,19 +280,18 @@ def normalized_curves(runs: list[Run], window: int = 1, *, n_boot: int = 2000, i
         steps, values = run.series("eval")
         if len(steps):
             hns = np.array([human_normalized(run.game, v) for v in smooth(values, window)])
-            by_label.setdefault(run.label, {}).setdefault(run.game, []).append((steps, hns))
+            by_label.setdefault(run.label, {}).setdefault(run.game, []).append((run.seed, steps, hns))
     for label, games in by_label.items():
-        counts = {game: len(s) for game, s in games.items()}
-        if len(set(counts.values())) != 1:
-            raise ConfigError(f"label '{label}' has different numbers of runs per game ({counts}); the stratified "
-                              "bootstrap needs the same number for every game")
-        flat = [s for game in sorted(games) for s in games[game]]
+        n_runs = min(len(s) for s in games.values())
+        flat = [(steps, hns) for game in sorted(games)
+                for _, steps, hns in sorted(games[game], key=lambda r: r[0])[:n_runs]]
         steps, values = align(flat)  # (n_games * n_runs, n_steps), game-major
-        n_runs = next(iter(counts.values()))
         per_step = values.reshape(len(games), n_runs, -1).transpose(2, 1, 0)  # (n_steps, n_runs, n_games)
         stats = [stratified_bootstrap_ci(s, n_boot=n_boot, interval=interval, seed=seed) for s in per_step]
         mean, low, high = (np.array(x) for x in zip(*stats, strict=True))
-        out.append(Curve(f"{len(games)} games", label, n_runs, steps, mean, low, high))
+        equal = len({len(s) for s in games.values()}) == 1
+        title = f"{len(games)} games" + ("" if equal else f", the first {n_runs} run(s) of each")
+        out.append(Curve(title, label, n_runs, steps, mean, low, high))
     return out
 
 
@@ -311,7 +312,12 @@ def plot_curves(curve_list: list[Curve], *, ylabel: str, references: bool = True
     colors = {label: f"C{i}" for i, label in enumerate(dict.fromkeys(c.label for c in curve_list))}
     for ax, env_id in zip(axes.flat, envs, strict=False):
         for c in (c for c in curve_list if c.env_id == env_id):
-            ax.plot(c.steps, c.mean, color=colors[c.label], label=f"{c.label} ({c.n_runs} run{'s' * (c.n_runs > 1)})")
+            label = f"{c.label} ({c.n_runs} run{'s' * (c.n_runs > 1)})"
+            if len(c.steps) == 1:  # a run evaluated once, at the end (Atari-100k): a point, its CI as an error bar
+                yerr = [c.mean - c.low, c.high - c.mean] if c.n_runs > 1 else None
+                ax.errorbar(c.steps, c.mean, yerr=yerr, fmt="o", capsize=4, color=colors[c.label], label=label)
+                continue
+            ax.plot(c.steps, c.mean, color=colors[c.label], label=label)
             if c.n_runs > 1:
                 ax.fill_between(c.steps, c.low, c.high, color=colors[c.label], alpha=0.2, linewidth=0)
         if references:

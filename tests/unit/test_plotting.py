@@ -13,6 +13,7 @@ from qzoo.plotting import (
     curves,
     iqm,
     normalized_curves,
+    plot_curves,
     reference_lines,
     smooth,
     stratified_bootstrap_ci,
@@ -109,8 +110,11 @@ def test_normalized_curves_are_the_iqm_of_human_normalised_scores():
     (curve,) = normalized_curves(runs, n_boot=200)
     np.testing.assert_allclose(curve.mean, [0.75, 0.75])
     assert curve.env_id == "2 games" and curve.n_runs == 2
-    with pytest.raises(ConfigError, match="different numbers of runs per game"):
-        normalized_curves(runs[:3], n_boot=10)
+    # Pong has seeds 1 and 0 (listed in that order), Breakout only seed 0: each game gives its first run by seed,
+    # Pong's seed 0 (normalised 0) and Breakout's (0.5): IQM of two values = their mean 0.25
+    (curve,) = normalized_curves([runs[1], runs[0], runs[2]], n_boot=10)
+    np.testing.assert_allclose(curve.mean, [0.25, 0.25])
+    assert curve.env_id == "2 games, the first 1 run(s) of each" and curve.n_runs == 1
 
 
 def test_reference_lines_come_from_the_published_table():
@@ -134,3 +138,16 @@ def test_read_csv_columns_drops_a_half_written_last_line_and_refuses_what_is_not
     log.write_bytes(bytes(range(128, 256)))
     with pytest.raises(ConfigError, match=r"progress.csv' is not a text file \(not UTF-8\)"):
         read_csv_columns(log)
+
+
+def test_a_curve_of_one_evaluation_is_drawn_as_a_point_with_its_ci():
+    """Atari-100k evaluates once, at the end: a one-point line draws nothing, so the point gets a marker and its
+    bootstrap CI an error bar (one run: no bar)."""
+    runs = [_run("ALE/Pong-v5", "dqn", [100], [-20.7], 0), _run("ALE/Pong-v5", "dqn", [100], [14.6], 1),
+            _run("ALE/Breakout-v5", "dqn", [100], [16.1], 0), _run("ALE/Breakout-v5", "dqn", [100], [30.5], 1)]
+    for subset, bars in ((runs, 1), (runs[::2], 0)):
+        fig = plot_curves(normalized_curves(subset, n_boot=50), ylabel="IQM", references=False)
+        (ax,) = fig.axes
+        assert [line.get_marker() for line in ax.lines][:1] == ["o"]
+        assert len(ax.collections) == bars  # the error bar's line collection
+        np.testing.assert_allclose(ax.lines[0].get_ydata(), [0.75 if bars else 0.25])

@@ -253,9 +253,12 @@ def train_job(job: Job, run_dir: Path, resume=None, extra: dict | None = None) -
         res = train(config, run_dir, command=command, out=None, **({"resume": resume} if resume else {}))
         if res.interrupted:
             return {**result, "status": "interrupted"}
+        # a continued run's rate is over the steps this call took (the time before the stop is not known here)
+        steps_run = res.steps - (resume.step if resume else 0)
         result.update(final_eval=res.final_eval.mean, final_eval_std=res.final_eval.std,
                       best_eval=res.best_eval_mean, train_return=_last_return(run_dir / "progress.csv"),
-                      steps_per_s=res.steps / res.loop_seconds, seconds=res.seconds, model=ckpt.MODEL_FILE)
+                      steps_per_s=steps_run / res.loop_seconds, steps_run=steps_run, seconds=res.seconds,
+                      model=ckpt.MODEL_FILE)
     else:
         from qzoo.bench.peer import run_sb3
 

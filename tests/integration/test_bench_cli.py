@@ -107,6 +107,8 @@ def test_an_unfinished_bench_run_continues_from_its_last_checkpoint_exactly(tmp_
     assert "(1 run, 0 already finished)" in r.stdout and "(continued from step 1000)" in r.stderr
     result = json.loads((stopped / "result.json").read_text())
     assert result["resumed_from"] == 1000 and result["status"] == "finished"
+    # its steps/s is over the 500 steps this call took, not the run's 1,500
+    assert result["steps_run"] == 500 and json.loads((straight / "result.json").read_text())["steps_run"] == 1500
     timing = ("steps_per_s", "time_s")
     def rows(d, name):  # noqa: E306
         return [{k: v for k, v in row.items() if k not in timing} for row in csv.DictReader(open(d / name))]

@@ -129,7 +129,7 @@ class PhaseLog:
 
 
 class MLPPhase(PhaseLog):
-    """A training phase of a plain MLP Q-network (``MLPBackprop``) with ``FusedAdamStep``, on uniform batches
+    """A training phase of a plain or dueling MLP Q-network (``MLPBackprop``) with ``FusedAdamStep``, on uniform batches
     (no importance weights), the target network frozen for the phase. Per update:
 
         q = MLP(s_tm1);  dL/dq = td_loss_grad(q[a_tm1], y) at a_tm1, 0 elsewhere;  backward into the gradient
@@ -141,8 +141,10 @@ class MLPPhase(PhaseLog):
     def __init__(self, backprop: MLPBackprop, target: MLPBackprop, adam: FusedAdamStep, *, max_grad_norm: float,
                  loss: str, double: bool):
         self.layers, self.adam = backprop.layers, adam
-        self.online = [(layer.bias, layer.weight.t()) for layer in self.layers]  # views: follow in-place updates
-        self.target = [(layer.bias, layer.weight.t()) for layer in target.layers]
+        pair = lambda layer: None if layer is None else (layer.bias, layer.weight.t())  # noqa: E731
+        self.online = [pair(layer) for layer in self.layers]  # views: follow in-place updates
+        self.target = [pair(layer) for layer in target.layers]
+        self.online_value, self.target_value = pair(backprop.value), pair(target.value)  # dueling: V's layer
         # the gradients, written in place by every update: views of one flat buffer, whose squared norm is one dot
         sizes = [p.numel() for p in backprop.params]
         self.flat_grad = torch.empty(sum(sizes))
@@ -163,14 +165,18 @@ class MLPPhase(PhaseLog):
         return obs.dtype == np.float32
 
     @staticmethod
-    def forward(layers: list[tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor) \
-            -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Q(x, .) and the layer inputs, from (bias, weight^T) pairs: nn.Linear's addmm, the ReLUs in place."""
+    def forward(layers: list[tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor,
+                value: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Q(x, .) and the layer inputs, from (bias, weight^T) pairs: nn.Linear's addmm, the ReLUs in place; with a
+        dueling head's ``value`` pair, Q = V + A - mean_a A as MLPBackprop computes it."""
         inputs = [x]
         for bias, weight_t in layers[:-1]:
             inputs.append(torch.addmm(bias, inputs[-1], weight_t).relu_())
         bias, weight_t = layers[-1]
-        return torch.addmm(bias, inputs[-1], weight_t), inputs
+        q = torch.addmm(bias, inputs[-1], weight_t)
+        if value is not None:
+            q = MLPBackprop.combine(torch.addmm(value[0], inputs[-1], value[1]), q)
+        return q, inputs
 
     @torch.inference_mode()  # (less per-call work than no_grad: ~6% of an update at CartPole's sizes)
     def run(self, obs_tm1: torch.Tensor, action_tm1: torch.Tensor, reward_t: torch.Tensor, discount_t: torch.Tensor,
@@ -179,7 +185,7 @@ class MLPPhase(PhaseLog):
         observations, flattened here). Their losses and Q values go to the log (:meth:`drain_metrics`)."""
         n, batch = n_updates, len(action_tm1) // n_updates
         obs_tm1, obs_t = obs_tm1.flatten(1), obs_t.flatten(1)
-        q_target_t = self.forward(self.target, obs_t)[0]  # one pass over the phase (the target net is frozen)
+        q_target_t = self.forward(self.target, obs_t, self.target_value)[0]  # one pass (the target is frozen)
         if self.double:  # each update's targets, filled in as it goes (they depend on the online net)
             next_xs, rewards, discounts, q_targets = (x.view(n, batch, *x.shape[1:]).unbind(0)
                                                       for x in (obs_t, reward_t, discount_t, q_target_t))
@@ -191,18 +197,28 @@ class MLPPhase(PhaseLog):
         grads, scale, kind, max_norm = self.grads, 1.0 / batch, self.loss, self.max_grad_norm
         flat_grad, skip_below = self.flat_grad, (0.9 * max_norm) ** 2
         backward = [(i, grads[2 * i], grads[2 * i + 1], layer.weight) for i, layer in enumerate(self.layers)][::-1]
+        last, online_value = len(self.layers) - 1, self.online_value
+        if online_value is not None:  # dueling: V's gradients are the last two buffers
+            grad_value_weight, grad_value_bias, value_weight = grads[-2], grads[-1], online_value[1].t()
         for u in range(n):
             if self.double:
-                q_select = self.forward(self.online, next_xs[u])[0]
+                q_select = self.forward(self.online, next_xs[u], online_value)[0]
                 target_rows[u].copy_(q_learning_target(rewards[u], discounts[u], q_targets[u], q_select).unsqueeze(1))
-            q, inputs = self.forward(self.online, xs[u])
+            q, inputs = self.forward(self.online, xs[u], online_value)
             q_tm1 = torch.gather(q, 1, actions[u], out=q_rows[u])  # (B, 1)
             grad = torch.zeros_like(q).scatter_(1, actions[u], td_loss_grad(q_tm1, target_rows[u], scale, kind))
+            if online_value is not None:
+                grad, grad_v = MLPBackprop.head_grads(grad)
+                torch.mm(grad_v.t(), inputs[-1], out=grad_value_weight)
+                torch.sum(grad_v, 0, out=grad_value_bias)
             for i, grad_weight, grad_bias, weight in backward:  # as MLPBackprop.backward, into the buffers
                 torch.mm(grad.t(), inputs[i], out=grad_weight)
                 torch.sum(grad, 0, out=grad_bias)
                 if i > 0:
-                    grad = torch.ops.aten.threshold_backward(grad.mm(weight), inputs[i], 0)
+                    grad_h = grad.mm(weight)
+                    if online_value is not None and i == last:
+                        grad_h = grad_h + grad_v.mm(value_weight)
+                    grad = torch.ops.aten.threshold_backward(grad_h, inputs[i], 0)
             # Clipping scales by min(max_norm / (||g|| + 1e-6), 1), which is exactly 1 well below the threshold:
             # a dot product (float32, relative error far below the 10% margin) tells when to skip it
             if not float(torch.dot(flat_grad, flat_grad)) < skip_below:

@@ -272,26 +272,42 @@ def numpy_forward(q_net: QNetwork) -> Callable[[np.ndarray], np.ndarray] | None:
 
 
 class MLPBackprop:
-    """Q(s, .) of a plain MLP (Linear/ReLU torso, linear head) and the backward pass written out by hand:
-    the same products autograd computes (tested equal to ``loss.backward()``), without building a graph. For the
-    small networks of classic control an update is a few 64x256 products, and autograd's per-node bookkeeping
-    costs about a third as much again; this is the update path of plain-MLP DQN on the CPU. ``of`` returns None
-    for any other network (dueling, noisy, C51, CNN torsos, CUDA), which trains through autograd.
+    """Q(s, .) of a plain or dueling MLP (Linear/ReLU torso, linear heads) and the backward pass written out by
+    hand: the same products autograd computes (tested equal to ``loss.backward()``), without building a graph. For
+    the small networks of classic control an update is a few 64x256 products, and autograd's per-node bookkeeping
+    costs about a third as much again; this is the update path of MLP DQNs on the CPU. ``of`` returns None for
+    any other network (noisy, C51, CNN torsos, CUDA), which trains through autograd.
 
         forward   h_0 = x,  h_i = relu(h_(i-1) W_i^T + b_i),  q = h_(L-1) W_L^T + b_L
         backward  g_L = dL/dq;  dW_i = g_i^T h_(i-1),  db_i = sum_batch g_i,  g_(i-1) = (g_i W_i) * [h_(i-1) > 0]
+
+    With a dueling head (value layer V, advantage layer W_L, A actions) q = (v + a) - mean_a a, and the head's
+    backward is autograd's: g_v = sum_a g_q, g_a = g_q - g_v / A (the mean's share; negation and the division by A
+    are exact, so this is autograd's (-g_q summed) / A added to g_q), and g_(L-1) = (g_a W_L + g_v V) * [h > 0].
     """
 
-    def __init__(self, layers: list[nn.Linear]):
-        self.layers = layers
-        self.params = [p for layer in layers for p in (layer.weight, layer.bias)]
+    def __init__(self, layers: list[nn.Linear], value: nn.Linear | None = None):
+        self.layers, self.value = layers, value
+        heads = layers + ([value] if value is not None else [])  # the parameters in the network's order
+        self.params = [p for layer in heads for p in (layer.weight, layer.bias)]
 
     @classmethod
     def of(cls, q_net: QNetwork) -> MLPBackprop | None:
         found = plain_mlp_layers(q_net)
-        if found is None or found[2] is not None:  # dueling heads train through autograd
+        if found is None:
             return None
-        return cls([*found[0], found[1]])
+        return cls([*found[0], found[1]], found[2])
+
+    @staticmethod
+    def combine(value: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
+        """:func:`dueling_combine` on (B, 1) and (B, A)."""
+        return value + advantages - advantages.mean(dim=1, keepdim=True)
+
+    @staticmethod
+    def head_grads(grad_q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(dL/dA, dL/dV) of the dueling aggregation, from dL/dQ (B, A)."""
+        grad_v = grad_q.sum(1, keepdim=True)
+        return grad_q - grad_v / grad_q.shape[1], grad_v
 
     @torch.no_grad()
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -301,18 +317,28 @@ class MLPBackprop:
         for layer in self.layers[:-1]:
             inputs.append(torch.addmm(layer.bias, inputs[-1], layer.weight.t()).relu_())
         last = self.layers[-1]
-        return torch.addmm(last.bias, inputs[-1], last.weight.t()), inputs
+        q = torch.addmm(last.bias, inputs[-1], last.weight.t())
+        if self.value is not None:
+            q = self.combine(torch.addmm(self.value.bias, inputs[-1], self.value.weight.t()), q)
+        return q, inputs
 
     @torch.no_grad()
     def backward(self, grad_q: torch.Tensor, inputs: list[torch.Tensor]) -> None:
         """Set ``.grad`` of every weight and bias from dL/dQ (B, A)."""
-        grad = grad_q
+        grad, grad_v = grad_q, None
+        if self.value is not None:
+            grad, grad_v = self.head_grads(grad_q)
+            self.value.weight.grad = grad_v.t().mm(inputs[-1])
+            self.value.bias.grad = grad_v.sum(0)
         for i in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[i]
             layer.weight.grad = grad.t().mm(inputs[i])
             layer.bias.grad = grad.sum(0)
             if i > 0:  # through the ReLU: its output inputs[i] is > 0 exactly where it passed its input on
-                grad = torch.ops.aten.threshold_backward(grad.mm(layer.weight), inputs[i], 0)
+                grad_h = grad.mm(layer.weight)
+                if grad_v is not None and i == len(self.layers) - 1:
+                    grad_h = grad_h + grad_v.mm(self.value.weight)
+                grad = torch.ops.aten.threshold_backward(grad_h, inputs[i], 0)
 
 
 def scale_noise(x: torch.Tensor) -> torch.Tensor:

@@ -37,10 +37,11 @@ def random_batch(rng, n, weighted=False):
 @pytest.mark.parametrize("kind", ["huber", "mse"])
 @pytest.mark.parametrize("batch", [1, 37, 64])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_hand_written_backward_equals_autograd(kind, batch, weighted):
-    agent = agent_for()
+@pytest.mark.parametrize("dueling", [False, True])
+def test_hand_written_backward_equals_autograd(kind, batch, weighted, dueling):
+    agent = agent_for(dueling=dueling)
     backprop = MLPBackprop.of(agent.q_net)
-    assert backprop is not None and len(backprop.params) == 6
+    assert backprop is not None and len(backprop.params) == (8 if dueling else 6)
     rng = np.random.default_rng(batch)
     obs = torch.as_tensor(rng.normal(size=(batch, 4)).astype(np.float32))
     action = torch.as_tensor(rng.integers(0, 2, batch)).unsqueeze(1)
@@ -62,6 +63,40 @@ def test_hand_written_backward_equals_autograd(kind, batch, weighted):
     backprop.backward(grad_q, inputs)
     for p, e in zip(backprop.params, expected, strict=True):
         torch.testing.assert_close(p.grad, e, rtol=1e-6, atol=1e-7)
+    if dueling:  # the head's backward is autograd's operation for operation: equal to the last bit
+        assert all(torch.equal(p.grad, e) for p, e in zip(backprop.params, expected, strict=True))
+
+
+def test_dueling_backward_equals_autograd_to_the_last_bit_with_three_actions():
+    """With three actions the mean's 1/3 is inexact: the division has to be autograd's, not a product by 1/3."""
+    config = Config(env_id="Acrobot-v1", net_arch=[64, 64], dueling=True)
+    info = check_env(config)
+    torch.manual_seed(0)
+    q_net = build_agent(config, info.observation_space, info.n_actions, torch.device("cpu")).q_net
+    backprop = MLPBackprop.of(q_net)
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        obs = torch.as_tensor(rng.normal(size=(64, 6)).astype(np.float32))
+        action = torch.as_tensor(rng.integers(0, 3, 64)).unsqueeze(1)
+        target = torch.as_tensor(rng.normal(scale=3.0, size=64).astype(np.float32))
+        for p in backprop.params:
+            p.grad = None
+        td_loss(q_net(obs).gather(1, action).squeeze(1), target, "huber").mean().backward()
+        expected = [p.grad.clone() for p in backprop.params]
+        q, inputs = backprop.forward(obs)
+        grad_q = td_loss_grad(q.gather(1, action).squeeze(1), target, 1.0 / 64, "huber").unsqueeze(1)
+        backprop.backward(torch.zeros_like(q).scatter_(1, action, grad_q), inputs)
+        assert all(torch.equal(p.grad, e) for p, e in zip(backprop.params, expected, strict=True))
+
+
+def test_dueling_head_gradients_by_hand():
+    """Q = V + A - mean_a A with A = 3 actions: dQ_k/dA_j = [j = k] - 1/3, dQ_k/dV = 1."""
+    grad_q = torch.tensor([[1.0, 0.0, 0.0], [0.0, -3.0, 6.0]])
+    grad_a, grad_v = MLPBackprop.head_grads(grad_q)
+    torch.testing.assert_close(grad_v, torch.tensor([[1.0], [3.0]]))
+    torch.testing.assert_close(grad_a, torch.tensor([[2 / 3, -1 / 3, -1 / 3], [-1.0, -4.0, 5.0]]))
+    torch.testing.assert_close(MLPBackprop.combine(torch.tensor([[10.0]]), torch.tensor([[1.0, 2.0, 6.0]])),
+                               torch.tensor([[8.0, 9.0, 13.0]]))
 
 
 def test_td_loss_grad_by_hand():
@@ -73,9 +108,9 @@ def test_td_loss_grad_by_hand():
     torch.testing.assert_close(td_loss_grad(q, y, w, "huber"), torch.tensor([-0.5, 0.5, -2.0, 0.0]))
 
 
-def test_only_plain_mlps_take_the_hand_written_path():
-    assert agent_for()._backprop is not None
-    for kw in ({"dueling": True}, {"noisy": True}, {"distributional": "c51"}):
+def test_only_plain_and_dueling_mlps_take_the_hand_written_path():
+    assert agent_for()._backprop is not None and agent_for(dueling=True)._backprop is not None
+    for kw in ({"noisy": True}, {"distributional": "c51"}):
         assert agent_for(**kw)._backprop is None
 
 
@@ -131,7 +166,8 @@ def test_direct_fused_adam_step_equals_optimizer_step_and_survives_load_state_di
     assert FusedAdamStep.of(torch.optim.Adam(net.parameters()), list(net.parameters())) is None  # not fused
 
 
-@pytest.mark.parametrize("kw", [{}, {"double": True}, {"loss": "mse"}, {"prioritized": True}])
+@pytest.mark.parametrize("kw", [{}, {"double": True}, {"loss": "mse"}, {"prioritized": True},
+                                {"dueling": True, "double": True}])
 def test_updates_on_the_fast_paths_equal_the_autograd_path(kw):
     """Twenty updates of the agent as built (hand-written backward, direct Adam) and of a twin forced through
     autograd + optimizer.step(): the same losses and the same weights."""
@@ -164,7 +200,8 @@ def filled_replays(config, n_copies=2, steps=300):
 
 
 @pytest.mark.parametrize("kw", [{}, {"double": True}, {"loss": "mse"}, {"n_step": 3, "double": True},
-                                {"max_grad_norm": 0.05}, {"max_grad_norm": 0.5}])
+                                {"max_grad_norm": 0.05}, {"max_grad_norm": 0.5}, {"dueling": True},
+                                {"dueling": True, "double": True, "n_step": 3, "max_grad_norm": 0.5}])
 def test_a_phase_in_one_loop_equals_its_updates_one_by_one(kw):
     """QAgent.learn through MLPPhase (targets of the whole phase at once, gradients into buffers, clipping skipped
     where its factor is exactly 1) and through QAgent.update batch by batch: bit-identical weights after three
@@ -186,6 +223,21 @@ def test_a_phase_in_one_loop_equals_its_updates_one_by_one(kw):
     assert replays[0].rng.bit_generator.state == replays[1].rng.bit_generator.state  # the same draws
     batch = replays[0].sample(32, 300)  # and the per-batch path goes on from where the phase loop left off
     torch.testing.assert_close(fast.update(batch), slow.update(batch), rtol=0, atol=0)
+    for a, b in zip(fast.q_net.parameters(), slow.q_net.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_a_dueling_phase_equals_autograd_and_torch_adam_to_the_last_bit():
+    """The dueling head's hand-written backward is autograd's, operation for operation: three phases through
+    MLPPhase and through autograd + optimizer.step() batch by batch end with equal weights (Double, 3-step,
+    clipping in some updates: the CartPole preset's kind of network)."""
+    kw = {"dueling": True, "double": True, "n_step": 3, "max_grad_norm": 0.5, "learning_rate": 0.01}
+    fast, slow = agent_for(**kw), agent_for(**kw)
+    slow._phase, slow._backprop, slow._adam = None, None, None
+    replays = filled_replays(Config(env_id="CartPole-v1", n_step=3))
+    for _ in range(3):
+        fast.learn(replays[0], 16, 32, 300)
+        slow.learn(replays[1], 16, 32, 300)
     for a, b in zip(fast.q_net.parameters(), slow.q_net.parameters(), strict=True):
         assert torch.equal(a, b)
 
@@ -215,9 +267,9 @@ def test_double_dqn_targets_change_the_result_in_the_phase_loop():
     assert not all(torch.equal(a, b) for a, b in zip(plain.q_net.parameters(), double.q_net.parameters(), strict=True))
 
 
-def test_only_plain_mlps_with_direct_adam_take_the_phase_loop():
-    assert agent_for()._phase is not None
-    for kw in ({"dueling": True}, {"noisy": True}, {"distributional": "c51"}, {"optimizer": "rmsprop"}):
+def test_only_plain_and_dueling_mlps_with_direct_adam_take_the_phase_loop():
+    assert agent_for()._phase is not None and agent_for(dueling=True)._phase is not None
+    for kw in ({"noisy": True}, {"distributional": "c51"}, {"optimizer": "rmsprop"}):
         assert agent_for(**kw)._phase is None
 
 

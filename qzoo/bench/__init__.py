@@ -154,6 +154,17 @@ def plan(suite: Suite, algos: list[str], seeds: list[int], bench_dir: Path, *, p
     return jobs
 
 
+def config_defaults() -> dict:
+    """Every setting's default value (the ``Config`` dataclass's field defaults)."""
+    import dataclasses
+
+    from qzoo.config import Config
+
+    return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            for f in dataclasses.fields(Config)
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+
+
 def finished_result(job: Job) -> dict | None:
     """The result of a finished run (result.json present; its model file may have been left behind), else None.
     A finished run recorded with other settings than ``job`` is refused."""
@@ -175,7 +186,9 @@ def finished_result(job: Job) -> dict | None:
             load_model(model)
         except ConfigError as e:
             raise ConfigError(f"{e}; remove '{run_dir}' to run it again") from None
-    recorded = result.get("config", {})
+    # a setting the run's qzoo did not have yet was at the default that a newer qzoo gave it (that default keeps
+    # the old behaviour), so a run recorded before a setting was added still counts where the job keeps it there
+    recorded = {**config_defaults(), **result.get("config", {})}
     differs = sorted(k for k in job.config if recorded.get(k) != job.config[k] and k not in BOOKKEEPING)
     if differs:
         key = differs[0]

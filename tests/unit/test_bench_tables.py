@@ -146,6 +146,13 @@ def test_finished_means_result_json_with_the_same_settings(tmp_path):
     kept_otherwise = Job("CartPole-v1", "dqn", 0, {**job.config, "checkpoint_freq": 25000, "save_replay": "auto",
                                                    "keep_checkpoints": 1, "torch_threads": 2}, str(tmp_path / "r"))
     assert finished_result(kept_otherwise)["config"] == job.config
+    # a setting added to qzoo after the run: its default (which keeps the old behaviour) counts as what the run had,
+    # any other value does not
+    newer = Job("CartPole-v1", "dqn", 0, {**job.config, "augmentation": "none"}, str(tmp_path / "r"))
+    assert "augmentation" not in job.config and finished_result(newer)["config"] == job.config
+    changed = Job("CartPole-v1", "dqn", 0, {**job.config, "augmentation": "random_shift"}, str(tmp_path / "r"))
+    with pytest.raises(ConfigError, match="other settings \\(augmentation: 'none', now 'random_shift'\\)"):
+        finished_result(changed)
 
 
 def test_atari_iqm_of_human_normalised_scores_beside_the_anchors_iqm():

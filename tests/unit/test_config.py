@@ -36,6 +36,15 @@ def test_qzoos_own_mountaincar_preset_is_still_a_dqn_and_rl_zoos_is_one_flag_awa
                        "exploration_final_eps"}
 
 
+def test_qzoos_own_lunarlander_preset_is_still_a_dqn():
+    c, zoo = resolve("LunarLander-v3"), resolve("LunarLander-v3", preset_file="rl-zoo")
+    assert (c.learning_rate, c.learning_rate_schedule, c.double, c.n_step, c.exploration_fraction) == \
+        (1.05e-3, "linear", True, 5, 0.2)
+    assert (c.noisy, c.dueling, c.prioritized, c.distributional) == (False, False, False, "none")
+    changed = {k for k, v in c.to_dict().items() if zoo.to_dict()[k] != v}
+    assert changed == {"learning_rate", "learning_rate_schedule", "double", "n_step", "exploration_fraction"}
+
+
 def test_lunarlander_gradient_steps_minus_one_means_train_freq():
     c = resolve("LunarLander-v3")
     assert c.gradient_steps == -1 and c.updates_per_phase == 4

@@ -170,6 +170,9 @@ def _add_tune_parser(sub) -> None:
     tu.add_argument("--objective", default="mean", help=f"{', '.join(OBJECTIVES)}: the trial's score over its seeds' "
                     "final-model evaluations: their mean, the worst seed, or the mean minus the standard deviation "
                     "(rewards settings that work on every seed) (default: mean)")
+    tu.add_argument("--prune-below", type=float, metavar="RETURN", help="with --objective min: stop a trial as soon "
+                    "as one seed's final evaluation is below RETURN (recorded as pruned, with the seed and its "
+                    "score), so a setting that fails a seed costs no more seeds (default: off)")
     tu.add_argument("--n-timesteps", type=int, help="training steps per seed (default: the preset's n_timesteps)")
     tu.add_argument("--n-evals", type=int, default=5, help="evaluations per seed, the last at the end; each is "
                     "reported to the pruner (default: 5)")

@@ -159,7 +159,8 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
             progress.scores.extend(finished_games(infos))  # whole-game raw scores (Atari)
 
             # ---- learn -----------------------------------------------------------------------------------
-            if step > learn_from and vec_steps % config.train_freq == 0:
+            # (an n-step replay holds no transition before its window fills: nothing to learn from yet)
+            if step > learn_from and vec_steps % config.train_freq == 0 and len(replay) > 0:
                 if config.learning_rate_schedule != "constant":  # a phase in flight keeps the rate it began with
                     phases.settle()
                     agent.set_learning_rate(learning_rate_at(step))

@@ -43,17 +43,27 @@ def format_params(params: dict) -> str:
     return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
+def below_threshold(score: float, prune_below: float | None) -> bool:
+    """``--prune-below X``: does this seed's final evaluation end its trial? Yes when it is below X (or not a
+    number). Under ``--objective min`` the trial's score is at most this seed's, so it can no longer reach X and
+    the remaining seeds need not train. ``None``: never."""
+    return prune_below is not None and not score >= prune_below
+
+
 class Objective:
-    """``objective(trial)``: sample, convert, train every seed; report each evaluation; prune; return
-    ``aggregate`` (mean, min or mean-std; qzoo/tuning/objectives.py) of the final evaluations over seeds."""
+    """``objective(trial)``: sample, convert, train every seed; report each evaluation; prune (the pruner, or
+    ``prune_below``: a seed's final evaluation below it); return ``aggregate`` (mean, min or mean-std;
+    qzoo/tuning/objectives.py) of the final evaluations over seeds."""
 
     def __init__(self, base: Config, space: dict[str, Param], seeds: int, n_evals: int, eval_episodes: int,
-                 say: Say, aggregate: str = "mean"):
+                 say: Say, aggregate: str = "mean", prune_below: float | None = None):
         self.base, self.space, self.seeds, self.n_evals, self.eval_episodes = base, space, seeds, n_evals, \
             eval_episodes
-        self.say, self.aggregate = say, aggregate
+        self.say, self.aggregate, self.prune_below = say, aggregate, prune_below
 
     def __call__(self, trial) -> float:
+        import optuna
+
         from qzoo.tabular import train_tabular
         from qzoo.trainer import TrainingDiverged, train
 
@@ -88,6 +98,10 @@ class Objective:
             score = result.final_eval.mean
             self.report(trial, i, self.n_evals - 1, result.steps, score, last=i == self.seeds - 1)
             scores.append(score)
+            if below_threshold(score, self.prune_below):  # fail fast: the seeds left cannot lift a min objective
+                trial.set_user_attr("seed_scores", scores)
+                trial.set_user_attr("pruned_at", f"seed {config.seed} final {score:.2f} < {self.prune_below:g}")
+                raise optuna.TrialPruned(f"seed {config.seed}: final evaluation {score:.2f} < {self.prune_below:g}")
         trial.set_user_attr("seed_scores", scores)
         return aggregate(self.aggregate, scores)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from qzoo.config import Config, ConfigError, resolve
@@ -17,6 +18,7 @@ class TuneOptions:
     n_trials: int = 20
     seeds: int = 1
     objective: str = "mean"  # qzoo/tuning/objectives.py
+    prune_below: float | None = None  # prune a trial once a seed's final evaluation is below this (--objective min)
     n_timesteps: int | None = None  # None: the preset's n_timesteps
     n_evals: int = 5
     eval_episodes: int = 5
@@ -50,6 +52,12 @@ def check_options(o: TuneOptions) -> None:
         raise ConfigError(f"--timeout must be a number of seconds > 0, got {o.timeout}")
     if o.objective not in OBJECTIVES:
         raise ConfigError(f"unknown objective '{o.objective}'; allowed: {', '.join(OBJECTIVES)}")
+    if o.prune_below is not None:
+        if not math.isfinite(o.prune_below):
+            raise ConfigError(f"--prune-below must be a finite number (an evaluation return), got {o.prune_below}")
+        if o.objective != "min":
+            raise ConfigError(f"--prune-below needs --objective min (a seed below it caps only the worst seed's "
+                              f"score), got --objective {o.objective}")
     if o.sampler not in SAMPLERS:
         raise ConfigError(f"unknown sampler '{o.sampler}'; allowed: {', '.join(SAMPLERS)}")
     if o.pruner not in PRUNERS:

@@ -106,7 +106,7 @@ def study_signature(base: Config, space: dict[str, Param], o: TuneOptions) -> di
     signature = {"env_id": base.env_id, "algo": base.algo, "n_timesteps": base.n_timesteps, "seeds": o.seeds,
                  "n_evals": o.n_evals, "eval_episodes": o.eval_episodes,
                  "space": {name: p.spec() for name, p in space.items()}, "settings": settings,
-                 "objective": o.objective}
+                 "objective": o.objective, "prune_below": o.prune_below}
     return json.loads(json.dumps(signature))
 
 
@@ -120,7 +120,8 @@ def open_study(storage, name: str, sampler, pruner, signature: dict):
         raise ConfigError(f"study '{name}' minimises its objective; qzoo tune maximises the evaluation return")
     stored = study.user_attrs.get("qzoo")
     if stored is not None:
-        stored = {"objective": "mean", **stored}  # studies made before --objective scored the mean
+        # studies made before --objective scored the mean; before --prune-below, pruned by the pruner alone
+        stored = {"objective": "mean", "prune_below": None, **stored}
     if stored is None:
         study.set_user_attr("qzoo", signature)
     elif stored != signature:

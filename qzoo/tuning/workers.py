@@ -117,6 +117,10 @@ def _worker_process(o: TuneOptions, index: int, study_name: str, url: str, deadl
     sys.exit(study_worker(o, index, study_name, url, deadline))
 
 
+def objective_of(o: TuneOptions, base, space, say: Say) -> Objective:
+    return Objective(base, space, o.seeds, o.n_evals, o.eval_episodes, say, o.objective, o.prune_below)
+
+
 def study_worker(o: TuneOptions, index: int, study_name: str, url: str, deadline: float | None) -> int:
     """One worker: join the study and run trials (in a --workers process, or a Ray task). The exit code."""
     _quiet_optuna()
@@ -132,7 +136,7 @@ def study_worker(o: TuneOptions, index: int, study_name: str, url: str, deadline
         study = optuna.load_study(study_name=study_name, storage=storage,
                                   sampler=make_sampler(o.sampler, seed, o.startup_trials),
                                   pruner=make_pruner(o.pruner, o.startup_trials, o.n_evals))
-        run_worker(study, Objective(base, space, o.seeds, o.n_evals, o.eval_episodes, say, o.objective), o.n_trials,
+        run_worker(study, objective_of(o, base, space, say), o.n_trials,
                    deadline, say, o.heartbeat)
     except KeyboardInterrupt:
         return 130
@@ -175,7 +179,9 @@ def tune(o: TuneOptions, out=sys.stderr) -> TuneResult:
         study.enqueue_trial(params, skip_if_exists=True)
     say = Say(out)
     say(f"qzoo: tuning {o.algo} on {base.env_id}: study '{study_name}' in {safe_url(url)}; {o.n_trials} trials x "
-        f"{o.seeds} seed(s) x {base.n_timesteps} steps (objective: {o.objective}), {o.n_evals} evaluation(s) of "
+        f"{o.seeds} seed(s) x {base.n_timesteps} steps (objective: {o.objective}"
+        f"{'' if o.prune_below is None else f'; pruned once a seed ends below {o.prune_below:g}'}), "
+        f"{o.n_evals} evaluation(s) of "
         f"{o.eval_episodes} episode(s) each; sampler {o.sampler}, pruner {o.pruner}, {o.workers} worker(s) -> "
         f"{study_dir}")
     say("search space: " + "; ".join(f"{n} {p.describe()}" for n, p in space.items()))
@@ -191,7 +197,7 @@ def tune(o: TuneOptions, out=sys.stderr) -> TuneResult:
             settle(study, say, o.heartbeat, deadline)
     elif o.workers == 1:
         try:
-            run_worker(study, Objective(base, space, o.seeds, o.n_evals, o.eval_episodes, say, o.objective), o.n_trials,
+            run_worker(study, objective_of(o, base, space, say), o.n_trials,
                        deadline, say, o.heartbeat)
         except KeyboardInterrupt:
             interrupted = True

@@ -96,3 +96,15 @@ def test_a_run_stopped_by_its_evaluation_hook_closes_its_evaluation_env(tmp_path
     assert closed == [True]
     rows = list(csv.DictReader(open(tmp_path / "run" / "evaluations.csv")))
     assert [int(r["step"]) for r in rows] == [100]  # the evaluation that was pruned is in the log
+
+
+def test_learning_from_step_0_waits_for_the_first_n_step_transition(tmp_path):
+    """learning_starts 0 with 5-step returns: the replay holds no transition until the 5th step (the n-step window
+    fills first), so the learning phase at step 4 has nothing to sample; it is skipped, not an error ("cannot sample
+    from an empty replay buffer" stopped `qzoo tune LunarLander-v3` with n_step 5 on the preset's learning_starts 0)."""
+    sets = FAST + ["learning_starts=0", "n_step=5", "train_freq=4", "gradient_steps=1", "batch_size=8",
+                   "log_interval=100", "eval_freq=0", "eval_episodes=1"]
+    result = train(resolve("CartPole-v1", flags={"n_timesteps": 200, "seed": 0}, sets=sets), tmp_path, out=None)
+    assert result.steps == 200
+    rows = list(csv.DictReader(open(tmp_path / "progress.csv")))
+    assert rows[-1]["loss"] != ""  # it learned once transitions were there

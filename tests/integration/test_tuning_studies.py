@@ -93,7 +93,7 @@ def test_two_workers_on_sqlite_then_train_with_the_best_preset(tmp_path):
     assert changed == {"progress_bar": (True, False)}, "the preset file loads unchanged (--quiet: no progress bar)"
 
 
-def _frozenlake_study(tmp_path, pruner):
+def _frozenlake_study(tmp_path, pruner, seeds=1, **options):
     """Three trials that learn FrozenLake (4x4, deterministic) and one that never explores (epsilon 0: it walks
     left from the start forever, return 0.0), queued in that order; seed 2, where the learners' evaluations are
     1.0 at every step (tabular Q-learning is deterministic)."""
@@ -104,10 +104,10 @@ def _frozenlake_study(tmp_path, pruner):
     for eps in (1.0, 1.0, 1.0):
         study.enqueue_trial({"exploration_initial_eps": eps, "exploration_final_eps": 0.1})
     study.enqueue_trial({"exploration_initial_eps": 0.0, "exploration_final_eps": 0.0})
-    options = TuneOptions("FrozenLake-v1", algo="qlearning", n_trials=4, seeds=1, seed=2, n_timesteps=6000,
+    options = TuneOptions("FrozenLake-v1", algo="qlearning", n_trials=4, seeds=seeds, seed=2, n_timesteps=6000,
                           n_evals=3, eval_episodes=1, pruner=pruner, startup_trials=3, storage=url,
                           study_name="prune", tunes_dir=str(tmp_path), space=str(space), space_only=True,
-                          sets=[FROZEN, "exploration_decay_rate=0.005"])
+                          sets=[FROZEN, "exploration_decay_rate=0.005"], **options)
     result = tune(options, out=None)
     return result, optuna.load_study(study_name="prune", storage=url).trials
 
@@ -128,6 +128,31 @@ def test_without_a_pruner_the_same_trial_runs_to_the_end(tmp_path):
     _, trials = _frozenlake_study(tmp_path, "none")
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
     assert trials[3].value == 0.0 and trials[3].intermediate_values == {0: 0.0, 1: 0.0, 2: 0.0}
+
+
+def test_prune_below_stops_a_trial_at_the_first_seed_that_ends_below_it(tmp_path):
+    """--prune-below 0.5 --objective min, 2 seeds per trial, no pruner: the learners end at 1.0 on both seeds and
+    complete; the non-explorer's seed 2 ends at 0.0 < 0.5, so its trial is pruned there and seed 3 never trains."""
+    result, trials = _frozenlake_study(tmp_path, "none", seeds=2, objective="min", prune_below=0.5)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3 + [TrialState.PRUNED]
+    for t in trials[:3]:
+        assert t.value == 1.0 and t.user_attrs["seed_scores"] == [1.0, 1.0]
+        assert sorted(t.intermediate_values) == [0, 1, 2, 3, 4, 5]  # seeds 2 and 3, 3 evaluations each
+    pruned = trials[3]
+    assert sorted(pruned.intermediate_values) == [0, 1, 2]  # seed 2 only: seed 3 was not trained
+    assert pruned.user_attrs["seed_scores"] == [0.0]
+    assert pruned.user_attrs["pruned_at"] == "seed 2 final 0.00 < 0.5"
+    row = read_csv(result.study_dir / "trials.csv")[3]
+    assert (row["state"], row["pruned_at"], row["seed_scores"]) == ("PRUNED", "seed 2 final 0.00 < 0.5", "0")
+
+
+def test_prune_below_at_or_under_every_final_score_prunes_nothing(tmp_path):
+    """The same study with --prune-below 0: the non-explorer's 0.0 is not below 0, so every trial completes and the
+    non-explorer trains both seeds (its score: min 0.0)."""
+    _, trials = _frozenlake_study(tmp_path, "none", seeds=2, objective="min", prune_below=0.0)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    assert trials[3].value == 0.0 and trials[3].user_attrs["seed_scores"] == [0.0, 0.0]
+    assert sorted(trials[3].intermediate_values) == [0, 1, 2, 3, 4, 5]
 
 
 # ---- PostgreSQL ---------------------------------------------------------------------------------------------
@@ -236,6 +261,9 @@ def test_postgres_two_workers_one_killed_mid_trial(tmp_path, postgres_url):
     (["--set", "learnig_rate=1"], "unknown setting 'learnig_rate' (did you mean 'learning_rate'?)"),
     (["--enqueue", "learning_rate=0.5"], "--enqueue: learning_rate=0.5 is not in the search space (allowed: float "
                                          "log-uniform in [1e-05, 0.01])"),
+    (["--prune-below", "nan", "--objective", "min"], "--prune-below must be a finite number (an evaluation return), "
+                                                     "got nan"),
+    (["--prune-below", "200"], "--prune-below needs --objective min"),
     (["--enqueue", "batch_size=64", "--enqueue", "dueling=true"], "--enqueue: 'dueling' is not a parameter of the "
                                                                   "search space"),
 ])
@@ -251,6 +279,17 @@ def test_bad_input_gives_one_line_and_exit_code_2(tmp_path, capsys, extra, needl
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("qzoo tune: error: ") and needle in lines[0], err
     assert not (tmp_path / "tunes").exists()  # nothing written
+
+
+def test_prune_below_that_is_not_a_number_gives_one_line(tmp_path, capsys):
+    from qzoo.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["tune", "CartPole-v1", "--objective", "min", "--prune-below", "abc", "--tunes-dir", str(tmp_path / "t")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1
+    assert err.startswith("qzoo tune: error: argument --prune-below: invalid float value: 'abc'"), err
+    assert not (tmp_path / "t").exists()
 
 
 def test_bad_input_from_the_command_line(tmp_path):

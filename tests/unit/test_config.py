@@ -21,6 +21,30 @@ def test_qzoos_own_cartpole_preset_is_still_a_dqn():
         (False, True, False, "none", 0.04)
 
 
+def test_qzoos_own_mountaincar_preset_is_still_a_dqn_and_rl_zoos_is_one_flag_away():
+    c, zoo = resolve("MountainCar-v0"), resolve("MountainCar-v0", preset_file="rl-zoo")
+    assert (c.learning_rate, c.learning_rate_schedule, c.double, c.n_step, c.buffer_size) == \
+        (4e-3, "linear", True, 3, 50_000)
+    assert (c.exploration_fraction, c.exploration_final_eps, c.n_timesteps) == (0.3, 0.02, 120_000)
+    assert (c.noisy, c.dueling, c.prioritized, c.distributional) == (False, False, False, "none")
+    # RL Zoo's entry, unchanged; everything else the two share
+    assert (zoo.learning_rate, zoo.learning_rate_schedule, zoo.double, zoo.n_step, zoo.buffer_size) == \
+        (4e-3, "constant", False, 1, 10_000)
+    assert (zoo.exploration_fraction, zoo.exploration_final_eps) == (0.2, 0.07)
+    changed = {k for k, v in c.to_dict().items() if zoo.to_dict()[k] != v}
+    assert changed == {"learning_rate_schedule", "double", "n_step", "buffer_size", "exploration_fraction",
+                       "exploration_final_eps"}
+
+
+def test_qzoos_own_lunarlander_preset_is_still_a_dqn():
+    c, zoo = resolve("LunarLander-v3"), resolve("LunarLander-v3", preset_file="rl-zoo")
+    assert (c.learning_rate, c.learning_rate_schedule, c.double, c.n_step, c.exploration_fraction) == \
+        (1.05e-3, "linear", True, 5, 0.2)
+    assert (c.noisy, c.dueling, c.prioritized, c.distributional) == (False, False, False, "none")
+    changed = {k for k, v in c.to_dict().items() if zoo.to_dict()[k] != v}
+    assert changed == {"learning_rate", "learning_rate_schedule", "double", "n_step", "exploration_fraction"}
+
+
 def test_lunarlander_gradient_steps_minus_one_means_train_freq():
     c = resolve("LunarLander-v3")
     assert c.gradient_steps == -1 and c.updates_per_phase == 4

@@ -129,10 +129,26 @@ def test_qlearning_space_refuses_settings_the_table_does_not_read():
     ({"storage": "sqlite:///x.db"}, "--storage needs --study-name"),
     ({"timeout": -1.0}, "--timeout must be a number of seconds > 0"),
     ({"objective": "median"}, "unknown objective 'median'; allowed: mean, min, mean-std"),
+    ({"prune_below": 200.0}, "--prune-below needs --objective min (a seed below it caps only the worst seed's "
+                             "score), got --objective mean"),
+    ({"prune_below": 200.0, "objective": "mean-std"}, "--prune-below needs --objective min"),
+    ({"prune_below": math.inf, "objective": "min"}, "--prune-below must be a finite number (an evaluation return), "
+                                                    "got inf"),
+    ({"prune_below": math.nan, "objective": "min"}, "--prune-below must be a finite number"),
 ])
 def test_bad_options_give_one_line(changes, needle):
     with pytest.raises(ConfigError, match=needle.replace("(", r"\(").replace(")", r"\)")):
         check_options(TuneOptions("CartPole-v1", **changes))
+
+
+def test_prune_below_decides_on_the_final_score_alone():
+    from qzoo.tuning.objective import below_threshold
+
+    assert below_threshold(199.99, 200.0) and below_threshold(-200.0, -110.0) and below_threshold(math.nan, 0.0)
+    assert not below_threshold(200.0, 200.0)  # at the threshold: kept
+    assert not below_threshold(-110.0, -110.0) and not below_threshold(-109.5, -110.0)
+    assert not below_threshold(-1e9, None)  # no --prune-below: never
+    check_options(TuneOptions("CartPole-v1", objective="min", prune_below=-110.0))  # accepted
 
 
 def test_enqueued_trials_are_read_against_the_space(tmp_path):

@@ -155,13 +155,15 @@ def test_a_phase_with_batched_targets_equals_update_by_update():
 def test_double_dqn_synced_every_step_reuses_the_target_pass_as_the_online_one():
     """DrQ(eps) syncs the target after every update, so at the next update the target net *is* the online net:
     learn() then takes Double DQN's online Q(s_t, .) from the target's forward pass (one pass fewer), and the
-    training is bit for bit what computing it with the online net gives."""
+    training is bit for bit what computing it with the online net gives. (The batch-by-batch autograd path, which
+    DrQ(eps)'s CNN takes: a dueling MLP would take the phase loop, which calls no module's forward.)"""
     config = Config(env_id="qzoo/Corridor-v0", net_arch=[8], batch_size=16, double=True, dueling=True)
     info = check_env(config)
     agents, passes = [], []
     for reuse in (True, False):
         torch.manual_seed(0)
         agent = build_agent(config, info.observation_space, info.n_actions, torch.device("cpu"))
+        agent._phase, agent._backprop = None, None  # the CNN's path
         calls = []
         agent.q_net.register_forward_hook(lambda *_, calls=calls: calls.append(1))
         replay = _replay_with(config, info)

@@ -590,6 +590,16 @@ def resolve(env_id: str, algo: str = "dqn", preset_file: str | None = None, flag
     return from_dict(values)
 
 
+def default_of(f: dataclasses.Field):
+    """A setting's default value (its dataclass default, or its default factory's value)."""
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
+
+
+def defaults() -> dict:
+    """Every setting's default value, by name."""
+    return {f.name: default_of(f) for f in dataclasses.fields(Config)}
+
+
 def settings_help() -> str:
     """Every setting with its type, default and help text, grouped, for ``qzoo train --help``."""
     lines, group = [], None
@@ -597,7 +607,7 @@ def settings_help() -> str:
         if f.metadata["group"] != group:
             group = f.metadata["group"]
             lines.append(f"\n  [{group}]")
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = default_of(f)
         lines.append(f"  {f.name:<24} {_TYPES[f.name].__name__:<5} default {default!r:<12} {f.metadata['help']}")
     note = ("--algo qlearning reads only: " + ", ".join(TABULAR_SETTINGS) + "; the deep Q-learning algos read every "
             "setting except exploration_decay_rate")

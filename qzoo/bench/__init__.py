@@ -34,7 +34,17 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
-from qzoo.config import ALGOS, PRESET_DIR, TABULAR_ALGOS, ConfigError, from_dict, load_yaml, parse_set, resolve
+from qzoo.config import (
+    ALGOS,
+    PRESET_DIR,
+    TABULAR_ALGOS,
+    ConfigError,
+    defaults,
+    from_dict,
+    load_yaml,
+    parse_set,
+    resolve,
+)
 
 RESULT_FILE = "result.json"
 PEERS = ("sb3",)
@@ -154,17 +164,6 @@ def plan(suite: Suite, algos: list[str], seeds: list[int], bench_dir: Path, *, p
     return jobs
 
 
-def config_defaults() -> dict:
-    """Every setting's default value (the ``Config`` dataclass's field defaults)."""
-    import dataclasses
-
-    from qzoo.config import Config
-
-    return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            for f in dataclasses.fields(Config)
-            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
-
-
 def finished_result(job: Job) -> dict | None:
     """The result of a finished run (result.json present; its model file may have been left behind), else None.
     A finished run recorded with other settings than ``job`` is refused."""
@@ -188,7 +187,7 @@ def finished_result(job: Job) -> dict | None:
             raise ConfigError(f"{e}; remove '{run_dir}' to run it again") from None
     # a setting the run's qzoo did not have yet was at the default that a newer qzoo gave it (that default keeps
     # the old behaviour), so a run recorded before a setting was added still counts where the job keeps it there
-    recorded = {**config_defaults(), **result.get("config", {})}
+    recorded = {**defaults(), **result.get("config", {})}
     differs = sorted(k for k in job.config if recorded.get(k) != job.config[k] and k not in BOOKKEEPING)
     if differs:
         key = differs[0]

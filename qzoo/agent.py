@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import time
 
 import numpy as np
@@ -134,7 +135,8 @@ class QAgent:
             losses, q_tm1, priorities = self._categorical_losses(obs_tm1, action_tm1, reward_t, discount_t, obs_t)
             loss = weighted_mean(losses, weights)
             loss.backward()
-        clip_grad_norm([p.grad for p in self.params], self.max_grad_norm)
+        if self.max_grad_norm != math.inf:  # (inf: no clipping, and no norm to compute)
+            clip_grad_norm([p.grad for p in self.params], self.max_grad_norm)
         if self._adam is not None:
             self._adam.step()
         else:

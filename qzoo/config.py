@@ -62,6 +62,10 @@ def positive(v) -> str | None:
     return None if v > 0 and math.isfinite(v) else "a finite number > 0"
 
 
+def positive_or_inf(v) -> str | None:
+    return None if v > 0 and not math.isnan(v) else "a number > 0 (inf: none)"
+
+
 def non_negative(v) -> str | None:
     return None if v >= 0 and math.isfinite(v) else "a finite number >= 0"
 
@@ -210,7 +214,8 @@ class Config:
                                       unit_interval, "replay")
     prioritized_eps: float = setting(1e-6, "added to |TD error| so no priority is zero", positive, "replay")
     loss: str = setting("huber", "TD loss", one_of("huber", "mse"))
-    max_grad_norm: float = setting(10.0, "clip the global gradient norm to this value", positive)
+    max_grad_norm: float = setting(10.0, "clip the global gradient norm to this value (inf: no clipping)",
+                                   positive_or_inf)
     target_update_interval: int = setting(
         10000, "environment steps between target network updates", at_least(1))
     tau: float = setting(1.0, "target update coefficient (1 = hard copy, < 1 = Polyak averaging)", tau_check)

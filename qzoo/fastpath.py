@@ -77,6 +77,7 @@ class FusedAdamStep:
                         p.grad = g
                 with torch.inference_mode(False):  # state tensors that any later step may update in place
                     self.optimizer.step()
+                torch.autograd.graph.increment_version(self.params)
                 return
             states = [self.optimizer.state[p] for p in self.params]
             self._state = tuple([s[key] for s in states] for key in ("exp_avg", "exp_avg_sq", "step"))
@@ -88,6 +89,10 @@ class FusedAdamStep:
         torch._fused_adam_(self.params, grads, exp_avgs, exp_avg_sqs, [], steps,
                            amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2,
                            weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
+        # The fused kernel leaves the parameters' version counters as they were (torch 2.13; a foreach or
+        # per-tensor step bumps them, as every in-place change should): bump them, so what keys a cache on a
+        # weight's version (NatureCNN's bfloat16 casts) sees the step.
+        torch.autograd.graph.increment_version(self.params)
 
 
 class PhaseLog:

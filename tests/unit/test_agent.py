@@ -184,3 +184,29 @@ def test_double_dqn_synced_every_step_reuses_the_target_pass_as_the_online_one()
     soft.q_net.register_forward_hook(lambda *_: counted.append(1))
     soft.learn(_replay_with(config, info, seed=2), 1, 16, step=7)
     assert len(counted) == 2  # Q(s_tm1) and Q(s_t) both by the online net
+
+
+def test_max_grad_norm_inf_skips_the_norm_and_updates_as_an_unreached_bound_does(monkeypatch):
+    """inf: no clipping, so no gradient norm is computed at all (DER: 3.3M noisy-net gradients per update); the
+    weights after the updates are those of a finite bound that is never reached (its factor is exactly 1)."""
+    from qzoo import agent as agent_module
+
+    batch = Batch(np.eye(8, dtype=np.float32)[[0, 3]], np.array([1, 0]), np.array([1.0, -1.0], np.float32),
+                  np.array([0.99, 0.0], np.float32), np.eye(8, dtype=np.float32)[[1, 4]], np.ones(2, np.float32),
+                  np.array([0, 1]))
+    agents = {}
+    for bound in (1e10, float("inf")):  # noisy: the autograd path, whose update calls clip_grad_norm
+        torch.manual_seed(0)
+        agents[bound] = corridor_agent(max_grad_norm=bound, noisy=True, learning_rate=1e-2)
+    before = copy.deepcopy(agents[1e10].q_net.state_dict())
+    calls = []
+    real_clip = agent_module.clip_grad_norm
+    monkeypatch.setattr(agent_module, "clip_grad_norm", lambda *a: (calls.append(a[1]), real_clip(*a)))
+    for bound, agent in agents.items():
+        for _ in range(5):
+            torch.manual_seed(1)  # the same noise in both agents' updates
+            agent.update(batch)
+    assert calls == [1e10] * 5  # the finite bound computed its norm five times; inf never
+    for a, b in zip(agents[1e10].q_net.parameters(), agents[float("inf")].q_net.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert not torch.equal(agents[1e10].q_net.advantage.weight_mu, before["advantage.weight_mu"])  # they learned

@@ -447,6 +447,48 @@ def test_nature_cnn_bf16_batches_compute_what_autocast_computes_with_the_frozen_
     assert torch.equal(online(frames), autocast_reference(online, frames))
 
 
+def test_noisy_bf16_fc_computes_what_autocast_computes_and_casts_once_per_weight_change():
+    """DER's noisy fc in bf16: the factorised form under autocast, with the bfloat16 casts of weight_mu and
+    weight_sigma kept until a weight changes in place: the target's for a sync period, the online net's across the
+    passes of one update (a no-grad pass, then the one that learns), renewed by the optimizer's fused step."""
+    from qzoo.fastpath import FusedAdamStep
+
+    torch.manual_seed(0)
+    online = NatureCNN((4, 84, 84), linear=NoisyLinear, bf16=True).train()
+    frames = torch.randint(0, 256, (6, 4, 84, 84), dtype=torch.uint8)
+    with torch.no_grad():
+        first = online(frames)
+        kept = online._frozen_cast[1]
+    assert torch.equal(first, autocast_reference(online, frames).detach())
+    out = online(frames)  # with gradients: the same casts, recorded by autograd
+    assert online._frozen_cast[1] is kept and kept[0].grad_fn is not None and torch.equal(out, first)
+    out.square().sum().backward()
+    grads = [online.fc.weight_mu.grad.clone(), online.fc.weight_sigma.grad.clone()]
+    online.zero_grad(set_to_none=True)
+    autocast_reference(online, frames).square().sum().backward()  # autocast casting on the call itself
+    assert torch.equal(grads[0], online.fc.weight_mu.grad) and torch.equal(grads[1], online.fc.weight_sigma.grad)
+    online.fc.reset_noise()  # new noise: applied outside the casts, which stay
+    noisier = online(frames)
+    assert not torch.equal(noisier, out) and online._frozen_cast[1] is kept
+    optimizer = torch.optim.Adam(online.parameters(), lr=1e-2, fused=True)
+    adam = FusedAdamStep.of(optimizer, list(online.parameters()))
+    for _ in range(2):  # the first step creates the state through optimizer.step(), the second is the kernel alone
+        versions = online.fc.weight_mu._version, online.fc.weight_sigma._version
+        adam.step()
+        assert online.fc.weight_mu._version > versions[0] and online.fc.weight_sigma._version > versions[1]
+        stepped = online(frames)
+        assert online._frozen_cast[1] is not kept and torch.equal(stepped, autocast_reference(online, frames))
+        kept = online._frozen_cast[1]
+    target = copy.deepcopy(online).requires_grad_(False)
+    before = target(frames)
+    kept = target._frozen_cast[1]
+    assert kept[0].grad_fn is None and torch.equal(target(frames), before) and target._frozen_cast[1] is kept
+    with torch.no_grad():
+        torch._foreach_copy_(list(target.parameters()), list(NatureCNN((4, 84, 84), linear=NoisyLinear).parameters()))
+    assert not torch.equal(target(frames), before) and target._frozen_cast[1] is not kept
+    assert torch.equal(target(frames), autocast_reference(target, frames))
+
+
 def test_nature_cnn_composes_with_noisy_dueling_c51_heads():
     space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
     config = Config(env_id="ALE/Pong-v5", noisy=True, dueling=True, distributional="c51")

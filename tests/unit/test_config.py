@@ -92,6 +92,8 @@ def test_coercion_from_strings():
     ("net_arch", "[0, 5]", "'net_arch' must be a list of positive layer sizes"),
     ("gradient_steps", "0", "'gradient_steps' must be an integer >= 1, or -1"),
     ("tau", "0", "'tau' must be a number in (0, 1]"),
+    ("max_grad_norm", "0", "'max_grad_norm' must be a number > 0 (inf: none)"),
+    ("max_grad_norm", "-inf", "'max_grad_norm' must be a number > 0 (inf: none)"),
     ("device", "tpu", "'device' must be 'auto', 'cpu', 'cuda' or 'cuda:N'"),
 ])
 def test_bad_values_name_the_key_and_what_is_allowed(key, value, needle):
@@ -217,3 +219,8 @@ def test_atari_100k_presets_follow_the_dopamine_protocol(algo):
         assert c.augmentation == "random_shift" and c.exploration_final_eps == 0.01
         assert round(c.exploration_fraction * c.n_timesteps) == 6600  # 1,600 warm-up + 5,000 decay steps
     assert resolve("CartPole-v1", algo).augmentation == "none"  # pixels only
+
+
+def test_max_grad_norm_inf_means_no_clipping_and_der_uses_it():
+    assert resolve("CartPole-v1", sets=["max_grad_norm=inf"]).max_grad_norm == float("inf")
+    assert resolve("ALE/Pong-v5", algo="der").max_grad_norm == float("inf")  # Dopamine does not clip

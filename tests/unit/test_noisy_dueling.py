@@ -111,3 +111,21 @@ def test_dueling_combine_distributional_shapes():
     advantages = torch.tensor([[[1.0, 0.0], [3.0, 4.0]]])  # (B=1, A=2, N=2): mean over actions = [2, 2]
     # action 0: [1 + 1 - 2, 10 + 0 - 2] = [0, 8]; action 1: [1 + 3 - 2, 10 + 4 - 2] = [2, 12]
     torch.testing.assert_close(dueling_combine(value, advantages), torch.tensor([[[0.0, 8.0], [2.0, 12.0]]]))
+
+
+def test_factorised_forward_and_gradients_equal_the_formed_noisy_weight():
+    """The layer never forms mu_w + sigma_w * (eps_out eps_in^T); what it computes instead is the same function:
+    outputs and the gradients of all four parameters equal those of the formed matrix (to float rounding)."""
+    torch.manual_seed(0)
+    layer = NoisyLinear(7, 5, sigma0=0.5).train()
+    x = torch.randn(4, 7)
+    weights = torch.randn(4, 5)
+    (layer(x) * weights).sum().backward()
+    factorised = [p.grad.clone() for p in layer.parameters()]
+    layer.zero_grad()
+    formed = layer.weight_mu + layer.weight_sigma * torch.outer(layer.eps_out, layer.eps_in)
+    y = F.linear(x, formed, layer.bias_mu + layer.bias_sigma * layer.eps_out)
+    torch.testing.assert_close(layer(x), y)
+    (y * weights).sum().backward()
+    for a, (name, p) in zip(factorised, layer.named_parameters(), strict=True):
+        torch.testing.assert_close(a, p.grad, msg=name)

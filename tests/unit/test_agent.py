@@ -202,7 +202,7 @@ def test_max_grad_norm_inf_skips_the_norm_and_updates_as_an_unreached_bound_does
     calls = []
     real_clip = agent_module.clip_grad_norm
     monkeypatch.setattr(agent_module, "clip_grad_norm", lambda *a: (calls.append(a[1]), real_clip(*a)))
-    for bound, agent in agents.items():
+    for agent in agents.values():
         for _ in range(5):
             torch.manual_seed(1)  # the same noise in both agents' updates
             agent.update(batch)

@@ -26,7 +26,7 @@ from qzoo.envs.atari import (
     make_atari_env,
 )
 from qzoo.evaluation import human_normalized
-from qzoo.networks import NatureCNN, NoisyLinear, QNetwork, build_q_network
+from qzoo.networks import NatureCNN, NoisyLinear, QNetwork, build_q_network, space_to_depth
 
 
 def actions(n_actions: int, n: int, seed: int = 0) -> np.ndarray:
@@ -391,6 +391,41 @@ def test_nature_cnn_shapes_and_uint8_scaling():
     torch.testing.assert_close(torso(frames.float()), features)
     q = QNetwork(torso, torso.feature_dim, 6)
     assert q(frames).shape == (5, 6)
+
+
+def test_space_to_depth_by_hand():
+    x = torch.arange(2 * 4 * 4).view(1, 2, 4, 4)  # channel 0: 0..15 row by row, channel 1: 16..31
+    y = space_to_depth(x, 2)
+    assert y.shape == (1, 8, 2, 2)
+    # channel 4c + 2dy + dx holds x[c, 2i + dy, 2j + dx]: c 0, (dy, dx) (0, 0) -> [[0, 2], [8, 10]]; (0, 1) -> [[1, 3],
+    # [9, 11]]; (1, 0) -> [[4, 6], [12, 14]]; c 1, (1, 1) -> 16 + [[5, 7], [13, 15]]
+    assert y[0, 0].tolist() == [[0, 2], [8, 10]] and y[0, 1].tolist() == [[1, 3], [9, 11]]
+    assert y[0, 2].tolist() == [[4, 6], [12, 14]] and y[0, 7].tolist() == [[21, 23], [29, 31]]
+    assert torch.equal(y, F.pixel_unshuffle(x, 2))
+
+
+def test_float32_stem_convolution_gradient_equals_autograd_and_forward_is_the_same_convolution():
+    """The float32 CPU path computes the first convolution's weight gradient from the space-to-depth input (a
+    different summation order than oneDNN's stride-4 kernel): equal to autograd's to float32 rounding."""
+    torch.manual_seed(0)
+    torso = NatureCNN((4, 84, 84))
+    frames = torch.randint(0, 256, (8, 4, 84, 84), dtype=torch.uint8)
+    upstream = torch.randn(8, 512)
+    features = torso(frames)
+    (features * upstream).sum().backward()
+    grads = {name: p.grad.clone() for name, p in torso.named_parameters()}
+    torso.zero_grad(set_to_none=True)
+    first = torso.convs[0]
+    plain = F.relu(torso.fc(torso.convs[1:](F.conv2d(frames.float(), first.weight / 255.0, first.bias, 4))))
+    assert torch.equal(features, F.relu(torso.fc(torso.convs[1:](
+        F.conv2d(frames.float(), first.weight * (1.0 / 255.0), first.bias, 4)))))  # the forward: the same op
+    torch.testing.assert_close(features, plain)
+    (plain * upstream).sum().backward()
+    assert features.grad_fn is not None and grads["convs.0.weight"].abs().sum() > 0
+    for name, p in torso.named_parameters():
+        torch.testing.assert_close(grads[name], p.grad, rtol=1e-4, atol=1e-5, msg=name)
+    with torch.no_grad():  # no gradient wanted (the target net, acting): the plain convolution
+        torch.testing.assert_close(torso(frames), features.detach())
 
 
 def test_nature_cnn_bf16_autocast_stays_close_to_float32_and_learns_in_float32():

@@ -4,6 +4,7 @@ pinned to one core with one thread. Per-seed table.
 
     python benchmarks/speed_classic.py [--env CartPole-v1] [--preset rl-zoo] [--steps N] [--seeds 0,1,2,3,4]
         [--peers sbx,sb3] [--cpu 1] [--base DIR] [--eval-episodes 10] [--set KEY=VALUE ...] [--out FILE.json]
+        [--allocators jemalloc,system]
 
     # MinAtar: qzoo's own preset (the paper's DQN), 6,000 steps learning from step 1,000 (5,000 updates)
     python benchmarks/speed_classic.py --env MinAtar/Breakout-v1 --preset '' --steps 6000 \
@@ -80,8 +81,14 @@ def qzoo_child(spec: dict) -> None:
                       "config": config.to_dict()}))
 
 
-def run_qzoo(tree: Path, spec: dict, prefix: list[str]) -> dict:
+def run_qzoo(tree: Path, spec: dict, prefix: list[str], malloc: str = "jemalloc") -> dict:
     env = dict(os.environ, PYTHONPATH=str(tree))
+    if malloc == "jemalloc":  # as the qzoo command starts its training processes (qzoo/allocator.py)
+        from qzoo import allocator
+
+        env = allocator.environ(env)
+    else:
+        env["QZOO_ALLOCATOR"] = "system"
     out = subprocess.run([*prefix, sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)],
                          capture_output=True, text=True, env=env, cwd=str(tree))
     if out.returncode != 0:
@@ -111,6 +118,9 @@ def main() -> None:
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
                    help="a qzoo setting over the preset's (repeatable); the peers follow qzoo's resolved config")
+    p.add_argument("--allocators", default="jemalloc",
+                   help="qzoo's malloc: jemalloc (as the qzoo command runs, with its decay off) and/or system; "
+                        "a second one runs as the variant qzoo-<name>")
     p.add_argument("--out", default="")
     p.add_argument("--child", default="", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -122,7 +132,12 @@ def main() -> None:
 
     prefix = [] if args.cpu < 0 else ["taskset", "-c", str(args.cpu)]
     seeds = [int(s) for s in args.seeds.split(",") if s != ""]
-    variants = ["qzoo"] + (["qzoo-base"] if args.base else []) + [x for x in args.peers.split(",") if x]
+    mallocs = [m for m in args.allocators.split(",") if m]
+    if not mallocs or any(m not in ("jemalloc", "system") for m in mallocs):
+        p.error(f"--allocators: a comma-separated list of jemalloc, system; got {args.allocators!r}")
+    other_mallocs = {f"qzoo-{m}": m for m in mallocs[1:]}
+    variants = (["qzoo", *other_mallocs] + (["qzoo-base"] if args.base else [])
+                + [x for x in args.peers.split(",") if x])
     rows: list[dict] = []
     for seed in seeds:
         qspec = {"env": args.env, "preset": args.preset or None, "steps": args.steps, "seed": seed,
@@ -132,10 +147,13 @@ def main() -> None:
             load0 = os.getloadavg()[0]
             t0 = time.time()
             if name == "qzoo":
-                res = run_qzoo(ROOT, qspec, prefix)
+                res = run_qzoo(ROOT, qspec, prefix, mallocs[0])
                 spec = res.pop("config")
+            elif name in other_mallocs:
+                res = run_qzoo(ROOT, qspec, prefix, other_mallocs[name])
+                res.pop("config")
             elif name == "qzoo-base":
-                res = run_qzoo(Path(args.base).resolve(), qspec, prefix)
+                res = run_qzoo(Path(args.base).resolve(), qspec, prefix, mallocs[0])
                 res.pop("config")
             else:  # a peer, on qzoo's resolved config for this seed (the first variant of the seed is always run)
                 peer_spec = {**spec, "seed": seed, "eval_episodes": args.eval_episodes, "torch_threads": 1}
@@ -165,6 +183,7 @@ def main() -> None:
           + " | ".join(f"{med['qzoo'] / med[v]:.2f}× ({med_cpu['qzoo'] / med_cpu[v]:.2f}×)" for v in variants[1:])
           + " |")
     summary = {"env": args.env, "preset": args.preset, "sets": args.sets, "seeds": seeds, "cpu": cpu_model(),
+               "allocators": mallocs,
                "pinned_core": args.cpu,
                "date": time.strftime("%Y-%m-%d"), "median_steps_per_s": {v: round(m) for v, m in med.items()},
                "ratio_of_medians": {v: round(med["qzoo"] / med[v], 3) for v in variants[1:]},

@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import sys
 
-import gymnasium as gym
 import numpy as np
 import torch
+from update_cost import synthetic_agent  # (benchmarks/, the script's folder)
 
 from qzoo import networks
-from qzoo.agent import build_agent
-from qzoo.config import resolve
-from qzoo.replay import make_replay
 
 
 def rss_mb() -> float:
@@ -36,17 +33,8 @@ def main(mode: str, n: int) -> None:
             return fc(x) if fc.weight.requires_grad else torch.nn.functional.linear(x, fc.weight.to(torch.bfloat16),
                                                                                      fc.bias)
         networks.NatureCNN._fc_bf16 = cast_every_call
-    cfg = resolve("ALE/Pong-v5", algo="drq_eps", sets=[f"bf16={'false' if 'fp32' in mode else 'true'}",
-                                                        "buffer_size=20000"])
-    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
-    agent = build_agent(cfg, space, 6, torch.device("cpu"))
-    replay = make_replay(cfg, space)
+    cfg, agent, replay, obs = synthetic_agent("drq_eps", [f"bf16={'false' if 'fp32' in mode else 'true'}"])
     rng = np.random.default_rng(0)
-    obs = rng.integers(0, 256, (1, 4, 84, 84), dtype=np.uint8)
-    for i in range(3000):
-        nxt = np.concatenate([obs[:, 1:], rng.integers(0, 256, (1, 1, 84, 84), dtype=np.uint8)], 1)
-        replay.add(obs, np.array([i % 6]), np.array([0.0]), nxt, np.array([i % 500 == 499]), np.array([False]))
-        obs = nxt
     base = None
     for i in range(n):
         if "act" in mode:

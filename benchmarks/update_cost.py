@@ -21,7 +21,9 @@ import time
 from pathlib import Path
 
 
-def time_updates(algo: str, sets: list[str], updates: int, profile: int, rows: int) -> float:
+def synthetic_agent(algo: str, sets: list[str]):
+    """(config, agent, replay, last observation): ALGO's Pong preset (Nature CNN, 6 actions) with ``sets``, and a
+    replay of 3,000 random frames, one torch thread."""
     import gymnasium as gym
     import numpy as np
     import torch
@@ -42,6 +44,13 @@ def time_updates(algo: str, sets: list[str], updates: int, profile: int, rows: i
         replay.add(obs, np.array([i % 6]), np.array([float(i % 3 - 1)]), nxt, np.array([i % 500 == 499]),
                    np.array([False]))
         obs = nxt
+    return cfg, agent, replay, obs
+
+
+def time_updates(algo: str, sets: list[str], updates: int, profile: int, rows: int) -> float:
+    import torch
+
+    cfg, agent, replay, _ = synthetic_agent(algo, sets)
     step = 3000
     for _ in range(20):
         agent.learn(replay, 1, cfg.batch_size, step)

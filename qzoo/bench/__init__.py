@@ -176,9 +176,8 @@ def finished_result(job: Job) -> dict | None:
         model = run_dir / result.get("model", "model.pt")
     except (OSError, ValueError, AttributeError, TypeError):
         raise ConfigError(f"'{path}' is not a readable bench result; remove '{run_dir}' to run it again") from None
-    if not model.is_file():  # results committed without their model (benchmarks/results/) still count
-        return result
-    if model.suffix == ".pt":  # a qzoo model: verified as every command that reads one (a peer's .zip is not ours)
+    # (results committed without their model, benchmarks/results/, still count: their settings are checked below)
+    if model.is_file() and model.suffix == ".pt":  # a qzoo model: verified as every command that reads one
         from qzoo.checkpoint import load_model
 
         try:

@@ -153,6 +153,11 @@ def test_finished_means_result_json_with_the_same_settings(tmp_path):
     changed = Job("CartPole-v1", "dqn", 0, {**job.config, "augmentation": "random_shift"}, str(tmp_path / "r"))
     with pytest.raises(ConfigError, match="other settings \\(augmentation: 'none', now 'random_shift'\\)"):
         finished_result(changed)
+    # results committed without their model file (benchmarks/results/): still finished, and still checked
+    (tmp_path / "r" / "model.pt").unlink()
+    assert finished_result(job)["config"] == job.config
+    with pytest.raises(ConfigError, match="finished run with other settings \\(n_timesteps: 10, now 20\\)"):
+        finished_result(other)
 
 
 def test_atari_iqm_of_human_normalised_scores_beside_the_anchors_iqm():

@@ -169,6 +169,13 @@ class Config:
                                    "images of at least 36x36, minatar for smaller grids)",
                            one_of("auto", "mlp", "nature_cnn", "minatar"), "network")
     net_arch: list = setting([64, 64], "hidden layer sizes of the MLP torso", net_arch_check, "network")
+    conv_padding: str = setting("valid", "(nature_cnn) 'valid': no padding, as the Nature DQN and SB3 (84x84 -> 64 x "
+                                         "7 x 7 features); 'same': TensorFlow's / flax's 'SAME' zero padding, as "
+                                         "Dopamine's JAX networks (64 x 11 x 11)", one_of("valid", "same"), "network")
+    weight_init: str = setting("torch", "initial weights of the convolutions and (non-noisy) linear layers: "
+                                        "'torch' (PyTorch's defaults, as SB3) or 'xavier_uniform' (Glorot-uniform "
+                                        "weights, zero biases, as Dopamine's JAX networks)",
+                               one_of("torch", "xavier_uniform"), "network")
     # --- learner ----------------------------------------------------------------------------------------------
     learning_rate: float = setting(1e-4, "optimizer step size (dqn); step size alpha of the table update "
                                          "(qlearning)", positive)

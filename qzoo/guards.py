@@ -85,8 +85,9 @@ def network_bytes(config, observation_space, n_actions: int) -> int:
     outputs = n_actions * (config.n_atoms if config.distributional == "c51" else 1) + (1 if config.dueling else 0)
     shape = observation_space.shape
     network = config.resolved_network(shape)
-    if network == "nature_cnn":  # conv 8x8/4, 4x4/2, 3x3/1: 64 channels of 7x7 for 84x84
-        side = [((n - 8) // 4 + 1 - 4) // 2 + 1 - 2 for n in shape[1:]]
+    if network == "nature_cnn":  # conv 8x8/4, 4x4/2, 3x3/1: 64 channels of 7x7 for 84x84 (11x11 padded "same")
+        side = ([math.ceil(math.ceil(n / 4) / 2) for n in shape[1:]] if config.conv_padding == "same"
+                else [((n - 8) // 4 + 1 - 4) // 2 + 1 - 2 for n in shape[1:]])
         sizes = [64 * side[0] * side[1], 512, outputs]
     elif network == "minatar":  # conv 3x3/1: 16 channels
         sizes = [16 * (shape[1] - 2) * (shape[2] - 2), 128, outputs]

@@ -51,7 +51,8 @@ class NatureCNN(nn.Module):
 
     image_input = True  # QNetwork hands it (B, C, H, W) observations as they are (not flattened, not cast)
 
-    def __init__(self, obs_shape: tuple[int, int, int], features: int = 512, linear=nn.Linear, bf16: bool = False):
+    def __init__(self, obs_shape: tuple[int, int, int], features: int = 512, linear=nn.Linear, bf16: bool = False,
+                 padding: str = "valid"):
         super().__init__()
         self.bf16 = bf16
         channels, height, width = obs_shape
@@ -60,28 +61,44 @@ class NatureCNN(nn.Module):
             nn.Conv2d(32, 64, kernel_size=4, stride=2), nn.ReLU(),
             nn.Conv2d(64, 64, kernel_size=3, stride=1), nn.ReLU(),
             nn.Flatten())
+        # padding "same": each convolution's input zero-padded as TensorFlow's / flax's 'SAME' pads it (output side
+        # ceil(side / stride); the odd pixel goes after): Dopamine's JAX networks (flax's default padding)
+        self.pads = same_pads((height, width), [(8, 4), (4, 2), (3, 1)]) if padding == "same" else None
         with torch.no_grad():
-            conv_out = self.convs(torch.zeros(1, channels, height, width)).shape[1]  # 3136 for 84x84
+            first = self.convs[0]
+            x = F.conv2d(self._pad_input(torch.zeros(1, channels, height, width)), first.weight, first.bias, 4)
+            conv_out = self._after_first(x).shape[1]  # 3136 for 84x84 (7744 with "same" padding)
         self.fc = linear(conv_out, features)
         self.feature_dim = features
         self._frozen_cast: tuple | None = None  # ((version, address) of fc.weight, its bfloat16 cast): _fc_bf16
 
+    def _pad_input(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs if self.pads is None else F.pad(obs, self.pads[0])
+
+    def _after_first(self, x: torch.Tensor) -> torch.Tensor:
+        """The first convolution's output through the rest of the stack, flattened."""
+        if self.pads is None:
+            return self.convs[1:](x)
+        x = self.convs[2](F.pad(F.relu(x), self.pads[1]))
+        return F.relu(self.convs[4](F.pad(F.relu(x), self.pads[2]))).flatten(1)
+
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         first = self.convs[0]
+        obs = self._pad_input(obs)
         if not (self.bf16 and len(obs) > 1):
             weight = first.weight * (1.0 / 255.0)
             if obs.device.type == "cpu" and weight.requires_grad and first.stride == (4, 4) and obs.shape[-1] % 4 == 0:
                 x = StemConv.apply(obs, weight, first.bias)
             else:
                 x = F.conv2d(obs.float(), weight, first.bias, first.stride)
-            return F.relu(self.fc(self.convs[1:](x)))
+            return F.relu(self.fc(self._after_first(x)))
         # (Feeding the frames as bf16 in channels-last layout, bit-equal, saved ~14% of the update of the time;
         # retried with jemalloc and the changes below, it gains nothing (0.98x) and leaks nothing: BENCHMARKS.md.)
         with torch.autocast(obs.device.type, torch.bfloat16):
             # The frames go straight to bfloat16, which holds the integers 0..255 exactly: the values autocast
             # would make of float32 frames, without the float32 copy of the batch.
             x = F.conv2d(obs.to(torch.bfloat16), first.weight * (1.0 / 255.0), first.bias, first.stride)
-            return F.relu(self._fc_bf16(self.convs[1:](x))).float()
+            return F.relu(self._fc_bf16(self._after_first(x))).float()
 
     def _fc_bf16(self, x: torch.Tensor) -> torch.Tensor:
         """The fully connected layer under autocast. Autocast casts its 1.6M weights to bfloat16 on every call
@@ -117,6 +134,22 @@ class NatureCNN(nn.Module):
                 self._frozen_cast = (key, (mu.to(torch.bfloat16), sigma.to(torch.bfloat16)))
         casts = self._frozen_cast[1]
         return casts if torch.is_grad_enabled() else (casts[0].detach(), casts[1].detach())
+
+
+def same_pads(size: tuple[int, int], layers: list[tuple[int, int]]) -> list[tuple[int, int, int, int]]:
+    """F.pad's (left, right, top, bottom) for each (kernel, stride) convolution in turn under TensorFlow's 'SAME'
+    rule: output side ceil(n / stride), total padding max((out - 1) * stride + kernel - n, 0), the larger half
+    after. 84x84 through 8/4, 4/2, 3/1: (2, 2), (1, 2), (1, 1); sides 21, 11, 11."""
+    pads, (h, w) = [], size
+    for kernel, stride in layers:
+        sides = []
+        for n in (w, h):
+            out = -(-n // stride)
+            total = max((out - 1) * stride + kernel - n, 0)
+            sides.append((total // 2, total - total // 2, out))
+        (left, right, w), (top, bottom, h) = sides
+        pads.append((left, right, top, bottom))
+    return pads
 
 
 def space_to_depth(x: torch.Tensor, block: int) -> torch.Tensor:
@@ -233,12 +266,18 @@ def build_q_network(config: Config, observation_space: gym.spaces.Space, n_actio
         torso, feature_dim = mlp(in_dim, list(config.net_arch), linear)
     elif network in ("nature_cnn", "minatar"):
         shape = tuple(observation_space.shape)
-        torso = (NatureCNN(shape, linear=linear, bf16=bf16_enabled(config.bf16)) if network == "nature_cnn"
-                 else MinAtarCNN(shape, linear=linear))
+        torso = (NatureCNN(shape, linear=linear, bf16=bf16_enabled(config.bf16), padding=config.conv_padding)
+                 if network == "nature_cnn" else MinAtarCNN(shape, linear=linear))
         feature_dim = torso.feature_dim
     else:
         raise ValueError(f"unknown network {network!r}")
-    return QNetwork(torso, feature_dim, n_actions, dueling=config.dueling, linear=linear, support=support)
+    q_net = QNetwork(torso, feature_dim, n_actions, dueling=config.dueling, linear=linear, support=support)
+    if config.weight_init == "xavier_uniform":  # Dopamine's JAX networks: Glorot-uniform kernels, zero biases
+        for module in q_net.modules():
+            if type(module) in (nn.Conv2d, nn.Linear):  # (noisy layers keep their own initialisation)
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+    return q_net
 
 
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 CPU flags (as /proc/cpuinfo spells them) of native bf16 math

@@ -4,6 +4,7 @@ ALE steps are cheap (~1 ms for an agent step of 4 frames), so these play real ga
 """
 
 import copy
+import math
 
 import cv2
 import gymnasium as gym
@@ -26,7 +27,7 @@ from qzoo.envs.atari import (
     make_atari_env,
 )
 from qzoo.evaluation import human_normalized
-from qzoo.networks import NatureCNN, NoisyLinear, QNetwork, build_q_network, space_to_depth
+from qzoo.networks import NatureCNN, NoisyLinear, QNetwork, build_q_network, same_pads, space_to_depth
 
 
 def actions(n_actions: int, n: int, seed: int = 0) -> np.ndarray:
@@ -426,6 +427,65 @@ def test_float32_stem_convolution_gradient_equals_autograd_and_forward_is_the_sa
         torch.testing.assert_close(grads[name], p.grad, rtol=1e-4, atol=1e-5, msg=name)
     with torch.no_grad():  # no gradient wanted (the target net, acting): the plain convolution
         torch.testing.assert_close(torso(frames), features.detach())
+
+
+def test_same_padding_by_hand():
+    # 84 through 8/4: out ceil(84/4) = 21, total (21-1)*4 + 8 - 84 = 4 -> 2 and 2; 21 through 4/2: out 11, total
+    # 10*2 + 4 - 21 = 3 -> 1 before, 2 after; 11 through 3/1: out 11, total 2 -> 1 and 1
+    assert same_pads((84, 84), [(8, 4), (4, 2), (3, 1)]) == [(2, 2, 2, 2), (1, 2, 1, 2), (1, 1, 1, 1)]
+    # a non-square input: width 80 -> 20 (total 4), height 84 -> 21; then 20 -> 10 (total 2), 21 -> 11 (total 3)
+    assert same_pads((84, 80), [(8, 4), (4, 2)]) == [(2, 2, 2, 2), (1, 1, 1, 2)]
+
+
+def test_nature_cnn_with_same_padding_is_the_explicitly_padded_stack():
+    """Dopamine's JAX network (flax's default 'SAME' padding): 64 x 11 x 11 = 7744 features for 84x84; the forward
+    pass is the three convolutions on explicitly zero-padded inputs, in float32 (its stem's gradient too) and bf16."""
+    torch.manual_seed(0)
+    torso = NatureCNN((4, 84, 84), padding="same")
+    assert torso.fc.in_features == 7744 and set(torso.state_dict()) == set(NatureCNN((4, 84, 84)).state_dict())
+    c1, c2, c3 = torso.convs[0], torso.convs[2], torso.convs[4]
+    frames = torch.randint(0, 256, (5, 4, 84, 84), dtype=torch.uint8)
+
+    def by_hand(x):
+        x = F.relu(F.conv2d(F.pad(x.float(), (2, 2, 2, 2)), c1.weight * (1.0 / 255.0), c1.bias, 4))
+        assert x.shape[-2:] == (21, 21)
+        x = F.relu(c2(F.pad(x, (1, 2, 1, 2))))
+        x = F.relu(c3(F.pad(x, (1, 1, 1, 1))))
+        assert x.shape[-2:] == (11, 11)
+        return F.relu(torso.fc(x.flatten(1)))
+
+    upstream = torch.randn(5, 512)
+    features = torso(frames)
+    assert torch.equal(features, by_hand(frames))
+    (features * upstream).sum().backward()
+    grads = {name: p.grad.clone() for name, p in torso.named_parameters()}
+    torso.zero_grad(set_to_none=True)
+    (by_hand(frames) * upstream).sum().backward()
+    for name, p in torso.named_parameters():
+        torch.testing.assert_close(grads[name], p.grad, rtol=1e-4, atol=1e-5, msg=name)
+    torch.testing.assert_close(torso(frames[:1]), by_hand(frames[:1]))  # acting: one observation
+    bf16 = NatureCNN((4, 84, 84), padding="same", bf16=True)
+    bf16.load_state_dict(torso.state_dict())
+    with torch.no_grad():
+        assert (bf16(frames) - features).norm() / features.norm() < 0.02
+
+
+def test_xavier_uniform_init_as_dopamine_and_noisy_layers_keep_theirs():
+    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    torch.manual_seed(0)
+    net = build_q_network(Config(env_id="ALE/Pong-v5", weight_init="xavier_uniform", dueling=True), space, 6)
+    # Glorot uniform: U(+-sqrt(6 / (fan_in + fan_out))); conv1 fan_in 4*8*8 = 256, fan_out 32*8*8 = 2048 -> 0.0510;
+    # fc 3136 -> 512: 0.0406; advantage 512 -> 6: 0.1076
+    for layer, bound in ((net.torso.convs[0], math.sqrt(6 / 2304)), (net.torso.fc, math.sqrt(6 / 3648)),
+                         (net.advantage, math.sqrt(6 / 518))):
+        assert layer.weight.abs().max() <= bound and layer.weight.abs().max() > 0.95 * bound
+        assert torch.all(layer.bias == 0)
+    default = build_q_network(Config(env_id="ALE/Pong-v5"), space, 6)
+    assert default.torso.fc.weight.abs().max() <= 1 / math.sqrt(3136) and default.torso.fc.bias.abs().max() > 0
+    noisy = build_q_network(Config(env_id="ALE/Pong-v5", weight_init="xavier_uniform", noisy=True, noisy_sigma=0.1),
+                            space, 6)
+    assert torch.all(noisy.torso.fc.weight_sigma == 0.1 / math.sqrt(3136)) and noisy.torso.fc.bias_mu.abs().max() > 0
+    assert torch.all(noisy.torso.convs[0].bias == 0)  # its convolutions are Glorot's, as in Dopamine
 
 
 def test_nature_cnn_bf16_autocast_stays_close_to_float32_and_learns_in_float32():

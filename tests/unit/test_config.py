@@ -92,6 +92,8 @@ def test_coercion_from_strings():
     ("net_arch", "[0, 5]", "'net_arch' must be a list of positive layer sizes"),
     ("gradient_steps", "0", "'gradient_steps' must be an integer >= 1, or -1"),
     ("tau", "0", "'tau' must be a number in (0, 1]"),
+    ("conv_padding", "full", "'conv_padding' must be one of 'valid', 'same'"),
+    ("weight_init", "orthogonal", "'weight_init' must be one of 'torch', 'xavier_uniform'"),
     ("max_grad_norm", "0", "'max_grad_norm' must be a number > 0 (inf: none)"),
     ("max_grad_norm", "-inf", "'max_grad_norm' must be a number > 0 (inf: none)"),
     ("device", "tpu", "'device' must be 'auto', 'cpu', 'cuda' or 'cuda:N'"),

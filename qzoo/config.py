@@ -44,8 +44,8 @@ TABULAR_ALGOS = ("qlearning",)
 # The settings --algo qlearning reads; it ignores the others (network, replay, optimizer, n_envs, checkpoints).
 TABULAR_SETTINGS = ("env_id", "env_kwargs", "gym_packages", "seed", "algo", "learning_rate", "gamma",
                     "exploration_schedule", "exploration_initial_eps", "exploration_final_eps", "exploration_fraction",
-                    "exploration_decay_rate", "n_timesteps", "log_interval", "stats_window", "eval_freq",
-                    "eval_episodes", "eval_epsilon", "video_every", "progress_bar", "tensorboard")
+                    "exploration_delay", "exploration_decay_rate", "n_timesteps", "log_interval", "stats_window",
+                    "eval_freq", "eval_episodes", "eval_epsilon", "video_every", "progress_bar", "tensorboard")
 
 
 class ConfigError(ValueError):
@@ -231,6 +231,9 @@ class Config:
     exploration_final_eps: float = setting(0.05, "epsilon after the decay", unit_interval, "exploration")
     exploration_fraction: float = setting(
         0.1, "fraction of n_timesteps over which epsilon decays linearly", unit_interval, "exploration")
+    exploration_delay: int = setting(
+        0, "environment steps at exploration_initial_eps before the linear decay starts (0, as SB3; Dopamine's "
+           "agents hold it through their warm-up, min_replay_history)", at_least(0), "exploration")
     exploration_schedule: str = setting(
         "linear", "epsilon decay: 'linear' over exploration_fraction of n_timesteps, or 'exponential' per episode "
                   "(qlearning only): final + (initial - final) * exp(-exploration_decay_rate * episode)",

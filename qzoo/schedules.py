@@ -8,29 +8,34 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class LinearSchedule:
-    """``start`` at step 0, moving linearly to ``end`` at step ``duration``, then constant.
+    """``start`` until step ``delay``, moving linearly to ``end`` at step ``delay + duration``, then constant.
 
-    value(t) = start + (end - start) * min(1, t / duration);  duration 0 means ``end`` from the start.
+    value(t) = start + (end - start) * min(1, max(t - delay, 0) / duration);  duration 0: ``end`` from step ``delay``
+    (``start`` before it).
     """
 
     start: float
     end: float
     duration: int
+    delay: int = 0
 
     def __post_init__(self):
-        if self.duration < 0:
-            raise ValueError(f"duration must be >= 0, got {self.duration}")
+        if self.duration < 0 or self.delay < 0:
+            raise ValueError(f"duration and delay must be >= 0, got {self.duration} and {self.delay}")
 
     def __call__(self, step: int) -> float:
+        step -= self.delay
         if self.duration == 0:
-            return self.end
+            return self.end if step >= 0 else self.start
         fraction = min(max(step, 0) / self.duration, 1.0)
         return self.start + fraction * (self.end - self.start)
 
 
-def epsilon_schedule(initial: float, final: float, fraction: float, total_steps: int) -> LinearSchedule:
-    """SB3/RL Zoo's exploration schedule: decay over ``fraction`` of the run."""
-    return LinearSchedule(initial, final, int(fraction * total_steps))
+def epsilon_schedule(initial: float, final: float, fraction: float, total_steps: int,
+                     delay: int = 0) -> LinearSchedule:
+    """SB3/RL Zoo's exploration schedule: decay over ``fraction`` of the run, starting at step ``delay`` (0 as SB3;
+    Dopamine holds the initial epsilon through its warm-up, min_replay_history steps, and decays after it)."""
+    return LinearSchedule(initial, final, int(fraction * total_steps), delay)
 
 
 def learning_rate_schedule(kind: str, learning_rate: float, total_steps: int) -> LinearSchedule:

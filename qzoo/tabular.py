@@ -51,7 +51,7 @@ def exploration(config: Config):
         return ExponentialSchedule(config.exploration_initial_eps, config.exploration_final_eps,
                                    config.exploration_decay_rate), True
     return epsilon_schedule(config.exploration_initial_eps, config.exploration_final_eps,
-                            config.exploration_fraction, config.n_timesteps), False
+                            config.exploration_fraction, config.n_timesteps, config.exploration_delay), False
 
 
 def train_tabular(config: Config, run_dir: Path | None = None, *, command: str = "",

@@ -86,7 +86,7 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
     agent = build_agent(config, env_info.observation_space, env_info.n_actions, device)
     replay = make_replay(config, env_info.observation_space)
     epsilon_at = epsilon_schedule(config.exploration_initial_eps, config.exploration_final_eps,
-                                  config.exploration_fraction, config.schedule_horizon)
+                                  config.exploration_fraction, config.schedule_horizon, config.exploration_delay)
     if config.noisy:
         epsilon_at = LinearSchedule(0.0, 0.0, 0)
     learning_rate_at = learning_rate_schedule(config.learning_rate_schedule, config.learning_rate,

@@ -51,3 +51,18 @@ def test_training_steps_the_optimizer_with_the_scheduled_rate(schedule, expected
     result = train(config, None, out=None)
     assert result.agent.optimizer.param_groups[0]["lr"] == pytest.approx(expected, rel=1e-12)
     assert result.agent.updates == 2 * (1000 // 64 - 1)  # phases at 128, 192, ..., 960 (64 <= learning_starts)
+
+
+def test_a_delayed_decay_holds_the_start_as_dopamine_does():
+    """Dopamine's linearly_decaying_epsilon (DrQ(eps): warm-up 1,600 steps, decay period 5,000, final 0.01):
+    epsilon = 0.01 + 0.99 * clip((5000 + 1600 - t) / 5000, 0, 1). By hand: t 1600 -> 1.0; t 4100 -> 0.01 + 0.99 * 0.5
+    = 0.505; t 6600 -> 0.01."""
+    eps = epsilon_schedule(1.0, 0.01, 0.05, 100_000, delay=1600)  # 5% of 100k = 5,000 steps of decay
+    assert eps(0) == 1.0 and eps(1600) == 1.0
+    assert eps(4100) == pytest.approx(0.505) and eps(6600) == pytest.approx(0.01) and eps(50_000) == pytest.approx(0.01)
+    dopamine = lambda t: 0.01 + min(max((5000 + 1600 - t) / 5000, 0.0), 1.0) * 0.99  # noqa: E731
+    assert all(eps(t) == pytest.approx(dopamine(t)) for t in range(0, 8000, 37))
+    assert epsilon_schedule(1.0, 0.01, 0.05, 100_000)(1600) < 1.0  # no delay (SB3's): decays from step 0
+    assert LinearSchedule(1.0, 0.2, 0, delay=10)(9) == 1.0 and LinearSchedule(1.0, 0.2, 0, delay=10)(10) == 0.2
+    with pytest.raises(ValueError):
+        LinearSchedule(1.0, 0.2, 5, delay=-1)

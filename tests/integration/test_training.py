@@ -108,3 +108,15 @@ def test_learning_from_step_0_waits_for_the_first_n_step_transition(tmp_path):
     assert result.steps == 200
     rows = list(csv.DictReader(open(tmp_path / "progress.csv")))
     assert rows[-1]["loss"] != ""  # it learned once transitions were there
+
+
+def test_exploration_delay_holds_epsilon_then_decays_in_the_logged_run(tmp_path):
+    """exploration_delay 500, fraction 0.5 of 2,000 steps: epsilon 1 through step 500, then down to 0.04 at step
+    1,500 (by hand: step 750 -> 1 - 0.96 * 250 / 1000 = 0.76; step 1000 -> 0.52)."""
+    sets = FAST + ["exploration_delay=500", "exploration_fraction=0.5", "exploration_final_eps=0.04",
+                   "log_interval=250", "eval_freq=0", "eval_episodes=1", "learning_starts=100"]
+    train(resolve("CartPole-v1", flags={"n_timesteps": 2000, "seed": 0}, sets=sets), tmp_path, out=None)
+    eps = {int(r["step"]): float(r["epsilon"]) for r in csv.DictReader(open(tmp_path / "progress.csv"))}
+    # (the logged epsilon is the one the step's action used: step t acts with epsilon(t - 1))
+    assert eps[250] == 1.0 and eps[500] == 1.0
+    assert abs(eps[750] - 0.76) < 0.002 and abs(eps[1000] - 0.52) < 0.002 and eps[1750] == 0.04

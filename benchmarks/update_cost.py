@@ -6,7 +6,8 @@
     # tree's, --rounds times (ratios on a shared machine need the alternation).
 
 The agent of ALGO's Pong preset (Nature CNN, 6 actions), one torch thread, a replay of 3,000 random frames; each
-timing is the process CPU time of ``--updates`` calls of ``agent.learn`` after 20 warm-up updates. Run it as qzoo runs
+timing is the process CPU time of ``--updates`` calls of ``agent.learn`` after 20 warm-up updates, with a hard target
+sync every target_update_interval / train_freq updates, as training does (DrQ(eps): every update). Run it as qzoo runs
 (jemalloc preloaded with its decay off: the script re-executes itself so, as the ``qzoo`` command does), or
 with QZOO_ALLOCATOR=system for glibc's malloc.
 """
@@ -52,18 +53,25 @@ def time_updates(algo: str, sets: list[str], updates: int, profile: int, rows: i
 
     cfg, agent, replay, _ = synthetic_agent(algo, sets)
     step = 3000
-    for _ in range(20):
+    sync_every = max(cfg.target_update_interval // cfg.train_freq, 1)  # updates between target syncs, as in training
+
+    def learn(step: int) -> None:
         agent.learn(replay, 1, cfg.batch_size, step)
+        if step % sync_every == 0:
+            agent.sync_target()
+
+    for _ in range(20):
+        learn(step)
         step += 1
     start = time.process_time()
     for _ in range(updates):
-        agent.learn(replay, 1, cfg.batch_size, step)
+        learn(step)
         step += 1
     ms = (time.process_time() - start) * 1000 / updates
     if profile:
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
             for _ in range(profile):
-                agent.learn(replay, 1, cfg.batch_size, step)
+                learn(step)
                 step += 1
         print(prof.key_averages(group_by_input_shape=True).table(
             sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=32, max_shapes_column_width=80))

@@ -15,7 +15,7 @@ import torch
 from qzoo.config import Config
 from qzoo.fastpath import CenteredRMSpropStep, FusedAdamStep, MinAtarPhase, MLPPhase, clip_grad_norm
 from qzoo.losses import categorical_loss, categorical_projection, q_learning_target, td_loss, td_loss_grad
-from qzoo.networks import MLPBackprop, QNetwork, build_q_network, numpy_forward
+from qzoo.networks import MLPBackprop, NatureCNN, QNetwork, build_q_network, numpy_forward
 from qzoo.replay import Batch, ReplayBuffer, batch_slice
 
 
@@ -237,6 +237,8 @@ class QAgent:
             self._copied_at_update = self.updates
         else:
             torch._foreach_lerp_(target, online, tau)
+        if isinstance(self.q_net.torso, NatureCNN) and self.q_net.torso.bf16:  # one bf16 cast of the shared fc
+            self.q_net.torso.synced_to(self.target_net.torso if tau >= 1.0 else None)
 
     # ---- persistence --------------------------------------------------------------------------------------
     def is_finite(self) -> bool:

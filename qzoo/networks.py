@@ -71,6 +71,7 @@ class NatureCNN(nn.Module):
         self.fc = linear(conv_out, features)
         self.feature_dim = features
         self._frozen_cast: tuple | None = None  # ((version, address) of fc.weight, its bfloat16 cast): _fc_bf16
+        self._twin: tuple | None = None  # (target torso, fc.weight version, its key) after a hard sync: synced_to
 
     def _pad_input(self, obs: torch.Tensor) -> torch.Tensor:
         return obs if self.pads is None else F.pad(obs, self.pads[0])
@@ -109,17 +110,43 @@ class NatureCNN(nn.Module):
         fc = self.fc
         if isinstance(fc, NoisyLinear) and fc.training:
             return fc.factorised(x, *self._noisy_casts(fc))
-        if type(fc) is not nn.Linear or fc.weight.requires_grad:
+        if type(fc) is not nn.Linear:
             return fc(x)
+        if fc.weight.requires_grad:
+            shared = self._twin_cast()
+            if shared is None:
+                return fc(x)
+            return F.linear(x, SharedCast.apply(fc.weight, shared) if torch.is_grad_enabled() else shared, fc.bias)
         key = (fc.weight._version, fc.weight.data_ptr())
         if self._frozen_cast is None or self._frozen_cast[0] != key:
             self._frozen_cast = (key, fc.weight.to(torch.bfloat16))
         return F.linear(x, self._frozen_cast[1], fc.bias)
 
+    def synced_to(self, twin: NatureCNN | None) -> None:
+        """``twin`` (the target net's torso) now holds a copy of this torso's weights (a hard sync), so until either
+        fc weight changes in place this layer's bfloat16 cast is the one ``twin`` keeps: DrQ(eps) syncs before every
+        update and would otherwise cast the same 1.6M weights twice per update. None: forget the twin."""
+        if twin is None:
+            self._twin = None
+            return
+        self._twin = (twin, self.fc.weight._version, (twin.fc.weight._version, twin.fc.weight.data_ptr()))
+
+    def _twin_cast(self) -> torch.Tensor | None:
+        """The twin's kept cast while both weights are as they were at the sync, else None."""
+        twin = getattr(self, "_twin", None)
+        if twin is None:
+            return None
+        torso, version, twin_key = twin
+        kept = torso._frozen_cast
+        if version != self.fc.weight._version or twin_key != (torso.fc.weight._version, torso.fc.weight.data_ptr()):
+            self._twin = None  # one of them changed since: this sync's sharing is over
+            return None
+        return kept[1] if kept is not None and kept[0] == twin_key and isinstance(kept[1], torch.Tensor) else None
+
     def __getstate__(self) -> dict:
         """Copies and pickles leave the kept casts behind (a trainable layer's are part of an autograd graph,
         which ``copy.deepcopy`` refuses; a copy's weights live elsewhere anyway, so its key would never match)."""
-        return {**super().__getstate__(), "_frozen_cast": None}
+        return {**super().__getstate__(), "_frozen_cast": None, "_twin": None}
 
     def _noisy_casts(self, fc: NoisyLinear) -> tuple[torch.Tensor, torch.Tensor]:
         """bfloat16 casts of a noisy fc layer's mean and sigma weights, kept while neither changes in place (the
@@ -158,6 +185,21 @@ def space_to_depth(x: torch.Tensor, block: int) -> torch.Tensor:
     b, c, h, w = x.shape
     return x.view(b, c, h // block, block, w // block, block).permute(0, 1, 3, 5, 2, 4).reshape(
         b, c * block * block, h // block, w // block)
+
+
+class SharedCast(torch.autograd.Function):
+    """``weight`` as the bfloat16 tensor ``cast`` that holds its values (another layer's kept cast of the same
+    weights), with the backward of the cast itself: the gradient converted to ``weight``'s float32, as autocast's
+    cast (``ToCopyBackward0``) gives it, bit for bit."""
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, cast: torch.Tensor) -> torch.Tensor:
+        ctx.dtype = weight.dtype
+        return cast.view_as(cast)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad.to(ctx.dtype), None
 
 
 class StemConv(torch.autograd.Function):

@@ -584,6 +584,59 @@ def test_noisy_bf16_fc_computes_what_autocast_computes_and_casts_once_per_weight
     assert torch.equal(target(frames), autocast_reference(target, frames))
 
 
+def test_a_hard_sync_lets_the_online_fc_use_the_targets_bf16_cast_bit_for_bit(monkeypatch):
+    """DrQ(eps) syncs the target before every update, so the online fc's bf16 cast equals the target's kept one:
+    the online pass borrows it (SharedCast) until either weight changes. Updates with and without the borrowing
+    give bit-identical weights; a soft update or a changed weight ends it."""
+    from qzoo import networks
+    from qzoo.agent import build_agent
+    from qzoo.replay import make_replay
+
+    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    config = Config(env_id="ALE/Pong-v5", bf16="true", double=True, dueling=True, batch_size=8, buffer_size=300,
+                    target_update_interval=1, learning_rate=1e-3)
+    rng = np.random.default_rng(0)
+    replay_rows, obs = [], rng.integers(0, 256, (1, 4, 84, 84), dtype=np.uint8)
+    for i in range(64):  # sliding frame stacks, as the replay stores them
+        nxt = np.concatenate([obs[:, 1:], rng.integers(0, 256, (1, 1, 84, 84), dtype=np.uint8)], 1)
+        replay_rows.append((obs, rng.integers(0, 6, 1), rng.normal(size=1).astype(np.float32), nxt,
+                            np.array([i == 40]), np.zeros(1, bool)))
+        obs = nxt
+
+    def run(share: bool):
+        torch.manual_seed(0)
+        agent = build_agent(config, space, 6, torch.device("cpu"))
+        replay = make_replay(config, space)
+        for row in replay_rows:
+            replay.add(*row)
+        borrowed = []
+        real = networks.SharedCast.apply
+        monkeypatch.setattr(networks.SharedCast, "apply", lambda *a: (borrowed.append(1), real(*a))[1])
+        if not share:
+            monkeypatch.setattr(networks.NatureCNN, "_twin_cast", lambda self: None)
+        for step in range(6):
+            agent.sync_target()
+            agent.learn(replay, 1, 8, 100 + step)
+        monkeypatch.undo()
+        return agent, len(borrowed)
+
+    shared, n_borrowed = run(True)
+    plain, n_plain = run(False)
+    assert n_borrowed == 6 and n_plain == 0  # every update borrowed the target's cast
+    for a, b in zip(shared.q_net.parameters(), plain.q_net.parameters(), strict=True):
+        assert torch.equal(a, b)
+    torso, target = shared.q_net.torso, shared.target_net.torso
+    shared.sync_target()
+    frames = torch.randint(0, 256, (4, 4, 84, 84), dtype=torch.uint8)
+    with torch.no_grad():
+        target(frames)  # the target's kept cast
+        assert torso._twin_cast() is target._frozen_cast[1]
+        torso.fc.weight.add_(1.0)  # the online weight moved: no longer the target's
+        assert torso._twin_cast() is None and torch.equal(torso(frames), autocast_reference(torso, frames))
+    shared.sync_target(tau=0.5)  # a soft update: not a copy
+    assert torso._twin is None
+
+
 def test_nature_cnn_composes_with_noisy_dueling_c51_heads():
     space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
     config = Config(env_id="ALE/Pong-v5", noisy=True, dueling=True, distributional="c51")

@@ -133,7 +133,7 @@ class NatureCNN(nn.Module):
 
     def _twin_cast(self) -> torch.Tensor | None:
         """The twin's kept cast while both weights are as they were at the sync, else None."""
-        twin = getattr(self, "_twin", None)
+        twin = self._twin
         if twin is None:
             return None
         torso, version, twin_key = twin

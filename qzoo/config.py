@@ -214,8 +214,11 @@ class Config:
         "none", "image augmentation of sampled batches (training only; acting and evaluation see raw frames): "
                 "'random_shift' pads each frame stack by augmentation_pad pixels (edge replication) and crops it "
                 "back at a random offset, independently for every sample and for s and s' (DrQ, Kostrikov et "
-                "al. 2021)", one_of("none", "random_shift"), "replay")
-    augmentation_pad: int = setting(4, "largest shift of random_shift, in pixels (DrQ: 4)", at_least(1), "replay")
+                "al. 2021); 'shift_intensity' is Dopamine's version (its DrQ(eps) runs): offsets in [-pad, pad - 1], "
+                "then each sample's pixels times 1 + 0.05 clip(N(0, 1), -2, 2)",
+        one_of("none", "random_shift", "shift_intensity"), "replay")
+    augmentation_pad: int = setting(4, "largest shift of the augmentation, in pixels (DrQ: 4)", at_least(1),
+                                    "replay")
     prioritized_alpha: float = setting(0.6, "priority exponent alpha (0 = uniform)", unit_interval, "replay")
     prioritized_beta: float = setting(0.4, "initial importance-sampling exponent beta, annealed to 1 over training",
                                       unit_interval, "replay")

@@ -9,21 +9,28 @@ from qzoo.agent import build_agent
 from qzoo.config import ConfigError, resolve
 from qzoo.envs import check_env
 from qzoo.replay import ReplayBuffer, make_replay
-from qzoo.replay.augment import make_augment, random_shift
+from qzoo.replay.augment import make_augment, random_shift, shift_intensity
 from qzoo.replay.samplers import UniformSampler
 from qzoo.replay.storage import TransitionStorage
 
 
 class FixedOffsets:
-    """An rng whose integers() returns given crop origins (top first, then left)."""
+    """An rng whose integers() returns given crop origins (top first, then left) and whose standard_normal()
+    returns given normal draws; it checks the bounds asked for."""
 
-    def __init__(self, *arrays):
+    def __init__(self, *arrays, normals=None, high=None):
         self.arrays = list(arrays)
+        self.normals, self.high = normals, high
 
     def integers(self, low, high, size):
         out = np.asarray(self.arrays.pop(0))
         assert out.shape == (size,) and ((low <= out) & (out < high)).all()
+        assert self.high is None or high == self.high
         return out
+
+    def standard_normal(self, size):
+        assert len(self.normals) == size
+        return np.asarray(self.normals, dtype=np.float64)
 
 
 def shifted(img: np.ndarray, dy: int, dx: int) -> np.ndarray:
@@ -90,6 +97,69 @@ def image_buffer(seed, augment):
         s, s2 = (rng.integers(0, 256, size=(1, 2, 12, 12), dtype=np.uint8) for _ in range(2))
         buf.add(s, np.array([0]), np.array([1.0]), s2, np.array([False]), np.array([False]))
     return buf
+
+
+def test_shift_intensity_by_hand():
+    """Dopamine's crop origin is randint(0, 2 pad): exclusive bound, so it asks for 2 pad origins, not 2 pad + 1;
+    each sample's pixels are then multiplied by 1 + 0.05 clip(z, -2, 2)."""
+    img = np.arange(16, dtype=np.uint8).reshape(1, 1, 4, 4)
+    obs = np.concatenate([img, img])
+    # pad 1: origins drawn from [0, 2); sample 0 origin (0, 1): dy = -1, dx = 0; sample 1 origin (1, 0): dy 0, dx -1
+    out = shift_intensity(obs, 1, FixedOffsets([0, 1], [1, 0], normals=[0.5, -3.0], high=2))
+    assert out.dtype == np.float32 and out.shape == obs.shape
+    shift0 = [[0, 1, 2, 3], [0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    shift1 = [[0, 0, 1, 2], [4, 4, 5, 6], [8, 8, 9, 10], [12, 12, 13, 14]]
+    # z = 0.5 -> factor 1.025; z = -3 is clipped to -2 -> factor 0.9
+    np.testing.assert_allclose(out[0, 0], np.array(shift0) * 1.025, rtol=1e-6)
+    np.testing.assert_allclose(out[1, 0], np.array(shift1) * 0.9, rtol=1e-6)
+
+
+def test_shift_intensity_offsets_and_factors_in_range():
+    rng = np.random.default_rng(5)
+    base = rng.integers(0, 256, size=(12, 12), dtype=np.uint8)
+    stack = np.stack([base, 255 - base])
+    obs = np.repeat(stack[None], 3000, axis=0)
+    out = shift_intensity(obs, 2, np.random.default_rng(6))
+    candidates = {(dy, dx): shifted(stack, dy, dx).astype(np.float64) for dy in range(-2, 3) for dx in range(-2, 3)}
+    seen, factors = set(), []
+    for b in range(len(out)):
+        found = []
+        for offset, c in candidates.items():
+            factor = out[b].sum(dtype=np.float64) / c.sum()  # one factor for all of the sample's pixels
+            if np.allclose(out[b], factor * c, rtol=1e-6, atol=1e-4):
+                found.append((offset, factor))
+        assert found, f"sample {b} is no scaled shift of its input within +-2 pixels"
+        seen.add(found[0][0])
+        factors.append(found[0][1])
+    # Dopamine's offsets: [-2, 1] in each axis, all 16 of them, never +2
+    assert seen == {(dy, dx) for dy in range(-2, 2) for dx in range(-2, 2)}
+    factors = np.array(factors)
+    assert factors.min() >= 0.9 - 1e-6 and factors.max() <= 1.1 + 1e-6
+    # 1 + 0.05 clip(z, -2, 2): mean 1, std 0.05 * 0.959 = 0.048 (Var clip(z) = 0.9545 - 4 phi(2) + 4 * 0.0455)
+    assert abs(factors.mean() - 1.0) < 0.004 and 0.0455 < factors.std() < 0.0505
+    assert 30 < np.isclose(factors, 0.9, atol=1e-6).sum() < 110  # z < -2: 2.3% of 3000 draws land on the clip
+
+
+def test_shift_intensity_through_the_agent_bf16_and_float32():
+    """The float32 batch goes through the update as uint8 frames do; the frames of acting stay raw."""
+    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    for bf16 in ("false", "true"):
+        config = resolve("ALE/Pong-v5", "drq_eps", sets=[f"bf16={bf16}", "augmentation=shift_intensity",
+                                                          "learning_starts=0"])
+        replay = make_replay(config, space)
+        frames = np.random.default_rng(0).integers(0, 256, size=(44, 84, 84), dtype=np.uint8)
+        for i in range(40):  # sliding stacks, as the Atari pipeline gives them (frame storage checks it)
+            replay.add(frames[None, i:i + 4], np.array([1]), np.array([1.0]), frames[None, i + 1:i + 5],
+                       np.array([False]), np.array([False]))
+        batch = replay.sample(8)
+        assert batch.obs_tm1.dtype == np.float32 and batch.obs_t.dtype == np.float32
+        torch.manual_seed(0)
+        agent = build_agent(config, space, 6, torch.device("cpu"))
+        before = [p.detach().clone() for p in agent.q_net.parameters()]
+        agent.learn(replay, 1, 8, 100)
+        assert agent.updates == 1
+        assert all(torch.isfinite(p).all() for p in agent.q_net.parameters())
+        assert any(not torch.equal(a, b) for a, b in zip(before, agent.q_net.parameters(), strict=True))
 
 
 def test_buffer_shifts_s_and_next_s_independently_and_is_seeded():

@@ -1,6 +1,7 @@
 """Training phases in line and overlapped with acting (qzoo/actor.py, the ``overlap`` setting)."""
 
 import csv
+from concurrent.futures import Future
 
 import gymnasium as gym
 import numpy as np
@@ -100,6 +101,51 @@ def test_overlapped_training_keeps_the_replay_ratio_and_repeats_itself(tmp_path,
     assert same(weights(runs["a"].agent.q_net), weights(runs["b"].agent.q_net))
     assert "overlap: 'true'" in (tmp_path / "a" / "config.yaml").read_text()
     assert runs["a"].timing["wait"] >= 0 and runs["a"].timing["update"] > 0
+
+
+class InLineExecutor:
+    """A ThreadPoolExecutor stand-in that runs each job on the caller's thread when it is submitted."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def submit(self, fn, *args):
+        future = Future()
+        future.set_result(fn(*args))
+        return future
+
+    def shutdown(self, wait=True):
+        pass
+
+
+SMALL_RUNS = {
+    "cartpole": dict(env_id="CartPole-v1", n_timesteps=1500, learning_starts=200, buffer_size=2000, batch_size=16,
+                     target_update_interval=100, seed=3),
+    # the Atari case of the Pong learning check: the bf16 Nature CNN updated on the background thread
+    "pong-bf16": dict(env_id="ALE/Pong-v5", n_timesteps=700, learning_starts=300, buffer_size=1000, batch_size=8,
+                      target_update_interval=100, max_episode_frames=800, bf16="true", exploration_fraction=0.5,
+                      seed=0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_RUNS))
+def test_an_overlapped_run_is_the_in_line_run_with_the_one_phase_lag_and_nothing_else(tmp_path, monkeypatch, name):
+    """The background thread changes no number: the same run with its phases executed on the main thread at
+    submission (acting still one phase behind) is the same run, bit for bit. So what separates an overlapped run
+    from an in-line one is the acting lag alone (BENCHMARKS.md, the Pong learning check)."""
+    config = Config(train_freq=4, log_interval=100, eval_freq=0, eval_episodes=1, progress_bar=False,
+                    tensorboard=False, overlap="true", **SMALL_RUNS[name])
+    threaded = train(config, tmp_path / "threaded", out=None)
+    monkeypatch.setattr("qzoo.actor.ThreadPoolExecutor", InLineExecutor)
+    lagged = train(config, tmp_path / "lagged", out=None)
+    updates = (config.n_timesteps - config.learning_starts) // 4
+    assert threaded.agent.updates == lagged.agent.updates == updates
+    assert progress(tmp_path / "threaded") == progress(tmp_path / "lagged")
+    assert same(weights(threaded.agent.q_net), weights(lagged.agent.q_net))
+    inline = train(config.replace(overlap="false"), tmp_path / "inline", out=None)
+    # the lag does change the run (once a lagged greedy action differs, the episodes part ways)
+    assert progress(tmp_path / "inline") != progress(tmp_path / "lagged")
+    assert not same(weights(inline.agent.q_net), weights(lagged.agent.q_net))
 
 
 def test_importing_qzoo_sets_a_passive_openmp_wait_policy_unless_one_is_set():

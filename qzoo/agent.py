@@ -15,7 +15,7 @@ import torch
 from qzoo.config import Config
 from qzoo.fastpath import CenteredRMSpropStep, FusedAdamStep, MinAtarPhase, MLPPhase, clip_grad_norm
 from qzoo.losses import categorical_loss, categorical_projection, q_learning_target, td_loss, td_loss_grad
-from qzoo.networks import MLPBackprop, NatureCNN, QNetwork, build_q_network, numpy_forward
+from qzoo.networks import MLPBackprop, QNetwork, build_q_network, numpy_forward
 from qzoo.replay import Batch, ReplayBuffer, batch_slice
 
 
@@ -43,6 +43,8 @@ class QAgent:
         self._updates_at_pop = 0
         self.updates = 0
         self._copied_at_update: int | None = None  # ``updates`` at the last hard target sync (None: none since load)
+        self.lazy_sync = False  # hard syncs leave the weights in the online net (sync_target); set by build_agent
+        self._target_is_online = False  # a lazy sync's weights are the online net's (until the next update)
         # Acting runs one tiny forward pass per env step, where torch's per-call overhead (~100 us) is most of
         # the cost; a plain MLP on the CPU is evaluated in numpy on views of the live parameters instead.
         self._numpy_q = numpy_forward(self.q_net) if device.type == "cpu" else None
@@ -101,7 +103,7 @@ class QAgent:
             self.updates += n_updates
         else:
             with torch.no_grad():
-                q_target_t = self.target_net(torch.as_tensor(phase.obs_t, device=self.device))
+                q_target_t = self.target()(torch.as_tensor(phase.obs_t, device=self.device))
             # Synced since the last update (DrQ(eps) syncs every step): the target net holds the online weights,
             # so Double DQN's online Q(s_t, .) for the phase's first update is the target's, bit for bit
             first_select = q_target_t[:batch_size] if self.double and self._copied_at_update == self.updates else None
@@ -153,7 +155,10 @@ class QAgent:
         and its gradient in the parameters' ``.grad``. Returns (loss, Q(s_tm1, a_tm1), |y - Q(s_tm1, a_tm1)|)."""
         with torch.no_grad():
             if q_target_t is None:
-                q_target_t = self.target_net(obs_t)
+                target_net = self.target()
+                q_target_t = target_net(obs_t)
+                if self.double and q_select_t is None and target_net is self.q_net:
+                    q_select_t = q_target_t  # (a lazy sync: the online net's Q(s_t, .), just computed)
             if self.double and q_select_t is None:
                 q_select_t = self.q_net(obs_t)
             target = q_learning_target(reward_t, discount_t, q_target_t, q_select_t)
@@ -178,7 +183,7 @@ class QAgent:
         batch = torch.arange(len(action_tm1), device=self.device)
         support = self.q_net.support
         with torch.no_grad():
-            probs_t = self.target_net.logits(obs_t).softmax(dim=-1)  # (B, A, N)
+            probs_t = self.target().logits(obs_t).softmax(dim=-1)  # (B, A, N)
             q_select_t = self.q_net(obs_t) if self.double else (probs_t * support).sum(dim=-1)
             best = q_select_t.argmax(dim=1)
             target_probs = categorical_projection(reward_t, discount_t, probs_t[batch, best], support)
@@ -228,17 +233,43 @@ class QAgent:
         steps and trains every 256, so most copies would copy nothing new). Without ``no_grad`` the copy from weights
         that require gradients records autograd history on the target's weights: they turn into non-leaf tensors
         that require gradients, each sync chaining a node onto the last one's (~8 kB a sync, 1 GB over a DrQ(eps)
-        run that syncs every step), and the Nature CNN's kept bfloat16 cast of a frozen layer is never used."""
+        run that syncs every step), and the Nature CNN's kept bfloat16 cast of a frozen layer is never used.
+
+        With ``lazy_sync`` (set by :func:`build_agent` when the loop syncs after every update: DrQ(eps)) a hard
+        sync copies nothing: until the next update the target's weights are the online net's, so the target pass
+        reads the online net itself (:meth:`target`) — the same weights, the same values, without copying 4M
+        floats per step (and the fc's bf16 cast is made once per update for both passes). The copy is made only
+        when something reads ``target_net`` itself (:meth:`state_dict`)."""
         if tau >= 1.0 and self._copied_at_update == self.updates:
             return
+        if tau >= 1.0 and self.lazy_sync:
+            self._target_is_online = True
+            self._copied_at_update = self.updates
+            return
+        self._materialize_target()  # (a soft update starts from the weights a lazy sync left in the online net)
         online, target = list(self.q_net.parameters()), list(self.target_net.parameters())
         if tau >= 1.0:
             torch._foreach_copy_(target, online)
             self._copied_at_update = self.updates
         else:
             torch._foreach_lerp_(target, online, tau)
-        if isinstance(self.q_net.torso, NatureCNN) and self.q_net.torso.bf16:  # one bf16 cast of the shared fc
-            self.q_net.torso.synced_to(self.target_net.torso if tau >= 1.0 else None)
+
+    def target(self) -> QNetwork:
+        """The network that holds the target's weights now: ``target_net``, or after a lazy sync the online net."""
+        if not self._target_is_online:
+            return self.target_net
+        if self._copied_at_update != self.updates:  # an update since the lazy sync: those weights are gone
+            raise RuntimeError("lazy_sync: the target was read after an update without a sync in between "
+                               "(lazy_sync needs a hard sync after every update)")
+        return self.q_net
+
+    @torch.no_grad()
+    def _materialize_target(self) -> None:
+        """Copy the online weights into ``target_net`` if a lazy sync left them in the online net only."""
+        net = self.target()
+        if net is self.q_net:
+            torch._foreach_copy_(list(self.target_net.parameters()), list(self.q_net.parameters()))
+            self._target_is_online = False
 
     # ---- persistence --------------------------------------------------------------------------------------
     def is_finite(self) -> bool:
@@ -250,6 +281,7 @@ class QAgent:
         their state dicts leave out), the optimizer, the update counter and the metric sums since the last
         ``pop_metrics``, so a resumed run logs and learns exactly as an uninterrupted one."""
         self._drain_phase_metrics()
+        self._materialize_target()
         return {"q_net": self.q_net.state_dict(), "target_net": self.target_net.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "updates": self.updates,
                 "noise": {"q_net": dict(self.q_net.named_buffers()),
@@ -266,6 +298,7 @@ class QAgent:
                 step.forget_state()  # load_state_dict replaced the moment tensors
         self.updates = state["updates"]
         self._copied_at_update = None
+        self._target_is_online = False
         with torch.no_grad():
             for name, net in (("q_net", self.q_net), ("target_net", self.target_net)):
                 for buffer_name, buffer in net.named_buffers():
@@ -304,5 +337,16 @@ def make_optimizer(config: Config, params) -> torch.optim.Optimizer:
 
 def build_agent(config: Config, observation_space, n_actions: int, device: torch.device) -> QAgent:
     q_net = build_q_network(config, observation_space, n_actions)
-    return QAgent(q_net, make_optimizer(config, q_net.parameters()), n_actions, double=config.double,
-                  loss=config.loss, max_grad_norm=config.max_grad_norm, device=device, noisy=config.noisy)
+    agent = QAgent(q_net, make_optimizer(config, q_net.parameters()), n_actions, double=config.double,
+                   loss=config.loss, max_grad_norm=config.max_grad_norm, device=device, noisy=config.noisy)
+    agent.lazy_sync = syncs_after_every_update(config) and agent._phase is None
+    return agent
+
+
+def syncs_after_every_update(config: Config) -> bool:
+    """Whether the training loop hard-syncs the target after every update and before anything else reads it:
+    a sync crossed at every vector step (interval <= n_envs), one update per phase, no noisy layers (the target
+    draws noise of its own). DrQ(eps): interval 1. (The phase loops of MLPs and the MinAtar CNN read the target's
+    tensors directly: build_agent leaves them eager.)"""
+    return (config.tau >= 1.0 and config.target_update_interval <= config.n_envs and not config.noisy
+            and config.updates_per_phase == 1)

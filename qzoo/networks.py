@@ -70,8 +70,7 @@ class NatureCNN(nn.Module):
             conv_out = self._after_first(x).shape[1]  # 3136 for 84x84 (7744 with "same" padding)
         self.fc = linear(conv_out, features)
         self.feature_dim = features
-        self._frozen_cast: tuple | None = None  # ((version, address) of fc.weight, its bfloat16 cast): _fc_bf16
-        self._twin: tuple | None = None  # (target torso, fc.weight version, its key) after a hard sync: synced_to
+        self._kept_cast: tuple | None = None  # ((version, address) of the fc weight(s), bfloat16 cast(s)): _fc_bf16
 
     def _pad_input(self, obs: torch.Tensor) -> torch.Tensor:
         return obs if self.pads is None else F.pad(obs, self.pads[0])
@@ -102,51 +101,36 @@ class NatureCNN(nn.Module):
             return F.relu(self._fc_bf16(self._after_first(x))).float()
 
     def _fc_bf16(self, x: torch.Tensor) -> torch.Tensor:
-        """The fully connected layer under autocast. Autocast casts its 1.6M weights to bfloat16 on every call
-        (~1.3 ms on one core, as long as a convolution). A frozen layer (the target network's: no gradient) changes
-        only in place — a sync, a soft update, ``load_state_dict`` — and each bumps the tensor's version counter,
-        so its cast is kept until the version changes: one cast per target sync instead of one per update, the
-        same bfloat16 values."""
+        """The fully connected layer under autocast, with its weight's bfloat16 cast kept until the weight changes
+        in place. Autocast casts the 1.6M weights (4.0M with 'same' padding) on every call, ~1.3 ms on one core. A
+        weight changes only in place — the optimizer's step, a target sync, a soft update, ``load_state_dict`` — and
+        each bumps its version counter (qzoo's fused Adam step bumps it; torch's kernel does not), so the cast is
+        kept per (version, address), made by a pass without gradients: the frozen target's for a whole sync period,
+        the online net's for the rest of one update (Double DQN's no-grad pass at s_t, then the pass that learns at
+        s_tm1; DrQ(eps)'s target pass, which reads the online net itself: QAgent.sync_target). The same bfloat16
+        values autocast makes; the pass with gradients reads it through :class:`SharedCast`, whose backward is the
+        cast's own. A pass that learns from weights no other pass has read yet is autocast's, as before."""
         fc = self.fc
         if isinstance(fc, NoisyLinear) and fc.training:
             return fc.factorised(x, *self._noisy_casts(fc))
         if type(fc) is not nn.Linear:
             return fc(x)
-        if fc.weight.requires_grad:
-            shared = self._twin_cast()
-            if shared is None:
-                return fc(x)
-            return F.linear(x, SharedCast.apply(fc.weight, shared) if torch.is_grad_enabled() else shared, fc.bias)
         key = (fc.weight._version, fc.weight.data_ptr())
-        if self._frozen_cast is None or self._frozen_cast[0] != key:
-            self._frozen_cast = (key, fc.weight.to(torch.bfloat16))
-        return F.linear(x, self._frozen_cast[1], fc.bias)
-
-    def synced_to(self, twin: NatureCNN | None) -> None:
-        """``twin`` (the target net's torso) now holds a copy of this torso's weights (a hard sync), so until either
-        fc weight changes in place this layer's bfloat16 cast is the one ``twin`` keeps: DrQ(eps) syncs before every
-        update and would otherwise cast the same 1.6M weights twice per update. None: forget the twin."""
-        if twin is None:
-            self._twin = None
-            return
-        self._twin = (twin, self.fc.weight._version, (twin.fc.weight._version, twin.fc.weight.data_ptr()))
-
-    def _twin_cast(self) -> torch.Tensor | None:
-        """The twin's kept cast while both weights are as they were at the sync, else None."""
-        twin = self._twin
-        if twin is None:
-            return None
-        torso, version, twin_key = twin
-        kept = torso._frozen_cast
-        if version != self.fc.weight._version or twin_key != (torso.fc.weight._version, torso.fc.weight.data_ptr()):
-            self._twin = None  # one of them changed since: this sync's sharing is over
-            return None
-        return kept[1] if kept is not None and kept[0] == twin_key and isinstance(kept[1], torch.Tensor) else None
+        learns = fc.weight.requires_grad and torch.is_grad_enabled()
+        if self._kept_cast is not None and self._kept_cast[0] == key:
+            cast = self._kept_cast[1]
+        elif learns:  # the first pass on these weights learns: nothing to share it with (DQN), autocast's own cast
+            return fc(x)
+        else:
+            cast = fc.weight.detach().to(torch.bfloat16)
+            self._kept_cast = (key, cast)
+        return F.linear(x, SharedCast.apply(fc.weight, cast) if learns else cast, fc.bias)
 
     def __getstate__(self) -> dict:
-        """Copies and pickles leave the kept casts behind (a trainable layer's are part of an autograd graph,
-        which ``copy.deepcopy`` refuses; a copy's weights live elsewhere anyway, so its key would never match)."""
-        return {**super().__getstate__(), "_frozen_cast": None, "_twin": None}
+        """Copies and pickles leave the kept casts behind (a noisy layer's trainable ones are part of an autograd
+        graph, which ``copy.deepcopy`` refuses; a copy's weights live elsewhere anyway, so its key would never
+        match)."""
+        return {**super().__getstate__(), "_kept_cast": None}
 
     def _noisy_casts(self, fc: NoisyLinear) -> tuple[torch.Tensor, torch.Tensor]:
         """bfloat16 casts of a noisy fc layer's mean and sigma weights, kept while neither changes in place (the
@@ -156,10 +140,10 @@ class NatureCNN(nn.Module):
         pass that needs gradients gets them; a pass under ``no_grad`` reads them detached."""
         mu, sigma = fc.weight_mu, fc.weight_sigma
         key = (mu._version, mu.data_ptr(), sigma._version, sigma.data_ptr())
-        if self._frozen_cast is None or self._frozen_cast[0] != key:
+        if self._kept_cast is None or self._kept_cast[0] != key:
             with torch.set_grad_enabled(mu.requires_grad):
-                self._frozen_cast = (key, (mu.to(torch.bfloat16), sigma.to(torch.bfloat16)))
-        casts = self._frozen_cast[1]
+                self._kept_cast = (key, (mu.to(torch.bfloat16), sigma.to(torch.bfloat16)))
+        casts = self._kept_cast[1]
         return casts if torch.is_grad_enabled() else (casts[0].detach(), casts[1].detach())
 
 
@@ -188,8 +172,8 @@ def space_to_depth(x: torch.Tensor, block: int) -> torch.Tensor:
 
 
 class SharedCast(torch.autograd.Function):
-    """``weight`` as the bfloat16 tensor ``cast`` that holds its values (another layer's kept cast of the same
-    weights), with the backward of the cast itself: the gradient converted to ``weight``'s float32, as autocast's
+    """``weight`` as the bfloat16 tensor ``cast`` that holds its values (its kept cast), with the backward of the
+    cast itself: the gradient converted to ``weight``'s float32, as autocast's
     cast (``ToCopyBackward0``) gives it, bit for bit."""
 
     @staticmethod

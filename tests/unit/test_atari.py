@@ -514,17 +514,27 @@ def autocast_reference(torso: NatureCNN, frames: torch.Tensor) -> torch.Tensor:
         return F.relu(torso.fc(torso.convs[1:](x))).float()
 
 
-def test_nature_cnn_bf16_batches_compute_what_autocast_computes_with_the_frozen_cast_kept_until_a_change():
+def test_nature_cnn_bf16_batches_compute_what_autocast_computes_with_the_cast_kept_until_a_change():
     torch.manual_seed(0)
     online = NatureCNN((4, 84, 84), bf16=True)
     frames = torch.randint(0, 256, (6, 4, 84, 84), dtype=torch.uint8)
     assert torch.equal(online(frames), autocast_reference(online, frames))  # uint8 -> bf16 directly: same values
-    assert online._frozen_cast is None  # a layer that learns is cast on every call (its weights change each step)
+    assert online._kept_cast is None  # a pass that learns, first on these weights: autocast's cast, not kept
+    with torch.no_grad():
+        assert torch.equal(online(frames[:2]), autocast_reference(online, frames[:2]))
+    kept_online = online._kept_cast[1]  # a pass without gradients keeps it for the passes after it...
+    out = online(frames)
+    assert online._kept_cast[1] is kept_online and torch.equal(out, autocast_reference(online, frames))
+    out.square().sum().backward()  # ...the one that learns included, with autocast's gradient (SharedCast)
+    grad = online.fc.weight.grad.clone()
+    online.zero_grad(set_to_none=True)
+    autocast_reference(online, frames).square().sum().backward()
+    assert torch.equal(grad, online.fc.weight.grad)
     target = copy.deepcopy(online).requires_grad_(False)
     assert torch.equal(target(frames), autocast_reference(target, frames))
-    kept = target._frozen_cast[1]
+    kept = target._kept_cast[1]
     assert torch.equal(target(frames[:3]), autocast_reference(target, frames[:3]))
-    assert target._frozen_cast[1] is kept  # no change since: the same cast, not a new one
+    assert target._kept_cast[1] is kept  # no change since: the same cast, not a new one
     other = NatureCNN((4, 84, 84), bf16=True)
     changes = [lambda: torch._foreach_copy_(list(target.parameters()), list(other.parameters())),  # hard sync
                lambda: torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), 0.5),  # soft
@@ -534,12 +544,14 @@ def test_nature_cnn_bf16_batches_compute_what_autocast_computes_with_the_frozen_
         with torch.no_grad():
             change()
         after = target(frames)
-        assert not torch.equal(after, before) and target._frozen_cast[1] is not kept
+        assert not torch.equal(after, before) and target._kept_cast[1] is not kept
         assert torch.equal(after, autocast_reference(target, frames))  # the new weights' cast
-        kept = target._frozen_cast[1]
+        kept = target._kept_cast[1]
     with torch.no_grad():
         online.fc.weight.add_(1.0)  # learning weights: never a stale cast either
-    assert torch.equal(online(frames), autocast_reference(online, frames))
+    with torch.no_grad():
+        assert torch.equal(online(frames), autocast_reference(online, frames))
+    assert online._kept_cast[1] is not kept_online
 
 
 def test_noisy_bf16_fc_computes_what_autocast_computes_and_casts_once_per_weight_change():
@@ -553,10 +565,10 @@ def test_noisy_bf16_fc_computes_what_autocast_computes_and_casts_once_per_weight
     frames = torch.randint(0, 256, (6, 4, 84, 84), dtype=torch.uint8)
     with torch.no_grad():
         first = online(frames)
-        kept = online._frozen_cast[1]
+        kept = online._kept_cast[1]
     assert torch.equal(first, autocast_reference(online, frames).detach())
     out = online(frames)  # with gradients: the same casts, recorded by autograd
-    assert online._frozen_cast[1] is kept and kept[0].grad_fn is not None and torch.equal(out, first)
+    assert online._kept_cast[1] is kept and kept[0].grad_fn is not None and torch.equal(out, first)
     out.square().sum().backward()
     grads = [online.fc.weight_mu.grad.clone(), online.fc.weight_sigma.grad.clone()]
     online.zero_grad(set_to_none=True)
@@ -564,7 +576,7 @@ def test_noisy_bf16_fc_computes_what_autocast_computes_and_casts_once_per_weight
     assert torch.equal(grads[0], online.fc.weight_mu.grad) and torch.equal(grads[1], online.fc.weight_sigma.grad)
     online.fc.reset_noise()  # new noise: applied outside the casts, which stay
     noisier = online(frames)
-    assert not torch.equal(noisier, out) and online._frozen_cast[1] is kept
+    assert not torch.equal(noisier, out) and online._kept_cast[1] is kept
     optimizer = torch.optim.Adam(online.parameters(), lr=1e-2, fused=True)
     adam = FusedAdamStep.of(optimizer, list(online.parameters()))
     for _ in range(2):  # the first step creates the state through optimizer.step(), the second is the kernel alone
@@ -572,69 +584,101 @@ def test_noisy_bf16_fc_computes_what_autocast_computes_and_casts_once_per_weight
         adam.step()
         assert online.fc.weight_mu._version > versions[0] and online.fc.weight_sigma._version > versions[1]
         stepped = online(frames)
-        assert online._frozen_cast[1] is not kept and torch.equal(stepped, autocast_reference(online, frames))
-        kept = online._frozen_cast[1]
+        assert online._kept_cast[1] is not kept and torch.equal(stepped, autocast_reference(online, frames))
+        kept = online._kept_cast[1]
     target = copy.deepcopy(online).requires_grad_(False)
     before = target(frames)
-    kept = target._frozen_cast[1]
-    assert kept[0].grad_fn is None and torch.equal(target(frames), before) and target._frozen_cast[1] is kept
+    kept = target._kept_cast[1]
+    assert kept[0].grad_fn is None and torch.equal(target(frames), before) and target._kept_cast[1] is kept
     with torch.no_grad():
         torch._foreach_copy_(list(target.parameters()), list(NatureCNN((4, 84, 84), linear=NoisyLinear).parameters()))
-    assert not torch.equal(target(frames), before) and target._frozen_cast[1] is not kept
+    assert not torch.equal(target(frames), before) and target._kept_cast[1] is not kept
     assert torch.equal(target(frames), autocast_reference(target, frames))
 
 
-def test_a_hard_sync_lets_the_online_fc_use_the_targets_bf16_cast_bit_for_bit(monkeypatch):
-    """DrQ(eps) syncs the target before every update, so the online fc's bf16 cast equals the target's kept one:
-    the online pass borrows it (SharedCast) until either weight changes. Updates with and without the borrowing
-    give bit-identical weights; a soft update or a changed weight ends it."""
+def drq_like_replay(config, space):
+    from qzoo.replay import make_replay
+
+    rng = np.random.default_rng(0)
+    replay, obs = make_replay(config, space), rng.integers(0, 256, (1, 4, 84, 84), dtype=np.uint8)
+    for i in range(64):  # sliding frame stacks, as the replay stores them
+        nxt = np.concatenate([obs[:, 1:], rng.integers(0, 256, (1, 1, 84, 84), dtype=np.uint8)], 1)
+        replay.add(obs, rng.integers(0, 6, 1), rng.normal(size=1).astype(np.float32), nxt, np.array([i == 40]),
+                   np.zeros(1, bool))
+        obs = nxt
+    return replay
+
+
+@pytest.mark.parametrize("prioritized", [False, True])
+def test_kept_casts_and_the_lazy_sync_give_the_updates_of_plain_autocast_and_eager_copies_bit_for_bit(
+        monkeypatch, prioritized):
+    """DrQ(eps) syncs the target after every update. With ``lazy_sync`` the sync copies nothing and the target pass
+    reads the online net, whose fc keeps one bf16 cast per weight version for both passes (SharedCast in the pass
+    that learns). Six synced Double-dueling updates give the same weights, bit for bit, as eager copies with
+    autocast casting on every call; the lazy agent copied nothing and cast the fc once per update."""
     from qzoo import networks
     from qzoo.agent import build_agent
-    from qzoo.replay import make_replay
 
     space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
     config = Config(env_id="ALE/Pong-v5", bf16="true", double=True, dueling=True, batch_size=8, buffer_size=300,
-                    target_update_interval=1, learning_rate=1e-3)
-    rng = np.random.default_rng(0)
-    replay_rows, obs = [], rng.integers(0, 256, (1, 4, 84, 84), dtype=np.uint8)
-    for i in range(64):  # sliding frame stacks, as the replay stores them
-        nxt = np.concatenate([obs[:, 1:], rng.integers(0, 256, (1, 1, 84, 84), dtype=np.uint8)], 1)
-        replay_rows.append((obs, rng.integers(0, 6, 1), rng.normal(size=1).astype(np.float32), nxt,
-                            np.array([i == 40]), np.zeros(1, bool)))
-        obs = nxt
+                    target_update_interval=1, learning_rate=1e-3, prioritized=prioritized)
 
-    def run(share: bool):
+    def run(lazy: bool):
         torch.manual_seed(0)
         agent = build_agent(config, space, 6, torch.device("cpu"))
-        replay = make_replay(config, space)
-        for row in replay_rows:
-            replay.add(*row)
-        borrowed = []
-        real = networks.SharedCast.apply
-        monkeypatch.setattr(networks.SharedCast, "apply", lambda *a: (borrowed.append(1), real(*a))[1])
-        if not share:
-            monkeypatch.setattr(networks.NatureCNN, "_twin_cast", lambda self: None)
+        assert agent.lazy_sync
+        replay = drq_like_replay(config, space)
+        copies, casts = [], []
+        real_copy, real_cast = torch._foreach_copy_, networks.NatureCNN._fc_bf16
+        monkeypatch.setattr(torch, "_foreach_copy_", lambda *a: (copies.append(1), real_copy(*a))[1])
+        if lazy:
+            def counting(self, x):
+                before = self._kept_cast
+                out = real_cast(self, x)
+                casts.append(self._kept_cast is not before)
+                return out
+            monkeypatch.setattr(networks.NatureCNN, "_fc_bf16", counting)
+        else:
+            agent.lazy_sync = False
+            monkeypatch.setattr(networks.NatureCNN, "_fc_bf16", lambda self, x: self.fc(x))  # autocast alone
         for step in range(6):
             agent.sync_target()
             agent.learn(replay, 1, 8, 100 + step)
         monkeypatch.undo()
-        return agent, len(borrowed)
+        return agent, len(copies), casts
 
-    shared, n_borrowed = run(True)
-    plain, n_plain = run(False)
-    assert n_borrowed == 6 and n_plain == 0  # every update borrowed the target's cast
-    for a, b in zip(shared.q_net.parameters(), plain.q_net.parameters(), strict=True):
+    lazy, lazy_copies, casts = run(True)
+    eager, eager_copies, _ = run(False)
+    assert lazy_copies == 0 and eager_copies == 6
+    assert sum(casts) == 6  # one new cast per update: the target pass made it, the learning pass reused it
+    for a, b in zip(lazy.q_net.parameters(), eager.q_net.parameters(), strict=True):
         assert torch.equal(a, b)
-    torso, target = shared.q_net.torso, shared.target_net.torso
-    shared.sync_target()
-    frames = torch.randint(0, 256, (4, 4, 84, 84), dtype=torch.uint8)
-    with torch.no_grad():
-        target(frames)  # the target's kept cast
-        assert torso._twin_cast() is target._frozen_cast[1]
-        torso.fc.weight.add_(1.0)  # the online weight moved: no longer the target's
-        assert torso._twin_cast() is None and torch.equal(torso(frames), autocast_reference(torso, frames))
-    shared.sync_target(tau=0.5)  # a soft update: not a copy
-    assert torso._twin is None
+    # a lazy sync's weights reach target_net when something reads it: the checkpoint holds the online weights
+    lazy.sync_target()
+    state = lazy.state_dict()
+    for name, value in lazy.q_net.state_dict().items():
+        assert torch.equal(state["target_net"][name], value)
+
+
+def test_a_lazy_sync_refuses_a_target_read_after_an_update_without_a_sync():
+    from qzoo.agent import build_agent
+
+    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    config = Config(env_id="ALE/Pong-v5", bf16="false", double=True, batch_size=8, buffer_size=300,
+                    target_update_interval=1)
+    agent = build_agent(config, space, 6, torch.device("cpu"))
+    replay = drq_like_replay(config, space)
+    agent.sync_target()
+    agent.learn(replay, 1, 8, 100)
+    agent.sync_target()
+    agent.learn(replay, 1, 8, 101)  # no sync after it: the target's weights (the online net's before) are gone
+    with pytest.raises(RuntimeError, match="lazy_sync"):
+        agent.learn(replay, 1, 8, 102)
+    # other settings keep eager copies: a sync that is not after every update, several updates per phase, noise
+    assert not build_agent(config.replace(target_update_interval=4), space, 6, torch.device("cpu")).lazy_sync
+    assert not build_agent(config.replace(gradient_steps=2), space, 6, torch.device("cpu")).lazy_sync
+    assert not build_agent(config.replace(noisy=True), space, 6, torch.device("cpu")).lazy_sync
+    assert build_agent(config.replace(n_envs=4, target_update_interval=4), space, 6, torch.device("cpu")).lazy_sync
 
 
 def test_nature_cnn_composes_with_noisy_dueling_c51_heads():

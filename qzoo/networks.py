@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -28,6 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from qzoo.config import Config
+from qzoo.conv_ops import SharedCast, StemConv, same_pads
+from qzoo.precision import bf16_enabled
 
 
 def mlp(in_dim: int, sizes: list[int], linear=nn.Linear) -> tuple[nn.Module, int]:
@@ -147,75 +148,6 @@ class NatureCNN(nn.Module):
         return casts if torch.is_grad_enabled() else (casts[0].detach(), casts[1].detach())
 
 
-def same_pads(size: tuple[int, int], layers: list[tuple[int, int]]) -> list[tuple[int, int, int, int]]:
-    """F.pad's (left, right, top, bottom) for each (kernel, stride) convolution in turn under TensorFlow's 'SAME'
-    rule: output side ceil(n / stride), total padding max((out - 1) * stride + kernel - n, 0), the larger half
-    after. 84x84 through 8/4, 4/2, 3/1: (2, 2), (1, 2), (1, 1); sides 21, 11, 11."""
-    pads, (h, w) = [], size
-    for kernel, stride in layers:
-        sides = []
-        for n in (w, h):
-            out = -(-n // stride)
-            total = max((out - 1) * stride + kernel - n, 0)
-            sides.append((total // 2, total - total // 2, out))
-        (left, right, w), (top, bottom, h) = sides
-        pads.append((left, right, top, bottom))
-    return pads
-
-
-def space_to_depth(x: torch.Tensor, block: int) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C * block^2, H / block, W / block), channel c * block^2 + dy * block + dx holding
-    x[:, c, block * i + dy, block * j + dx] (``F.pixel_unshuffle``'s order, which is ~5x slower on the CPU)."""
-    b, c, h, w = x.shape
-    return x.view(b, c, h // block, block, w // block, block).permute(0, 1, 3, 5, 2, 4).reshape(
-        b, c * block * block, h // block, w // block)
-
-
-class SharedCast(torch.autograd.Function):
-    """``weight`` as the bfloat16 tensor ``cast`` that holds its values (its kept cast), with the backward of the
-    cast itself: the gradient converted to ``weight``'s float32, as autocast's
-    cast (``ToCopyBackward0``) gives it, bit for bit."""
-
-    @staticmethod
-    def forward(ctx, weight: torch.Tensor, cast: torch.Tensor) -> torch.Tensor:
-        ctx.dtype = weight.dtype
-        return cast.view_as(cast)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        return grad.to(ctx.dtype), None
-
-
-class StemConv(torch.autograd.Function):
-    """The Nature CNN's first convolution (8x8, stride 4, on 4 frames) in float32 on the CPU, with its weight
-    gradient computed as the equal convolution of the space-to-depth input: a 2x2, stride-1 convolution over
-    4 * 16 = 64 channels, whose weight is the 8x8 one rearranged (tap (4a + dy, 4b + dx) of channel c is tap (a, b)
-    of channel 16c + 4dy + dx). oneDNN's float32 weight gradient for 4 input channels at stride 4 is slow (~16 ms
-    for a batch of 32 on one core) and for 64 channels at stride 1 is not (~6 ms, the same products summed in
-    another order). The forward pass is the plain convolution; no gradient for the frames."""
-
-    @staticmethod
-    def forward(ctx, obs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(obs)
-        ctx.weight_shape = weight.shape
-        return F.conv2d(obs.float(), weight, bias, 4)
-
-    @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):
-        (obs,) = ctx.saved_tensors
-        out_ch, in_ch, k, _ = ctx.weight_shape
-        x = space_to_depth(obs, 4).float()
-        kernel = k // 4
-        shape_only = x.new_empty(out_ch, in_ch * 16, kernel, kernel)  # (the weight's shape; no input gradient)
-        grad_weight, grad_bias = torch.ops.aten.convolution_backward(
-            grad_out.contiguous(), x, shape_only, [grad_out.shape[1]], [1, 1], [0, 0], [1, 1], False, [0, 0], 1,
-            [False, True, True])[1:]
-        # (out, 16 in_ch, a, b) -> (out, in_ch, dy, dx, a, b) -> (out, in_ch, a, dy, b, dx) = (out, in_ch, 8, 8)
-        grad_weight = grad_weight.view(out_ch, in_ch, 4, 4, kernel, kernel).permute(0, 1, 4, 2, 5, 3).reshape(
-            out_ch, in_ch, k, k)
-        return None, grad_weight, grad_bias
-
-
 class MinAtarCNN(nn.Module):
     """The MinAtar torso (Young & Tian 2019): grids (B, C, 10, 10) of 0/1 values (uint8 in replay, cast here),
     conv 16 3x3 stride 1, fully connected 128, each followed by a ReLU. ``linear`` builds the fully connected
@@ -304,61 +236,6 @@ def build_q_network(config: Config, observation_space: gym.spaces.Space, n_actio
                 nn.init.xavier_uniform_(module.weight)
                 nn.init.zeros_(module.bias)
     return q_net
-
-
-NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 CPU flags (as /proc/cpuinfo spells them) of native bf16 math
-
-
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str] | None:
-    """The CPU feature flags the kernel reports; None where there is no readable /proc/cpuinfo."""
-    try:
-        text = cpuinfo.read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        name, _, value = line.partition(":")
-        if name.strip() == "flags":
-            return set(value.split())
-    return set()
-
-
-def native_bf16_cpu(flags: set[str] | None = None) -> bool:
-    """True when this CPU computes bfloat16 natively (AVX512_BF16 or AMX), read from its flags (``flags``, or
-    /proc/cpuinfo's; without one, torch's own CPU capability checks). Elsewhere torch emulates bf16
-    convolutions, which made a Nature-CNN update ~12x slower than float32 (AVX2 AMD EPYC, BENCHMARKS.md)."""
-    flags = cpu_flags() if flags is None else flags
-    if flags is not None:
-        return any(flag in flags for flag in NATIVE_BF16_FLAGS)
-    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    return any(check() for check in checks if callable(check))
-
-
-def bf16_enabled(setting: str, device_type: str = "cpu") -> bool:
-    """The ``bf16`` setting ('auto', 'true', 'false') as a bool: 'auto' is on with CUDA or a native-bf16 CPU."""
-    if setting == "auto":
-        return device_type == "cuda" or (device_type == "cpu" and native_bf16_cpu())
-    return setting == "true"
-
-
-def resolve_bf16(config: Config, device: torch.device, observation_shape: tuple) -> tuple[str, str | None]:
-    """(the ``bf16`` value the run uses, 'true' or 'false'; one line saying what 'auto' chose, or warning that
-    'true' will be slow, or None). Only the Nature CNN torso has a bf16 path: elsewhere 'auto' is 'false'."""
-    if config.resolved_network(observation_shape) != "nature_cnn":
-        return ("false" if config.bf16 == "auto" else config.bf16), None
-    on = bf16_enabled(config.bf16, device.type)
-    if config.bf16 == "auto":
-        if device.type == "cuda":
-            why = "CUDA"
-        elif on:
-            found = [flag for flag in NATIVE_BF16_FLAGS if flag in (cpu_flags() or set())]
-            why = f"this CPU computes bfloat16 natively: {', '.join(found) or 'per torch'}"
-        else:
-            why = f"this CPU has no native bfloat16 (neither {' nor '.join(NATIVE_BF16_FLAGS)} among its flags)"
-        return str(on).lower(), f"qzoo: bf16=auto: {'on' if on else 'off'} ({why})"
-    if on and device.type == "cpu" and not native_bf16_cpu():
-        return "true", ("qzoo: warning: bf16=true, but this CPU has no native bfloat16 (AVX512_BF16 or AMX), so "
-                        "torch emulates it: updates run ~10x slower than in float32; set bf16=false or auto")
-    return config.bf16, None
 
 
 def plain_mlp_layers(q_net: QNetwork) -> tuple[list[nn.Linear], nn.Linear, nn.Linear | None] | None:

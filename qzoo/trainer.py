@@ -27,7 +27,7 @@ from qzoo.agent import build_agent, resolve_device
 from qzoo.config import Config
 from qzoo.envs import check_env, finished_episodes, finished_games, make_env, make_vec_env, true_next_obs
 from qzoo.evaluation import EvalResult, evaluate
-from qzoo.networks import resolve_bf16
+from qzoo.precision import resolve_bf16
 from qzoo.replay import make_replay
 from qzoo.runlog import (  # noqa: F401  (EVAL_COLUMNS, PROGRESS_COLUMNS, ProgressLog: their home is runlog)
     EVAL_COLUMNS,

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from qzoo import allocator
-from qzoo.networks import native_bf16_cpu
+from qzoo.precision import native_bf16_cpu
 
 QZOO = [sys.executable, "-m", "qzoo"]
 

@@ -17,6 +17,7 @@ from gymnasium.wrappers import AtariPreprocessing
 
 from qzoo import config as config_module
 from qzoo.config import Config, ConfigError, normalise_preset_entry, preset_values, resolve
+from qzoo.conv_ops import same_pads, space_to_depth
 from qzoo.envs import check_env, finished_episodes, finished_games, make_env, make_vec_env, true_next_obs
 from qzoo.envs.atari import (
     AtariTrainingVectorEnv,
@@ -27,7 +28,7 @@ from qzoo.envs.atari import (
     make_atari_env,
 )
 from qzoo.evaluation import human_normalized
-from qzoo.networks import NatureCNN, NoisyLinear, QNetwork, build_q_network, same_pads, space_to_depth
+from qzoo.networks import NatureCNN, NoisyLinear, QNetwork, build_q_network
 
 
 def actions(n_actions: int, n: int, seed: int = 0) -> np.ndarray:
@@ -693,37 +694,37 @@ def test_nature_cnn_composes_with_noisy_dueling_c51_heads():
 
 
 def test_native_bf16_is_read_from_the_cpu_flags(tmp_path):
-    from qzoo import networks
+    from qzoo import precision
 
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu sse2 avx2 avx512f\n\n"
                        "processor\t: 1\nflags\t\t: fpu sse2 avx2 avx512f\n")
-    flags = networks.cpu_flags(cpuinfo)
-    assert flags == {"fpu", "sse2", "avx2", "avx512f"} and not networks.native_bf16_cpu(flags)
-    assert networks.native_bf16_cpu({"avx2", "avx512_bf16"}) and networks.native_bf16_cpu({"amx_bf16", "amx_tile"})
-    assert networks.cpu_flags(tmp_path / "missing") is None
+    flags = precision.cpu_flags(cpuinfo)
+    assert flags == {"fpu", "sse2", "avx2", "avx512f"} and not precision.native_bf16_cpu(flags)
+    assert precision.native_bf16_cpu({"avx2", "avx512_bf16"}) and precision.native_bf16_cpu({"amx_bf16", "amx_tile"})
+    assert precision.cpu_flags(tmp_path / "missing") is None
 
 
 def test_bf16_auto_resolves_by_hardware_and_says_so_in_one_line(monkeypatch):
-    from qzoo import networks
+    from qzoo import precision
 
     pong, shape, cpu, cuda = Config(env_id="ALE/Pong-v5", bf16="auto"), (4, 84, 84), torch.device("cpu"), \
         torch.device("cuda")
-    monkeypatch.setattr(networks, "native_bf16_cpu", lambda flags=None: False)
-    value, line = networks.resolve_bf16(pong, cpu, shape)
+    monkeypatch.setattr(precision, "native_bf16_cpu", lambda flags=None: False)
+    value, line = precision.resolve_bf16(pong, cpu, shape)
     assert value == "false" and line.startswith("qzoo: bf16=auto: off (") and "\n" not in line
-    assert networks.resolve_bf16(pong, cuda, shape) == ("true", "qzoo: bf16=auto: on (CUDA)")
+    assert precision.resolve_bf16(pong, cuda, shape) == ("true", "qzoo: bf16=auto: on (CUDA)")
     # forced on where it is emulated: a one-line warning
-    value, warning = networks.resolve_bf16(pong.replace(bf16="true"), cpu, shape)
+    value, warning = precision.resolve_bf16(pong.replace(bf16="true"), cpu, shape)
     assert value == "true" and "warning" in warning and "bf16=false" in warning and "\n" not in warning
-    assert networks.resolve_bf16(pong.replace(bf16="true"), cuda, shape) == ("true", None)
-    assert networks.resolve_bf16(pong.replace(bf16="false"), cpu, shape) == ("false", None)
-    monkeypatch.setattr(networks, "native_bf16_cpu", lambda flags=None: True)
-    value, line = networks.resolve_bf16(pong, cpu, shape)
+    assert precision.resolve_bf16(pong.replace(bf16="true"), cuda, shape) == ("true", None)
+    assert precision.resolve_bf16(pong.replace(bf16="false"), cpu, shape) == ("false", None)
+    monkeypatch.setattr(precision, "native_bf16_cpu", lambda flags=None: True)
+    value, line = precision.resolve_bf16(pong, cpu, shape)
     assert value == "true" and line.startswith("qzoo: bf16=auto: on (this CPU computes bfloat16 natively")
-    assert networks.resolve_bf16(pong.replace(bf16="true"), cpu, shape) == ("true", None)
+    assert precision.resolve_bf16(pong.replace(bf16="true"), cpu, shape) == ("true", None)
     # no CNN torso, no bf16 path: auto is off, silently
-    assert networks.resolve_bf16(Config(env_id="CartPole-v1", bf16="auto"), cpu, (4,)) == ("false", None)
+    assert precision.resolve_bf16(Config(env_id="CartPole-v1", bf16="auto"), cpu, (4,)) == ("false", None)
 
 
 def test_tri_state_settings_also_take_booleans():

@@ -220,8 +220,11 @@ class Config:
     augmentation_pad: int = setting(4, "largest shift of the augmentation, in pixels (DrQ: 4)", at_least(1),
                                     "replay")
     prioritized_alpha: float = setting(0.6, "priority exponent alpha (0 = uniform)", unit_interval, "replay")
-    prioritized_beta: float = setting(0.4, "initial importance-sampling exponent beta, annealed to 1 over training",
-                                      unit_interval, "replay")
+    prioritized_beta: float = setting(0.4, "initial importance-sampling exponent beta, annealed to "
+                                           "prioritized_beta_final over training", unit_interval, "replay")
+    prioritized_beta_final: float = setting(
+        1.0, "importance-sampling exponent at the end of training (1: Schaul et al.'s annealing; equal to "
+             "prioritized_beta: a constant beta, as Dopamine's Rainbow, 0.5)", unit_interval, "replay")
     prioritized_eps: float = setting(1e-6, "added to |TD error| so no priority is zero", positive, "replay")
     loss: str = setting("huber", "TD loss", one_of("huber", "mse"))
     max_grad_norm: float = setting(10.0, "clip the global gradient norm to this value (inf: no clipping)",
@@ -246,8 +249,12 @@ class Config:
     # --- replay -----------------------------------------------------------------------------------------------
     buffer_size: int = setting(1_000_000, "replay capacity in transitions", at_least(1), "replay")
     batch_size: int = setting(32, "transitions per gradient step", at_least(1), "replay")
-    learning_starts: int = setting(100, "environment steps of random actions before learning", at_least(0),
-                                   "replay")
+    learning_starts: int = setting(100, "environment steps before learning (random actions unless "
+                                        "warmup_actions is 'policy')", at_least(0), "replay")
+    warmup_actions: str = setting(
+        "random", "actions before learning_starts: 'random' (uniform, as SB3 and RL Zoo) or 'policy' (the agent's "
+                  "own, epsilon-greedy or a noisy net's: Dopamine's noisy agents, whose epsilon is 0, act so from "
+                  "the first step)", one_of("random", "policy"), "replay")
     # --- training loop ----------------------------------------------------------------------------------------
     n_timesteps: int = setting(100_000, "total environment steps (all envs together)", at_least(1), "train")
     train_freq: int = setting(4, "vector-env steps between training phases", at_least(1), "train")

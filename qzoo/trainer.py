@@ -6,7 +6,7 @@
 Step counting follows Stable-Baselines3 so RL Zoo hyperparameters mean the same thing here: ``step`` counts
 environment transitions (all envs together); ``train_freq`` counts vector-env steps; ``target_update_interval``,
 ``log_interval``, ``eval_freq`` and ``checkpoint_freq`` count transitions; learning starts once
-``step > learning_starts``, and before that actions are uniformly random.
+``step > learning_starts``, and before that actions are uniformly random (``warmup_actions: policy``: the agent's).
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
             # ---- act -------------------------------------------------------------------------------------
             t0 = time.perf_counter()
             epsilon = epsilon_at(step)
-            if step < config.learning_starts:
+            if step < config.learning_starts and config.warmup_actions == "random":
                 action = rng.integers(0, env_info.n_actions, n_envs)
             else:  # (noisy nets explore through their weights: epsilon is 0 for them)
                 action = phases.policy.act(obs, epsilon, rng)  # the agent, or its acting copy (overlap)

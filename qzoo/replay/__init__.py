@@ -138,7 +138,7 @@ def make_replay(config, observation_space) -> ReplayBuffer:
         storage = TransitionStorage(config.buffer_size, shape, observation_space.dtype, n_step=config.n_step,
                                     gamma=config.gamma, n_envs=config.n_envs)
     if config.prioritized:
-        beta = LinearSchedule(config.prioritized_beta, 1.0, config.schedule_horizon)  # beta annealed to 1 over training
+        beta = LinearSchedule(config.prioritized_beta, config.prioritized_beta_final, config.schedule_horizon)
         capacity = storage.capacity if isinstance(storage, TransitionStorage) else storage.n_rows
         sampler = PrioritizedSampler(capacity, config.prioritized_alpha, beta, config.prioritized_eps)
     else:

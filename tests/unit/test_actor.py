@@ -148,6 +148,30 @@ def test_an_overlapped_run_is_the_in_line_run_with_the_one_phase_lag_and_nothing
     assert not same(weights(inline.agent.q_net), weights(lagged.agent.q_net))
 
 
+@pytest.mark.parametrize("warmup", ["random", "policy"])
+def test_warmup_actions_random_or_the_agents_own(tmp_path, monkeypatch, warmup):
+    """Before learning_starts the loop acts uniformly at random, or (warmup_actions: policy, as Dopamine's noisy
+    agents) with the agent's own epsilon-greedy policy from the first step."""
+    from qzoo.agent import QAgent
+
+    calls = []
+    real_act = QAgent.act
+
+    def recording(self, obs, epsilon, rng):
+        calls.append(epsilon)
+        return real_act(self, obs, epsilon, rng)
+
+    monkeypatch.setattr(QAgent, "act", recording)
+    config = Config(env_id="CartPole-v1", n_timesteps=300, learning_starts=200, train_freq=4, buffer_size=1000,
+                    batch_size=16, log_interval=100, eval_freq=0, eval_episodes=1, progress_bar=False,
+                    tensorboard=False, seed=0, warmup_actions=warmup, exploration_fraction=1.0, eval_epsilon=0.0)
+    train(config, tmp_path / warmup, out=None)
+    training = [eps for eps in calls if eps > 0]  # (the final evaluation acts at epsilon 0)
+    assert len(training) == (300 if warmup == "policy" else 100)  # the agent chose every action, or those after 200
+    # epsilon's schedule runs from step 0 either way: 1 - 0.95 * step / 300
+    assert training[0] == pytest.approx(1.0 if warmup == "policy" else 1 - 0.95 * 200 / 300)
+
+
 def test_importing_qzoo_sets_a_passive_openmp_wait_policy_unless_one_is_set():
     import os
     import subprocess

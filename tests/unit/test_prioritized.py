@@ -140,3 +140,23 @@ def test_errors():
     sampler.on_add(np.arange(2))
     with pytest.raises(ValueError):
         sampler.update_priorities(np.array([0]), np.array([np.nan]))
+
+
+def test_beta_final_sets_where_the_annealing_ends():
+    """Dopamine's Rainbow keeps beta at 0.5 (loss weights 1 / sqrt(P(i)), over their batch maximum):
+    prioritized_beta_final = prioritized_beta gives that constant; the default anneals to 1."""
+    import gymnasium as gym
+
+    from qzoo.config import Config
+    from qzoo.replay import make_replay
+
+    space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+    base = Config(env_id="CartPole-v1", prioritized=True, prioritized_beta=0.5, n_timesteps=1000)
+    annealed = make_replay(base, space).sampler.beta_schedule
+    constant_beta = make_replay(base.replace(prioritized_beta_final=0.5), space).sampler.beta_schedule
+    assert [annealed(s) for s in (0, 500, 1000)] == [0.5, 0.75, 1.0]
+    assert [constant_beta(s) for s in (0, 500, 1000)] == [0.5, 0.5, 0.5]
+    sampler = known_buffer(constant_beta)
+    _, weights = sampler.sample_rows(4, 4, MidpointRng(), step=900)
+    # P = 0.2, 0.3, 0.4, 0.4: Dopamine's 1 / sqrt(P) / max = sqrt(0.2 / P)
+    np.testing.assert_allclose(weights, np.sqrt(0.2 / np.array([0.2, 0.3, 0.4, 0.4])), rtol=1e-6)

@@ -185,7 +185,7 @@ def test_buffer_shifts_s_and_next_s_independently_and_is_seeded():
 
 def test_drq_eps_preset_turns_it_on_for_atari_and_flat_observations_are_refused():
     config = resolve("ALE/Pong-v5", "drq_eps")
-    assert (config.augmentation, config.augmentation_pad) == ("random_shift", 4)
+    assert (config.augmentation, config.augmentation_pad) == ("shift_intensity", 4)  # Dopamine's
     space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
     assert make_replay(config, space).augment is not None
     assert make_replay(config.replace(augmentation="none"), space).augment is None

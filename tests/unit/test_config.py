@@ -213,13 +213,17 @@ def test_atari_100k_presets_follow_the_dopamine_protocol(algo):
     assert (c.atari_protocol, c.noop_max, c.fire_reset, c.episodic_life, c.max_episode_frames) == (
         "nature", 0, False, True, 108_000)
     assert c.double and c.dueling
+    # Dopamine's FullRainbowNetwork ('SAME' padding, Glorot-uniform kernels, zero biases), no gradient clipping
+    assert (c.conv_padding, c.weight_init, c.max_grad_norm) == ("same", "xavier_uniform", float("inf"))
     if algo == "der":
         assert c.noisy and c.prioritized and c.distributional == "c51" and c.target_update_interval == 2000
-        assert c.augmentation == "none"
+        assert c.augmentation == "none" and c.warmup_actions == "policy"
+        assert c.prioritized_beta == c.prioritized_beta_final == 0.5  # 1 / sqrt(P(i)), never annealed
     else:
         assert not c.noisy and not c.prioritized and c.distributional == "none" and c.target_update_interval == 1
-        assert c.augmentation == "random_shift" and c.exploration_final_eps == 0.01
-        assert round(c.exploration_fraction * c.n_timesteps) == 6600  # 1,600 warm-up + 5,000 decay steps
+        assert c.augmentation == "shift_intensity" and c.exploration_final_eps == 0.01
+        assert c.warmup_actions == "random" and c.exploration_delay == 1600  # epsilon 1 for the warm-up ...
+        assert round(c.exploration_fraction * c.n_timesteps) == 5000  # ... then 5,000 decay steps
     assert resolve("CartPole-v1", algo).augmentation == "none"  # pixels only
 
 

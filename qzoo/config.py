@@ -282,6 +282,11 @@ class Config:
                              "logging")
     eval_episodes: int = setting(10, "episodes per evaluation", at_least(1), "logging")
     eval_epsilon: float = setting(0.0, "epsilon used by evaluation", unit_interval, "logging")
+    eval_envs: int = setting(
+        0, "envs played side by side in a training run's evaluations, one batched forward pass per step; env i "
+           "plays a fixed share of eval_episodes as a lone env seeded seed + i would (0 = auto: 8 for the Nature "
+           "CNN, whose one-frame pass costs most, 1 otherwise; never more than eval_episodes)", at_least(0),
+        "logging")
     checkpoint_freq: int = setting(0, "environment steps between checkpoints (0 = every 10% of training)",
                                    at_least(0), "logging")
     keep_checkpoints: int = setting(3, "periodic checkpoints kept on disk (older ones are deleted)", at_least(1),
@@ -344,6 +349,12 @@ class Config:
         if len(obs_shape) != 3:
             return "mlp"
         return "nature_cnn" if min(obs_shape[1:]) >= 36 else "minatar"
+
+    def resolved_eval_envs(self, obs_shape: tuple, episodes: int | None = None) -> int:
+        """``eval_envs``, with 0 (auto) read as 8 for the Nature CNN and 1 otherwise, capped at the episodes played
+        (``eval_episodes`` unless given)."""
+        n = self.eval_envs or (8 if self.resolved_network(obs_shape) == "nature_cnn" else 1)
+        return max(1, min(n, self.eval_episodes if episodes is None else episodes))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -25,7 +25,7 @@ from qzoo import checkpoint as ckpt
 from qzoo.actor import TrainingPhases, learner_threads, resolve_overlap
 from qzoo.agent import build_agent, resolve_device
 from qzoo.config import Config
-from qzoo.envs import check_env, finished_episodes, finished_games, make_env, make_vec_env, true_next_obs
+from qzoo.envs import check_env, finished_episodes, finished_games, make_eval_envs, make_vec_env, true_next_obs
 from qzoo.evaluation import EvalResult, evaluate
 from qzoo.precision import resolve_bf16
 from qzoo.replay import make_replay
@@ -50,6 +50,11 @@ class TrainingDiverged(RuntimeError):
 def seed_everything(seed: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def close_all(envs: list) -> None:
+    for env in envs:
+        env.close()
 
 
 def train(config: Config, run_dir: Path | None = None, *, command: str = "",
@@ -81,7 +86,8 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
         print(f"qzoo: memory allocator: {allocator.describe()}", file=out or sys.stderr, flush=True)
 
     envs = make_vec_env(config)
-    eval_env = make_env(config.env_id, config.env_kwargs, config=config)()  # Atari: whole games, raw score
+    # Atari: whole games, raw score; several side by side for the Nature CNN (one batched forward pass a step)
+    eval_envs = make_eval_envs(config)
     envs.action_space.seed(config.seed)
     agent = build_agent(config, env_info.observation_space, env_info.n_actions, device)
     replay = make_replay(config, env_info.observation_space)
@@ -109,7 +115,7 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
     def run_evaluation() -> EvalResult:
         phases.settle()
         with agent.evaluating():  # noisy layers use their mean weights
-            return evaluate(agent, eval_env, config.eval_episodes, config.eval_epsilon, config.seed + 10_000)
+            return evaluate(agent, eval_envs, config.eval_episodes, config.eval_epsilon, config.seed + 10_000)
 
     def save_checkpoint() -> None:
         if checkpointer is None:
@@ -202,7 +208,7 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
         if consistent and stop.signal is None:
             save_checkpoint()
     except BaseException:  # divergence, a pruning hook, a crash: nothing below runs, so close what it would use
-        eval_env.close()
+        close_all(eval_envs)
         logger.close()
         eval_log.close()
         raise
@@ -220,7 +226,7 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
                                 progress.start)
         if run_dir is not None:
             ckpt.save(run_dir / ckpt.MODEL_FILE, ckpt.model_payload(config, agent, step, obs_shape))
-    eval_env.close()
+    close_all(eval_envs)
     logger.close()
     eval_log.close()
     return RunResult(run_dir, step, progress.episodes, final_eval, best_eval, time.perf_counter() - start,

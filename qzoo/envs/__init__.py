@@ -197,6 +197,15 @@ def make_env(env_id: str, env_kwargs: dict | None = None, *, one_hot: bool = Tru
     return thunk
 
 
+def make_eval_envs(config: Config, episodes: int | None = None, one_hot: bool = True) -> list[gym.Env]:
+    """The evaluation envs of ``config`` (Atari: whole games, raw score): ``config.resolved_eval_envs`` of them, to
+    be played side by side by :func:`qzoo.evaluation.evaluate`."""
+    thunk = make_env(config.env_id, config.env_kwargs, one_hot=one_hot, config=config)
+    first = thunk()
+    n = config.resolved_eval_envs(first.observation_space.shape, episodes)
+    return [first] + [thunk() for _ in range(n - 1)]
+
+
 def make_vec_env(config: Config, n_envs: int | None = None) -> gym.vector.VectorEnv:
     """The training environments (for Atari: life-loss episodes, clipped rewards; the wrapper pipeline, or ale-py's
     C++ AtariVectorEnv with ``atari_backend: vector``)."""

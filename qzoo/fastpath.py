@@ -133,6 +133,9 @@ class PhaseLog:
         return sums
 
 
+GRAD_ALIGN = 16  # floats: 64 bytes, the alignment of a tensor torch allocates
+
+
 class MLPPhase(PhaseLog):
     """A training phase of a plain or dueling MLP Q-network (``MLPBackprop``) with ``FusedAdamStep``, on uniform batches
     (no importance weights), the target network frozen for the phase. Per update:
@@ -151,9 +154,14 @@ class MLPPhase(PhaseLog):
         self.target = [pair(layer) for layer in target.layers]
         self.online_value, self.target_value = pair(backprop.value), pair(target.value)  # dueling: V's layer
         # the gradients, written in place by every update: views of one flat buffer, whose squared norm is one dot
+        # (the zeros between them add nothing). Each view starts 64 bytes into the buffer, as a fresh tensor does:
+        # a BLAS product written into a misaligned output may sum in another order (MKL on a Zen 4 EPYC does), and
+        # the gradients must be the reference path's to the last bit
         sizes = [p.numel() for p in backprop.params]
-        self.flat_grad = torch.empty(sum(sizes))
-        self.grads = [g.view_as(p) for g, p in zip(self.flat_grad.split(sizes), backprop.params, strict=True)]
+        starts = [GRAD_ALIGN * sum(-(-n // GRAD_ALIGN) for n in sizes[:i]) for i in range(len(sizes))]
+        self.flat_grad = torch.zeros(GRAD_ALIGN * sum(-(-n // GRAD_ALIGN) for n in sizes))
+        self.grads = [self.flat_grad[start:start + p.numel()].view_as(p)
+                      for start, p in zip(starts, backprop.params, strict=True)]
         self.max_grad_norm, self.loss, self.double = max_grad_norm, loss, double
 
     @classmethod

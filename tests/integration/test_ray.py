@@ -125,8 +125,10 @@ def test_a_run_that_fails_for_its_own_reason_is_reported_once_not_retried(cluste
     assert r.returncode == 1, r.stderr
     failures = [line for line in r.stderr.splitlines() if line.startswith("qzoo bench: failed:")]
     assert len(failures) == 1, r.stderr
-    assert failures[0].startswith("qzoo bench: failed: qzoo/Corridor-v0 dqn seed 0: TrainingDiverged: loss or "
-                                  "Q-value became non-finite at step ")
+    # caught at a log row (loss or Q non-finite) or at the step-300 checkpoint (weights non-finite), whichever the
+    # CPU's arithmetic reaches first (a Zen 4 EPYC's weights overflow before step 300, a Sapphire Rapids' after)
+    assert failures[0].startswith("qzoo bench: failed: qzoo/Corridor-v0 dqn seed 0: TrainingDiverged: ")
+    assert "became non-finite" in failures[0] and "try a lower learning_rate" in failures[0]
     attempt = json.loads((tmp_path / "diverge/qzoo/Corridor-v0/dqn_s0" / ATTEMPT).read_text())
     assert attempt["attempt"] == 1  # not retried
 

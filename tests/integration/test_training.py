@@ -75,11 +75,11 @@ def test_a_run_stopped_by_its_evaluation_hook_closes_its_evaluation_env(tmp_path
 
     closed = []
 
-    def spy_make_env(*args, **kwargs):
-        env = real_make_env(*args, **kwargs)()
-        real_close = env.close
-        env.close = lambda: (closed.append(True), real_close())
-        return lambda: env
+    def spy_make_eval_envs(*args, **kwargs):
+        envs = real_make_eval_envs(*args, **kwargs)
+        for env in envs:
+            env.close = (lambda close: lambda: (closed.append(True), close()))(env.close)
+        return envs
 
     class Pruned(Exception):
         pass
@@ -87,13 +87,13 @@ def test_a_run_stopped_by_its_evaluation_hook_closes_its_evaluation_env(tmp_path
     def prune(step, result):
         raise Pruned
 
-    real_make_env = trainer.make_env
-    monkeypatch.setattr(trainer, "make_env", spy_make_env)
+    real_make_eval_envs = trainer.make_eval_envs
+    monkeypatch.setattr(trainer, "make_eval_envs", spy_make_eval_envs)
     config = resolve("qzoo/Corridor-v0", flags={"n_timesteps": 400}, sets=FAST + [
-        "learning_starts=50", "eval_freq=100", "eval_episodes=1", "net_arch=[8]"])
+        "learning_starts=50", "eval_freq=100", "eval_episodes=2", "eval_envs=2", "net_arch=[8]"])
     with pytest.raises(Pruned):
         train(config, tmp_path / "run", on_eval=prune, out=None)
-    assert closed == [True]
+    assert closed == [True, True]  # both envs of the side-by-side evaluation
     rows = list(csv.DictReader(open(tmp_path / "run" / "evaluations.csv")))
     assert [int(r["step"]) for r in rows] == [100]  # the evaluation that was pruned is in the log
 

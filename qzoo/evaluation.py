@@ -32,65 +32,29 @@ class EvalResult:
 
 def evaluate(agent, env, n_episodes: int, epsilon: float, seed: int, max_steps: int = 100_000,
              on_step: Callable[[int, float], None] | None = None) -> EvalResult:
-    """Play ``n_episodes`` episodes in ``env`` (a single, non-vector env, or a list of such envs played side by
-    side). The first reset is seeded, so every call with the same seed faces the same start states; ``max_steps``
-    caps an episode that never ends. ``on_step(episode, return_so_far)`` is called after every reset and every
-    step (qzoo.video renders there; one env only).
-
-    With a list of k envs (:func:`evaluate_side_by_side`; the agent needs ``greedy`` and ``n_actions``) env i plays
-    its fixed share of the episodes as :func:`evaluate` would with seed ``seed + i``, and the observations of a step
-    go through one batched forward pass; a list of one env is that env."""
-    if isinstance(env, (list, tuple)):
-        if len(env) > 1:
-            if on_step is not None:
-                raise ValueError("on_step needs a single evaluation env")
-            return evaluate_side_by_side(agent, list(env), n_episodes, epsilon, seed, max_steps)
-        env = env[0]
-    rng = np.random.default_rng(seed)
-    returns, lengths = [], []
-    obs, _ = env.reset(seed=seed)
-    for episode in range(n_episodes):
-        total, length, done = 0.0, 0, False
-        if on_step is not None:
-            on_step(episode, total)
-        while not done and length < max_steps:
-            action = int(agent.act(np.asarray(obs)[None], epsilon, rng)[0])  # asarray: Discrete states are ints
-            obs, reward, terminated, truncated, info = env.step(action)
-            total += float(reward)
-            length += 1
-            done = terminated or truncated
-            if on_step is not None:
-                on_step(episode, total)
-        if done and "game_score" in info:  # Atari: the whole game's raw score, recorded before any wrapper
-            total = float(info["game_score"])
-        returns.append(total)
-        lengths.append(length)
-        obs, _ = env.reset()
-    return EvalResult(np.array(returns), np.array(lengths))
-
-
-def episode_shares(n_episodes: int, n_envs: int) -> list[int]:
-    """How many of ``n_episodes`` each of ``n_envs`` side-by-side envs plays: fixed in advance (as SB3's
-    ``evaluate_policy``), so short episodes are not over-represented; the shares differ by at most one."""
-    return [(n_episodes + i) // n_envs for i in range(n_envs)]
-
-
-def evaluate_side_by_side(agent, envs: list, n_episodes: int, epsilon: float, seed: int,
-                          max_steps: int = 100_000) -> EvalResult:
-    """:func:`evaluate` over several envs at once: env i, seeded ``seed + i`` and with a random stream of its own
-    (``default_rng(seed + i)``), plays ``episode_shares(...)[i]`` episodes, exactly what it would play alone; each
-    step the greedy actions of the envs still playing come from one ``agent.greedy`` call (one batched forward
-    pass: a Nature CNN scores 8 frames in ~1.8x the time of one; batched arithmetic may round differently, so a
-    near-tie can go the other way). Results are in env order (env 0's episodes first)."""
+    """Play ``n_episodes`` episodes, epsilon-greedily, in ``env``: a single (non-vector) env, or a list of such envs
+    played side by side. Env i is seeded ``seed + i`` at its first reset and draws from a random stream of its own
+    (``default_rng(seed + i)``, as :func:`qzoo.agent.epsilon_greedy` draws for one observation), so every call
+    with the same seed faces the same start states, and each env of a list plays exactly what it would play alone:
+    its fixed share of the episodes (:func:`episode_shares`). Each step the greedy actions of the envs still playing
+    come from one ``agent.greedy`` call (one batched forward pass: a Nature CNN scores 8 frames in ~1.8x the time
+    of one; batched arithmetic may round differently, so a near-tie can go the other way). ``max_steps`` caps an
+    episode that never ends. Results are in env order (env 0's episodes first). ``on_step(episode,
+    return_so_far)`` is called at every episode's start and after every step (qzoo.video renders there; one env
+    only)."""
+    envs = list(env) if isinstance(env, (list, tuple)) else [env]
     envs = envs[:max(1, min(len(envs), n_episodes))]
+    if on_step is not None and len(envs) > 1:
+        raise ValueError("on_step needs a single evaluation env")
     shares = episode_shares(n_episodes, len(envs))
     rngs = [np.random.default_rng(seed + i) for i in range(len(envs))]
-    obs = [np.asarray(env.reset(seed=seed + i)[0]) for i, env in enumerate(envs)]
+    obs = [np.asarray(e.reset(seed=seed + i)[0]) for i, e in enumerate(envs)]  # asarray: Discrete states are ints
     totals, lengths = [0.0] * len(envs), [0] * len(envs)
     returns, played = [[] for _ in envs], [[] for _ in envs]
     playing = [i for i in range(len(envs)) if shares[i] > 0]
+    if on_step is not None and playing:
+        on_step(0, 0.0)
     while playing:
-        # each env's draws as epsilon_greedy makes them for one observation: explore?, then a random action
         explore = {i: rngs[i].random(1)[0] < epsilon for i in playing}
         actions = {i: int(rngs[i].integers(0, agent.n_actions, 1)[0]) for i in playing}
         greedy = [i for i in playing if not explore[i]]
@@ -102,15 +66,25 @@ def evaluate_side_by_side(agent, envs: list, n_episodes: int, epsilon: float, se
             totals[i] += float(reward)
             lengths[i] += 1
             done = terminated or truncated
+            if on_step is not None:
+                on_step(len(returns[i]), totals[i])
             if done or lengths[i] >= max_steps:
-                total = float(info["game_score"]) if done and "game_score" in info else totals[i]
-                returns[i].append(total)
+                # Atari: the whole game's raw score, recorded before any wrapper
+                returns[i].append(float(info["game_score"]) if done and "game_score" in info else totals[i])
                 played[i].append(lengths[i])
                 totals[i], lengths[i] = 0.0, 0
                 ob, _ = envs[i].reset()
+                if on_step is not None and len(returns[i]) < shares[i]:
+                    on_step(len(returns[i]), 0.0)
             obs[i] = np.asarray(ob)
         playing = [i for i in playing if len(returns[i]) < shares[i]]
     return EvalResult(np.array([r for rs in returns for r in rs]), np.array([n for ns in played for n in ns]))
+
+
+def episode_shares(n_episodes: int, n_envs: int) -> list[int]:
+    """How many of ``n_episodes`` each of ``n_envs`` side-by-side envs plays: fixed in advance (as SB3's
+    ``evaluate_policy``), so short episodes are not over-represented; the shares differ by at most one."""
+    return [(n_episodes + i) // n_envs for i in range(n_envs)]
 
 
 # Random and human scores per Atari game (ALE ROM ids), as in DeepMind's dqn_zoo ``atari_data.py`` (also

@@ -158,8 +158,9 @@ class MLPPhase(PhaseLog):
         # a BLAS product written into a misaligned output may sum in another order (MKL on a Zen 4 EPYC does), and
         # the gradients must be the reference path's to the last bit
         sizes = [p.numel() for p in backprop.params]
-        starts = [GRAD_ALIGN * sum(-(-n // GRAD_ALIGN) for n in sizes[:i]) for i in range(len(sizes))]
-        self.flat_grad = torch.zeros(GRAD_ALIGN * sum(-(-n // GRAD_ALIGN) for n in sizes))
+        padded = [-(-n // GRAD_ALIGN) * GRAD_ALIGN for n in sizes]
+        starts = [sum(padded[:i]) for i in range(len(padded))]
+        self.flat_grad = torch.zeros(sum(padded))
         self.grads = [self.flat_grad[start:start + p.numel()].view_as(p)
                       for start, p in zip(starts, backprop.params, strict=True)]
         self.max_grad_norm, self.loss, self.double = max_grad_norm, loss, double

@@ -19,9 +19,9 @@ from pathlib import Path
 def losses(algo: str, mode: str, updates: int) -> list[float]:
     import torch
     import torch.nn.functional as F
+    from update_cost import synthetic_agent
 
     import qzoo.networks as networks
-    from update_cost import synthetic_agent
 
     torch.manual_seed(0)
     if mode == "float32, plain stem":

@@ -221,8 +221,10 @@ def test_postgres_two_workers_one_killed_mid_trial(tmp_path, postgres_url):
                 trials = optuna.load_study(study_name="pg", storage=storage).trials
             except KeyError:  # not created yet
                 continue
-            for t in trials:
-                if t.state == TrialState.RUNNING and t.user_attrs.get("worker", "").endswith(f":{victim.pid}"):
+            for t in trials:  # mid-trial: running with its settings drawn (a trial killed before its first
+                # suggest has no params, and its retry draws new ones: the check of retry.params below needs them)
+                if t.state == TrialState.RUNNING and t.params \
+                        and t.user_attrs.get("worker", "").endswith(f":{victim.pid}"):
                     victim.send_signal(signal.SIGKILL)
                     killed = t.number
         assert killed is not None, "the victim never ran a trial"

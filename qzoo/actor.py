@@ -44,9 +44,10 @@ from qzoo.replay import Batch, ReplayBuffer, batch_slice
 
 
 def resolve_overlap(config: Config, observation_shape: tuple) -> bool:
-    """``overlap`` as a bool. 'auto' is off: acting one update behind learned as well as in line (Breakout, 250k
-    steps), but overlapping only pays with a core to spare for the actor. With one other busy process on 2 cores
-    the overlapped loop ran at 83-89 steps/s against 155 in line (bf16, Pong; BENCHMARKS.md)."""
+    """``overlap`` as a bool. 'auto' is off: acting one update behind ended lower than in line on each of three
+    Pong seeds at 400k steps (and at the final evaluation of both Breakout seeds at 250k), not told apart from chance
+    but not ruled out; and overlapping only pays with a core to spare for the actor (with one other busy process on
+    2 cores the overlapped loop ran at 83-89 steps/s against 155 in line, bf16, Pong; BENCHMARKS.md)."""
     return config.overlap == "true"
 
 

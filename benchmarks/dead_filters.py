@@ -22,37 +22,30 @@ def main() -> None:
     import torch
     import torch.nn.functional as F
 
-    from qzoo.agent import build_agent
-    from qzoo.checkpoint import load_model
-    from qzoo.config import from_dict
-    from qzoo.envs import check_env, make_vec_env
+    from qzoo.envs import make_vec_env
+    from qzoo.policy import load_policy
 
     torch.set_num_threads(1)
-    payloads = [load_model(m)[0] for m in args.models]
-    config = from_dict({**payloads[0]["config"], "n_envs": 1})
-    info = check_env(config)
+    loaded = [load_policy(m) for m in args.models]  # (agent, config, model file): verified, fitted to its env
+    config = loaded[0][1].replace(n_envs=1)
     envs = make_vec_env(config)
     obs, _ = envs.reset(seed=0)
     rng, frames = np.random.default_rng(0), []
     while len(frames) < args.frames:
-        obs, *_ = envs.step(rng.integers(0, info.n_actions, 1))
+        obs, *_ = envs.step(rng.integers(0, loaded[0][0].n_actions, 1))
         if rng.random() < 0.1:
             frames.append(obs[0])
     envs.close()
     x = torch.as_tensor(np.stack(frames))
-    for path, payload in zip(args.models, payloads, strict=True):
-        cfg = from_dict({**payload["config"], "bf16": "false"})
-        agent = build_agent(cfg, info.observation_space, info.n_actions, torch.device("cpu"))
-        agent.q_net.load_state_dict(payload["q_net"] if "q_net" in payload else payload["agent"]["q_net"])
+    for agent, _, model_path in loaded:
         torso = agent.q_net.torso
         first = torso.convs[0]
-        with torch.no_grad():
-            h = F.relu(F.conv2d(torso._pad_input(x).float(), first.weight / 255.0, first.bias, first.stride))
+        with torch.no_grad():  # the stem as NatureCNN.forward computes it in float32, up to its ReLU
+            h = F.relu(F.conv2d(torso._pad_input(x).float(), first.weight * (1.0 / 255.0), first.bias, first.stride))
             q = agent.q_net(x)
         ever = int((h > 0).flatten(2).any(2).any(0).sum())
-        print(f"{path}  (step {payload.get('step')}): first-layer outputs active {float((h > 0).float().mean()):.4f}, "
+        print(f"{model_path}: first-layer outputs active {float((h > 0).float().mean()):.4f}, "
               f"filters ever active {ever}/{h.shape[1]}, Q's std across {len(x)} frames {float(q.std(0).mean()):.3g}")
-
 
 if __name__ == "__main__":
     main()

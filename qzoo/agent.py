@@ -61,6 +61,11 @@ class QAgent:
             self._phase = MinAtarPhase.of(self.q_net, self.target_net, self._rmsprop, **phase_kw)
         self._phase_q = self._phase.q_values if isinstance(self._phase, MinAtarPhase) else None
 
+    @property
+    def mlp_phase(self) -> bool:
+        """Whether training phases run through :class:`qzoo.fastpath.MLPPhase` (the compiled loop's path)."""
+        return isinstance(self._phase, MLPPhase)
+
     # ---- acting -------------------------------------------------------------------------------------------
     def greedy(self, obs: np.ndarray) -> np.ndarray:
         if self._numpy_q is not None:
@@ -99,7 +104,7 @@ class QAgent:
         phase = replay.sample_phase(n_updates, batch_size, step)  # batch i: rows [i * batch_size, ...)
         t1 = time.perf_counter()
         if self._phase is not None and self._phase.takes(phase.obs_tm1):
-            self._phase.run(*self._tensors(phase)[:5], n_updates)  # its losses: _drain_phase_metrics
+            self._phase.run(*self._tensors(phase)[:5], n_updates, rows=phase.indices)  # losses: _drain_phase_metrics
             self.updates += n_updates
         else:
             with torch.no_grad():
@@ -314,6 +319,9 @@ class QAgent:
 def epsilon_greedy(greedy, obs: np.ndarray, epsilon: float, rng: np.random.Generator, n_actions: int) -> np.ndarray:
     """One action per observation: uniformly random with probability epsilon, else ``greedy(obs)``'s."""
     n = len(obs)
+    if n == 1:  # the same two draws as below for n = 1 (a scalar draw takes what a size-1 draw takes), without
+        explore, action = rng.random() < epsilon, rng.integers(0, n_actions)  # the array overhead: ~8 us a step
+        return np.array([action if explore else greedy(obs)[0]], np.int64)
     explore = rng.random(n) < epsilon
     actions = rng.integers(0, n_actions, n)
     if not explore.all():  # skip the network entirely while every env explores

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from qzoo import allocator
+from qzoo import allocator, native
 from qzoo import checkpoint as ckpt
 from qzoo.actor import TrainingPhases, learner_threads, resolve_overlap
 from qzoo.agent import build_agent, resolve_device
@@ -90,6 +90,8 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
     eval_envs = make_eval_envs(config)
     envs.action_space.seed(config.seed)
     agent = build_agent(config, env_info.observation_space, env_info.n_actions, device)
+    if agent.mlp_phase:  # where the compiled update loop applies (qzoo/native.py)
+        print(f"qzoo: {native.describe()}", file=out or sys.stderr, flush=True)
     replay = make_replay(config, env_info.observation_space)
     epsilon_at = epsilon_schedule(config.exploration_initial_eps, config.exploration_final_eps,
                                   config.exploration_fraction, config.schedule_horizon, config.exploration_delay)

@@ -40,11 +40,12 @@ class TransitionStorage:
         """Write ``n`` rows (leading axis) at the cursor, wrapping around the end; returns the rows written."""
         n = len(action_tm1)
         rows = (self.pos + np.arange(n)) % self.capacity
-        self.obs_tm1[rows] = obs_tm1
-        self.action_tm1[rows] = action_tm1
-        self.reward_t[rows] = reward_t
-        self.discount_t[rows] = discount_t
-        self.obs_t[rows] = obs_t
+        where = slice(self.pos, self.pos + n) if self.pos + n <= self.capacity else rows  # a slice: ~2x faster
+        self.obs_tm1[where] = obs_tm1
+        self.action_tm1[where] = action_tm1
+        self.reward_t[where] = reward_t
+        self.discount_t[where] = discount_t
+        self.obs_t[where] = obs_t
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
         return rows

@@ -89,3 +89,21 @@ def test_resolved_eval_envs():
     assert cartpole.resolved_eval_envs((4,)) == 1
     assert cartpole.replace(eval_envs=4).resolved_eval_envs((4,)) == 4
     assert resolve("MinAtar/Breakout-v1").resolved_eval_envs((4, 10, 10)) == 1  # the small CNN acts fast alone
+
+
+@pytest.mark.parametrize("n_actions", [2, 6, 18])
+def test_one_observation_draws_what_the_array_path_draws(n_actions):
+    """epsilon_greedy's path for one observation (scalar draws) takes the same actions, and leaves the generator in
+    the same state, as the array path's two size-1 draws (the code it replaced, written out here)."""
+    def array_path(greedy, obs, epsilon, rng):
+        explore = rng.random(1) < epsilon
+        actions = rng.integers(0, n_actions, 1)
+        return actions if explore.all() else np.where(explore, actions, greedy(obs))
+
+    greedy = lambda obs: np.array([int(obs[0, 0]) % n_actions])  # noqa: E731
+    a, b = np.random.default_rng(7), np.random.default_rng(7)
+    for i in range(3000):
+        obs, epsilon = np.full((1, 4), i, np.float32), (0.0, 0.05, 0.5, 1.0)[i % 4]
+        got, want = epsilon_greedy(greedy, obs, epsilon, a, n_actions), array_path(greedy, obs, epsilon, b)
+        assert got.dtype == np.int64 and got.shape == (1,) and got[0] == want[0]
+    assert a.bit_generator.state == b.bit_generator.state

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+import qzoo.native
 from qzoo.agent import FusedAdamStep, build_agent, clip_grad_norm
 from qzoo.config import Config
 from qzoo.envs import check_env
@@ -202,12 +203,17 @@ def filled_replays(config, n_copies=2, steps=300):
 @pytest.mark.parametrize("kw", [{}, {"double": True}, {"loss": "mse"}, {"n_step": 3, "double": True},
                                 {"max_grad_norm": 0.05}, {"max_grad_norm": 0.5}, {"dueling": True},
                                 {"dueling": True, "double": True, "n_step": 3, "max_grad_norm": 0.5}])
-def test_a_phase_in_one_loop_equals_its_updates_one_by_one(kw):
+@pytest.mark.parametrize("loop", ["compiled", "python"])
+def test_a_phase_in_one_loop_equals_its_updates_one_by_one(kw, loop, monkeypatch):
     """QAgent.learn through MLPPhase (targets of the whole phase at once, gradients into buffers, clipping skipped
     where its factor is exactly 1) and through QAgent.update batch by batch: bit-identical weights after three
     phases of 16 updates, the same update count, the logged loss and mean Q equal up to the order of summation.
     A learning rate of 0.01 moves the online net enough for Double DQN's argmax to differ from the target net's;
-    max_grad_norm 0.05 clips every update, 0.5 some (both checked below), the default 10 none."""
+    max_grad_norm 0.05 clips every update, 0.5 some (both checked below), the default 10 none. The phase's loop
+    runs compiled (qzoo/csrc/mlp_phase.cpp, built by the setup: its absence fails here) or in Python."""
+    if loop == "python":
+        monkeypatch.setenv(qzoo.native.ENV, "0")
+    assert (qzoo.native.load() is not None) == (loop == "compiled"), qzoo.native.describe()
     fast, slow = agent_for(learning_rate=0.01, **kw), agent_for(learning_rate=0.01, **kw)
     slow._phase = None
     assert fast._phase is not None and fast._phase.double == kw.get("double", False)
@@ -298,3 +304,27 @@ def test_the_phase_gradients_are_64_byte_aligned_views_of_one_buffer():
     assert all(g.data_ptr() % 64 == 0 for g in phase.grads)
     assert all(g.untyped_storage().data_ptr() == phase.flat_grad.untyped_storage().data_ptr() for g in phase.grads)
     assert phase.flat_grad.numel() >= sum(p.numel() for p in agent.q_net.parameters())
+
+
+@pytest.mark.parametrize("chunk", [512, 100])
+@pytest.mark.parametrize("dueling", [False, True])
+def test_the_target_pass_over_distinct_rows_in_chunks_is_one_pass_bit_for_bit(chunk, dueling, monkeypatch):
+    """MLPPhase.target_values (each distinct storage row once, in chunks of TARGET_CHUNK rows) gives what one pass of
+    the target net over every row gives, bit for bit: with rows drawn many times (3,000 draws from 900 rows: the
+    distinct rows are computed and spread back), all distinct, and without indices (chunks only). CartPole's
+    network size, so the products are the real ones."""
+    monkeypatch.setattr(type(agent_for().__dict__["_phase"]), "TARGET_CHUNK", chunk)
+    config = Config(env_id="CartPole-v1", net_arch=[256, 256], dueling=dueling)
+    info = check_env(config)
+    torch.manual_seed(1)
+    agent = build_agent(config, info.observation_space, info.n_actions, torch.device("cpu"))
+    phase = agent._phase
+    rng = np.random.default_rng(2)
+    table = torch.from_numpy(rng.normal(size=(900, 4)).astype(np.float32))
+    with torch.inference_mode():
+        for rows in (rng.integers(0, 900, 3000), rng.permutation(900)):
+            obs_t = table[torch.from_numpy(rows)]
+            one_pass = phase.forward(phase.target, obs_t, phase.target_value)[0]
+            assert len(np.unique(rows)) < len(rows) or len(rows) == 900
+            assert torch.equal(phase.target_values(obs_t, rows), one_pass)
+            assert torch.equal(phase.target_values(obs_t), one_pass)

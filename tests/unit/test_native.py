@@ -1,0 +1,34 @@
+"""qzoo.native: the compiled MLP update loop is found where the setup built it, and can be turned off."""
+
+import subprocess
+import sys
+
+import qzoo.native as native
+
+
+def test_the_setup_built_the_compiled_loop_and_training_finds_it():
+    assert native.library().is_file(), "scripts/setup.sh runs `python -m qzoo.native`; the library is missing"
+    assert native.load() is not None and hasattr(native.load(), "mlp_phase")
+    assert native.describe().startswith("the MLP update loop is compiled")
+    out = subprocess.run([sys.executable, "-m", "qzoo.native"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "already built" in out.stdout  # building again compiles nothing
+
+
+def test_qzoo_native_0_keeps_the_python_loop(monkeypatch):
+    monkeypatch.setenv(native.ENV, "0")
+    assert native.load() is None
+    assert "runs in Python (QZOO_NATIVE=0)" in native.describe()
+
+
+def test_the_library_is_keyed_by_source_and_torch_version(monkeypatch, tmp_path):
+    """A changed source or another torch version names another library, so a stale build is never loaded."""
+    before = native.module_name()
+    monkeypatch.setattr(native.torch, "__version__", "0.0.0-test")
+    assert native.module_name() != before
+    monkeypatch.undo()
+    source = tmp_path / "mlp_phase.cpp"
+    source.write_bytes(native.SOURCE.read_bytes() + b"\n// changed\n")
+    monkeypatch.setattr(native, "SOURCE", source)
+    assert native.module_name() != before
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert native.load() is None  # not built there: training falls back, nothing is compiled

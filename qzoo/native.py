@@ -77,7 +77,7 @@ def build(verbose: bool = False) -> ModuleType:
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = os.pathsep.join(p for p in (bin_dir, os.environ.get("PATH", "")) if p)
     module = cpp_extension.load(module_name(), [str(SOURCE)], build_directory=str(directory),
-                                extra_cflags=["-O2"], verbose=verbose)
+                                extra_cflags=["-O2", "-Wfatal-errors"], verbose=verbose)
     _loaded[module_name()] = module
     return module
 
@@ -100,9 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         build(verbose)
     except (RuntimeError, OSError, ImportError) as e:
-        first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
-        print(f"qzoo native: not built ({first}); training uses the Python loop (the same numbers, slower)",
-              file=sys.stderr)
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        why = next((line.split("error:", 1)[1].strip() for line in lines if "error:" in line),  # the compiler's
+                   lines[0] if lines else type(e).__name__)
+        print(f"qzoo native: not built ({why}); training uses the Python loop (the same numbers, slower); "
+              "python -m qzoo.native --verbose shows the compiler's output", file=sys.stderr)
         return 1
     print(f"qzoo native: built {library()}")
     return 0

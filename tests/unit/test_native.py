@@ -32,3 +32,16 @@ def test_the_library_is_keyed_by_source_and_torch_version(monkeypatch, tmp_path)
     assert native.module_name() != before
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert native.load() is None  # not built there: training falls back, nothing is compiled
+
+
+def test_a_failed_build_says_why_in_one_line_and_training_goes_on(monkeypatch, tmp_path, capsys):
+    """A source the compiler rejects (here at its first line, so no time is spent on torch's headers): exit 1, one
+    line naming the compiler's error and what happens instead, nothing loaded."""
+    source = tmp_path / "mlp_phase.cpp"
+    source.write_text('#error "qzoo test: this compiler says no"\n' + native.SOURCE.read_text())
+    monkeypatch.setattr(native, "SOURCE", source)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert native.main([]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "this compiler says no" in err[0] and "the Python loop" in err[0], err
+    assert native.load() is None and not native.library().exists()

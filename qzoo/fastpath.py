@@ -79,18 +79,15 @@ class FusedAdamStep:
 
     def step(self, grads: list[torch.Tensor] | None = None) -> None:
         """One Adam step with ``grads`` (one per parameter, in order), or with the parameters' ``.grad``."""
-        if self._state is None:
-            if not self.optimizer.state:
-                if grads is not None:
-                    for p, g in zip(self.params, grads, strict=True):
-                        p.grad = g
-                with torch.inference_mode(False):  # state tensors that any later step may update in place
-                    self.optimizer.step()
-                torch.autograd.graph.increment_version(self.params)
-                return
-            states = [self.optimizer.state[p] for p in self.params]
-            self._state = tuple([s[key] for s in states] for key in ("exp_avg", "exp_avg_sq", "step"))
-        exp_avgs, exp_avg_sqs, steps = self._state
+        if self._state is None and not self.optimizer.state:
+            if grads is not None:
+                for p, g in zip(self.params, grads, strict=True):
+                    p.grad = g
+            with torch.inference_mode(False):  # state tensors that any later step may update in place
+                self.optimizer.step()
+            torch.autograd.graph.increment_version(self.params)
+            return
+        exp_avgs, exp_avg_sqs, steps = self.moments()
         group = self.optimizer.param_groups[0]
         beta1, beta2 = group["betas"]
         torch._foreach_add_(steps, 1)
@@ -277,10 +274,10 @@ class MLPPhase(PhaseLog):
         if in_python < n:
             group = self.adam.optimizer.param_groups[0]
             by_update = lambda x: x.view(n, batch, *x.shape[1:]) if self.double else None  # noqa: E731
-            value_w, value_b = (None, None) if online_value is None else (online_value[1].t(), online_value[0])
+            value_b, value_wt = online_value or (None, None)
             native.mlp_phase(
                 [layer.weight for layer in self.layers], [w for _, w in self.online], [b for b, _ in self.online],
-                value_w, None if online_value is None else online_value[1], value_b, grads, flat_grad,
+                None if value_wt is None else value_wt.t(), value_wt, value_b, grads, flat_grad,
                 obs_tm1.view(n, batch, -1), action_tm1.view(n, batch, 1), targets, q_taken, by_update(obs_t),
                 by_update(reward_t), by_update(discount_t), by_update(q_target_t), in_python, n, scale,
                 kind == "huber", max_norm, skip_below, self.adam.params, *self.adam.moments(), group["lr"],

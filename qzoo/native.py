@@ -26,11 +26,18 @@ ENV = "QZOO_NATIVE"  # "0": never use the compiled loop
 _loaded: dict[str, ModuleType | None] = {}
 
 
+_tags: dict[tuple[Path, str], str] = {}
+
+
 def tag() -> str:
-    """What the built library depends on: the source, torch's version, the Python ABI and the machine type."""
-    key = b"\0".join([SOURCE.read_bytes(), torch.__version__.encode(), sys.implementation.cache_tag.encode(),
-                      platform.machine().encode()])
-    return hashlib.sha256(key).hexdigest()[:16]
+    """What the built library depends on: the source, torch's version, the Python ABI and the machine type (read
+    and hashed once per source path and torch version: every training phase asks)."""
+    key = (SOURCE, torch.__version__)
+    if key not in _tags:
+        data = b"\0".join([SOURCE.read_bytes(), torch.__version__.encode(), sys.implementation.cache_tag.encode(),
+                           platform.machine().encode()])
+        _tags[key] = hashlib.sha256(data).hexdigest()[:16]
+    return _tags[key]
 
 
 def module_name() -> str:

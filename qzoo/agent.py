@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from qzoo.config import Config
-from qzoo.fastpath import CenteredRMSpropStep, FusedAdamStep, MinAtarPhase, MLPPhase, clip_grad_norm
+from qzoo.fastpath import FusedAdamStep, MLPPhase, clip_grad_norm
+from qzoo.fastpath_cnn import CenteredRMSpropStep, MinAtarPhase
 from qzoo.losses import categorical_loss, categorical_projection, q_learning_target, td_loss, td_loss_grad
 from qzoo.networks import MLPBackprop, QNetwork, build_q_network, numpy_forward
 from qzoo.replay import Batch, ReplayBuffer, batch_slice
@@ -66,6 +67,12 @@ class QAgent:
         """Whether training phases run through :class:`qzoo.fastpath.MLPPhase` (the compiled loop's path)."""
         return isinstance(self._phase, MLPPhase)
 
+    @property
+    def compiled_kernels_apply(self) -> bool:
+        """Whether qzoo's compiled kernels (qzoo/native.py) would run this agent's updates: MLPPhase's loop, or
+        MinAtarPhase's RMSprop step and convolution gradient."""
+        return isinstance(self._phase, (MLPPhase, MinAtarPhase))
+
     # ---- acting -------------------------------------------------------------------------------------------
     def greedy(self, obs: np.ndarray) -> np.ndarray:
         if self._numpy_q is not None:
@@ -90,7 +97,7 @@ class QAgent:
         (no noisy layers) with a scalar head, Q_target(s_t, .) of every batch of the phase comes from one batched
         forward pass instead of n_updates small ones: the same targets, a quarter less work per update. A plain MLP
         with direct fused Adam runs the whole phase in :class:`qzoo.fastpath.MLPPhase`, the MinAtar CNN with
-        centered RMSprop on the CPU in :class:`qzoo.fastpath.MinAtarPhase` (bit-identical weights); other networks
+        centered RMSprop on the CPU in :class:`qzoo.fastpath_cnn.MinAtarPhase` (bit-identical weights); other networks
         update batch by batch."""
         t0 = time.perf_counter()
         if replay.sampler.uses_priorities or self.noisy or self.q_net.support is not None:

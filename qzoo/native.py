@@ -1,12 +1,16 @@
-"""qzoo's one compiled part: the update loop of a small MLP's training phase (``csrc/mlp_phase.cpp``), the Python
-loop of :meth:`qzoo.fastpath.MLPPhase.run` written with the same ATen calls in the same order (bit-identical
-weights, tested), without Python's share of each of an update's ~30 small calls (~0.05-0.1 ms of a ~0.6 ms
-CartPole update).
+"""qzoo's compiled parts (``csrc/``, one Python module), each computing what torch computes, bit for bit, with less
+work:
 
-It is built once per machine, torch version and source, with the C++ compiler and ``ninja`` (a dependency), into
-``$XDG_CACHE_HOME/qzoo/native/`` (default ``~/.cache``): ``python -m qzoo.native`` (``scripts/setup.sh`` runs it).
-Training never compiles: it uses the loop when it is built, and the Python loop otherwise (the same numbers).
-``QZOO_NATIVE=0`` keeps the Python loop."""
+- ``mlp_phase.cpp``: the update loop of a small MLP's training phase, the Python loop of
+  :meth:`qzoo.fastpath.MLPPhase.run` written with the same ATen calls in the same order (tested), without Python's
+  share of each of an update's ~30 small calls (~0.05-0.1 ms of a ~0.6 ms CartPole update).
+- ``minatar.cpp``: centered RMSprop's step in one pass, and the MinAtar convolution's weight gradient, each used by
+  :mod:`qzoo.fastpath_cnn` only after it has checked on this machine that they give torch's numbers.
+
+It is built once per machine (for its CPU: ``-march=native``), torch version and source, with the C++ compiler and
+``ninja`` (a dependency), into ``$XDG_CACHE_HOME/qzoo/native/`` (default ``~/.cache``): ``python -m qzoo.native``
+(``scripts/setup.sh`` runs it). Training never compiles: it uses the library when it is built, and torch's own
+calls otherwise (the same numbers). ``QZOO_NATIVE=0`` keeps torch's."""
 
 from __future__ import annotations
 
@@ -20,8 +24,9 @@ from types import ModuleType
 
 import torch
 
-SOURCE = Path(__file__).resolve().parent / "csrc" / "mlp_phase.cpp"
-ENV = "QZOO_NATIVE"  # "0": never use the compiled loop
+SOURCE_DIR = Path(__file__).resolve().parent / "csrc"  # every .cpp in it is compiled; .h files are hashed too
+FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-Wfatal-errors"]  # (the code writes each fma it means)
+ENV = "QZOO_NATIVE"  # "0": never use the compiled kernels
 
 _loaded: dict[str, ModuleType | None] = {}
 
@@ -29,13 +34,31 @@ _loaded: dict[str, ModuleType | None] = {}
 _tags: dict[tuple[Path, str], str] = {}
 
 
+def sources() -> list[Path]:
+    return sorted(SOURCE_DIR.glob("*.cpp"))
+
+
+def cpu_features() -> str:
+    """The CPU's feature flags (Linux: /proc/cpuinfo), which ``-march=native`` compiles for: a library built on
+    another CPU (a shared home directory) is not loaded."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def tag() -> str:
-    """What the built library depends on: the source, torch's version, the Python ABI and the machine type (read
-    and hashed once per source path and torch version: every training phase asks)."""
-    key = (SOURCE, torch.__version__)
+    """What the built library depends on: the sources, the flags, torch's version, the Python ABI, the machine type
+    and its CPU's features (read and hashed once per source folder and torch version: every training phase asks)."""
+    key = (SOURCE_DIR, torch.__version__)
     if key not in _tags:
-        data = b"\0".join([SOURCE.read_bytes(), torch.__version__.encode(), sys.implementation.cache_tag.encode(),
-                           platform.machine().encode()])
+        files = sorted(SOURCE_DIR.glob("*.cpp")) + sorted(SOURCE_DIR.glob("*.h"))
+        data = b"\0".join([*(f.name.encode() + b"\0" + f.read_bytes() for f in files), " ".join(FLAGS).encode(),
+                           torch.__version__.encode(), sys.implementation.cache_tag.encode(),
+                           platform.machine().encode(), cpu_features().encode()])
         _tags[key] = hashlib.sha256(data).hexdigest()[:16]
     return _tags[key]
 
@@ -83,23 +106,24 @@ def build(verbose: bool = False) -> ModuleType:
     bin_dir = str(Path(sys.executable).parent)
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = os.pathsep.join(p for p in (bin_dir, os.environ.get("PATH", "")) if p)
-    module = cpp_extension.load(module_name(), [str(SOURCE)], build_directory=str(directory),
-                                extra_cflags=["-O2", "-Wfatal-errors"], verbose=verbose)
+    module = cpp_extension.load(module_name(), [str(f) for f in sources()], build_directory=str(directory),
+                                extra_cflags=FLAGS, verbose=verbose)
     _loaded[module_name()] = module
     return module
 
 
 def describe() -> str:
-    """One line on whether training uses the compiled loop, and why not."""
+    """One line on whether training uses the compiled kernels, and why not."""
     if disabled():
-        return f"the MLP update loop runs in Python ({ENV}=0)"
+        return f"the compiled kernels are off ({ENV}=0): the update runs torch's calls from Python"
     if load() is not None:
-        return "the MLP update loop is compiled (python -m qzoo.native built it)"
-    return "the MLP update loop runs in Python (the compiled loop is not built: python -m qzoo.native builds it)"
+        return "the compiled kernels are built (python -m qzoo.native built them)"
+    return ("the compiled kernels are not built (python -m qzoo.native builds them): the update runs torch's calls "
+            "from Python, the same numbers, slower")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m qzoo.native [--verbose]``: build the compiled loop (once), say where it is."""
+    """``python -m qzoo.native [--verbose]``: build the compiled kernels (once), say where they are."""
     verbose = "--verbose" in (argv if argv is not None else sys.argv[1:])
     if load() is not None:
         print(f"qzoo native: already built: {library()}")
@@ -110,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
         why = next((line.split("error:", 1)[1].strip() for line in lines if "error:" in line),  # the compiler's
                    lines[0] if lines else type(e).__name__)
-        print(f"qzoo native: not built ({why}); training uses the Python loop (the same numbers, slower); "
+        print(f"qzoo native: not built ({why}); training runs torch's calls from Python (the same numbers, slower); "
               "python -m qzoo.native --verbose shows the compiler's output", file=sys.stderr)
         return 1
     print(f"qzoo native: built {library()}")

@@ -90,7 +90,7 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
     eval_envs = make_eval_envs(config)
     envs.action_space.seed(config.seed)
     agent = build_agent(config, env_info.observation_space, env_info.n_actions, device)
-    if agent.mlp_phase:  # where the compiled update loop applies (qzoo/native.py)
+    if agent.compiled_kernels_apply:  # (qzoo/native.py)
         print(f"qzoo: {native.describe()}", file=out or sys.stderr, flush=True)
     replay = make_replay(config, env_info.observation_space)
     epsilon_at = epsilon_schedule(config.exploration_initial_eps, config.exploration_final_eps,

@@ -25,7 +25,7 @@ if [ "${1:-}" = "--dev" ] && command -v apt-get >/dev/null 2>&1; then
     fi
 fi
 "${pip[@]}" -e ".${extra}" 2> >(grep -v 'is ignored' >&2)
-# the compiled MLP update loop (once per machine and torch version, ~1 min; without a C++ compiler training
-# uses the Python loop: the same numbers, slower)
+# the compiled kernels (once per machine and torch version, ~1 min; without a C++ compiler training runs torch's
+# calls from Python: the same numbers, slower)
 .venv/bin/python -m qzoo.native || true
 echo "qzoo installed in .venv ($(.venv/bin/python -c 'import torch, gymnasium; print("torch", torch.__version__, "gymnasium", gymnasium.__version__)'))"

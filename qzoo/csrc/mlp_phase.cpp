@@ -1,8 +1,8 @@
-// qzoo's compiled part: the per-update loop of a small MLP's training phase (qzoo/fastpath.py, MLPPhase.run),
+// One of qzoo's compiled parts: the per-update loop of a small MLP's training phase (qzoo/fastpath.py, MLPPhase.run),
 // written with the same ATen calls in the same order as the Python loop, so the same kernels compute the same
 // numbers (tested bit for bit). What it saves is Python's share of each call: at CartPole's sizes an update is
 // ~30 small calls around three 64x256x256 products. Built by qzoo/native.py (torch.utils.cpp_extension).
-#include <torch/extension.h>
+#include "native.h"
 
 #include <optional>
 #include <vector>
@@ -78,8 +78,4 @@ void mlp_phase(const std::vector<Tensor>& weights, const std::vector<Tensor>& we
     at::_fused_adam_(params, grads, exp_avgs, exp_avg_sqs, {}, steps, lr, beta1, beta2, weight_decay, eps,
                      /*amsgrad=*/false, /*maximize=*/false);
   }
-}
-
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("mlp_phase", &mlp_phase, "updates [start, stop) of an MLP training phase (qzoo.fastpath.MLPPhase.run)");
 }

@@ -25,7 +25,7 @@ LAYERS = [
     # qzoo.precision: whether this CPU computes bfloat16 natively and what bf16 'auto' means; qzoo.conv_ops: the
     # Nature CNN's CPU kernels; qzoo.native: the compiled MLP update loop that qzoo.fastpath calls when it is built.)
     ("parts", ["qzoo.envs", "qzoo.guards", "qzoo.allocator", "qzoo.precision", "qzoo.conv_ops", "qzoo.networks",
-               "qzoo.losses", "qzoo.native", "qzoo.fastpath",
+               "qzoo.losses", "qzoo.native", "qzoo.fastpath", "qzoo.fastpath_cnn",
                "qzoo.replay", "qzoo.evaluation", "qzoo.logger"]),
     # run files: the durable files of a run directory (lock, atomic writes, manifests, models, checkpoints, resume).
     ("run files", ["qzoo.checkpoint"]),

@@ -1,4 +1,4 @@
-"""The MinAtar CNN's fast path (qzoo.fastpath.MinAtarPhase with CenteredRMSpropStep) computes what the autograd
+"""The MinAtar CNN's fast path (qzoo.fastpath_cnn.MinAtarPhase with CenteredRMSpropStep) computes what the autograd
 path computes: QAgent.learn through the phase loop and QAgent.update batch by batch (autograd, torch's RMSprop) give
 bit-identical weights, optimizer state and acting."""
 
@@ -9,10 +9,12 @@ import pytest
 import torch
 from torch import nn
 
+import qzoo.fastpath_cnn
+import qzoo.native
 from qzoo.agent import build_agent
 from qzoo.config import Config
 from qzoo.envs import check_env
-from qzoo.fastpath import CenteredRMSpropStep, MinAtarPhase
+from qzoo.fastpath_cnn import CenteredRMSpropStep, MinAtarPhase
 from qzoo.replay import make_replay
 
 ENV = "MinAtar/Breakout-v1"  # grids (4, 10, 10), 3 actions
@@ -54,13 +56,17 @@ def assert_same_state(fast, slow):
 @pytest.mark.parametrize("kw", [{}, {"double": True}, {"loss": "mse"}, {"n_step": 3, "double": True},
                                 {"max_grad_norm": 0.05}, {"max_grad_norm": 0.5}])
 @pytest.mark.parametrize("n_updates", [1, 4])
-def test_a_minatar_phase_equals_its_updates_one_by_one(kw, n_updates):
+@pytest.mark.parametrize("kernels", ["compiled", "torch"])
+def test_a_minatar_phase_equals_its_updates_one_by_one(kw, n_updates, kernels, monkeypatch):
     """Five phases through MinAtarPhase and through QAgent.update (autograd, optimizer.step()), the target synced
     after the second and the fourth: bit-identical weights, RMSprop moments and step counts, the same update count
     and generator state, the logged loss and mean Q equal up to the order of summation; the per-batch path goes on
     from where the phase loop left off. A learning rate of 1e-3 moves the online net enough for Double DQN's argmax
     to differ from the target net's; max_grad_norm 0.05 clips every update, 0.5 some, the default 10 none (test
-    below)."""
+    below). The phase's RMSprop step and convolution gradient run compiled (qzoo/csrc/minatar.cpp, built by the
+    setup; on this machine they must pass their check against torch) or as torch's calls (QZOO_NATIVE=0)."""
+    if kernels == "torch":
+        monkeypatch.setenv(qzoo.native.ENV, "0")
     fast, slow = agent_for(learning_rate=1e-3, **kw), agent_for(learning_rate=1e-3, **kw)
     slow._phase = None
     assert isinstance(fast._phase, MinAtarPhase) and fast._phase.double == kw.get("double", False)
@@ -68,6 +74,13 @@ def test_a_minatar_phase_equals_its_updates_one_by_one(kw, n_updates):
     for i in range(5):
         fast.learn(replays[0], n_updates, 32, 300)
         slow.learn(replays[1], n_updates, 32, 300)
+        if i == 1:  # which kernels ran (the first step creates the optimizer state through optimizer.step())
+            native = qzoo.native.load()
+            assert (native is not None) == (kernels == "compiled")
+            compiled_step = fast._rmsprop._step is not None and fast._rmsprop._step == native.centered_rmsprop
+            assert compiled_step == (kernels == "compiled")
+            conv_grad = fast._phase.conv_grad_for(torch.zeros(32, 4, 10, 10))
+            assert (native is not None and conv_grad == native.conv3x3_weight_grad) == (kernels == "compiled")
         if i in (1, 3):  # target syncs between phases (the phase keeps a copy of the target's fc weight per sync)
             fast.sync_target()
             slow.sync_target()
@@ -148,10 +161,14 @@ def test_centered_rmsprop_step_equals_optimizer_step():
         assert CenteredRMSpropStep.of(torch.optim.RMSprop(net.parameters(), **kw), list(net.parameters())) is None
 
 
-def test_centered_rmsprop_step_equals_optimizer_step_where_moments_are_exactly_zero():
+@pytest.mark.parametrize("kernels", ["compiled", "torch"])
+def test_centered_rmsprop_step_equals_optimizer_step_where_moments_are_exactly_zero(kernels, monkeypatch):
     """A MinAtar fc layer's weights for input features that are never active never get a gradient: their moments
     stay exactly 0, mixed among the others, where CenteredRMSpropStep lifts the zeros around the square root. The
-    denominators, and so the weights, must still be torch's bit for bit, on a vector as large as the real one."""
+    denominators, and so the weights, must still be torch's bit for bit, on a vector as large as the real one,
+    through torch's calls and through the compiled step (which lifts them always)."""
+    if kernels == "torch":
+        monkeypatch.setenv(qzoo.native.ENV, "0")
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(1024, 128), nn.ReLU(), nn.Linear(128, 6))
     twin = copy.deepcopy(net)
@@ -175,7 +192,10 @@ def test_centered_rmsprop_step_equals_optimizer_step_where_moments_are_exactly_z
             fast.step(grads, flat)
     square_avg = opt.state_dict()["state"][0]["square_avg"]
     assert 0.3 < float((square_avg == 0).float().mean()) < 0.6  # the case is exercised: zeros among the others
-    assert fast._lift_zeros  # ... through the path that lifts them (taken while > 1% of the moments are 0)
+    if kernels == "compiled":
+        assert fast._step is not None
+    else:  # ... through the path that lifts them (taken while > 1% of the moments are 0)
+        assert fast._step is None and fast._lift_zeros
     for a, b in zip(net.parameters(), twin.parameters(), strict=True):
         assert torch.equal(a, b)
     for i, state in opt.state_dict()["state"].items():
@@ -187,3 +207,38 @@ def test_only_the_plain_minatar_cnn_with_centered_rmsprop_takes_the_phase():
     assert isinstance(agent_for()._phase, MinAtarPhase)
     for kw in ({"dueling": True}, {"noisy": True}, {"distributional": "c51"}, {"optimizer": "adam"}):
         assert not isinstance(agent_for(**kw)._phase, MinAtarPhase), kw
+
+
+class Perturbed:
+    """qzoo's compiled module with its MinAtar kernels one ulp off in one element: what a machine whose torch
+    computes differently would look like to the check."""
+
+    def __init__(self, native):
+        self.native = native
+
+    def centered_rmsprop(self, params, *args):
+        self.native.centered_rmsprop(params, *args)
+        params[-1].view(-1)[-1] = torch.nextafter(params[-1].view(-1)[-1], torch.tensor(1e9))
+
+    def conv3x3_weight_grad(self, grad, x):
+        w, b = self.native.conv3x3_weight_grad(grad, x)
+        b[0] = torch.nextafter(b[0], torch.tensor(1e9))
+        return w, b
+
+
+def test_a_compiled_kernel_that_does_not_give_torchs_numbers_is_not_used(monkeypatch):
+    """The check runs each kernel against torch's calls on random inputs once per shape; one differing element is
+    enough to keep torch's calls, and the weights stay torch's."""
+    native = qzoo.native.load()
+    assert native is not None, "scripts/setup.sh runs `python -m qzoo.native`"
+    monkeypatch.setattr(qzoo.fastpath_cnn, "_agrees", {})
+    monkeypatch.setattr(qzoo.native, "load", lambda: Perturbed(native))
+    fast, slow = agent_for(learning_rate=1e-3), agent_for(learning_rate=1e-3)
+    slow._phase = None
+    replays = filled_replays(Config(env_id=ENV))
+    for _ in range(3):
+        fast.learn(replays[0], 1, 32, 300)
+        slow.learn(replays[1], 1, 32, 300)
+    assert_same_state(fast, slow)
+    assert fast._rmsprop._step is None and set(qzoo.fastpath_cnn._agrees.values()) == {False}
+    assert len(qzoo.fastpath_cnn._agrees) == 2  # (the RMSprop step's key and the convolution's)

@@ -198,6 +198,7 @@ class MinAtarPhase(PhaseLog):
         self.flat_grad = torch.zeros(sum(sizes))
         self.grads = [g.view_as(p) for g, p in zip(self.flat_grad.split(sizes), self.params, strict=True)]
         self.rmsprop = rmsprop
+        self._convs: dict[tuple, object] = {}  # input shape -> the convolution's forward kernel (conv_for)
         self.max_grad_norm, self.loss, self.double = max_grad_norm, loss, double
 
     @staticmethod
@@ -227,14 +228,14 @@ class MinAtarPhase(PhaseLog):
             return None
         return cls(q_net, target_net, rmsprop, **kw)
 
-    @staticmethod
-    def forward(layers: list[torch.nn.Module], obs: torch.Tensor, fc_weight_t: torch.Tensor | None = None) \
+    def forward(self, layers: list[torch.nn.Module], obs: torch.Tensor, fc_weight_t: torch.Tensor | None = None) \
             -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Q(obs, .) and the inputs of conv, fc and head, with the kernels the modules call (ReLUs in place).
-        ``fc_weight_t``: the fc weight's transpose as a contiguous copy (the target net's, see :meth:`target_fc_t`)."""
+        """Q(obs, .) and the inputs of conv, fc and head, with the kernels the modules call (ReLUs in place), the
+        convolution's as :meth:`conv_for` picks them. ``fc_weight_t``: the fc weight's transpose as a contiguous
+        copy (the target net's, see :meth:`target_fc_t`)."""
         conv, fc, head = layers
         x = obs.float()
-        h = torch.conv2d(x, conv.weight, conv.bias).relu_().flatten(1)
+        h = self.conv_for(x)(x, conv.weight, conv.bias).relu_().flatten(1)
         f = torch.addmm(fc.bias, h, fc.weight.t() if fc_weight_t is None else fc_weight_t).relu_()
         return torch.addmm(head.bias, f, head.weight.t()), [x, h, f]
 
@@ -250,6 +251,29 @@ class MinAtarPhase(PhaseLog):
             with torch.inference_mode(False):  # (a plain tensor: later syncs compare against it outside the phase)
                 self._target_fc = (key, weight.detach().t().contiguous())
         return self._target_fc[1]
+
+    def conv_for(self, x: torch.Tensor):
+        """(x, weight, bias) -> conv2d(x, weight, bias) for inputs shaped as ``x``: ``torch.conv2d``, or the
+        compiled kernel (3x3 kernels with 16 outputs on MinAtar's 10-wide grids, where qzoo's library is built) in
+        whichever of oneDNN's two summation orders gives the same numbers for this batch size on this machine
+        (oneDNN sums one image in (channel, row, column) order and batches in (row, column, channel) order here)."""
+        shape = tuple(x.shape)
+        if shape not in self._convs:
+            self._convs[shape] = torch.conv2d
+            conv, native = self.online[0], qzoo.native.load()
+            if native is not None and conv.kernel_size == (3, 3) and conv.out_channels == 16 and shape[3] == 10:
+                for channel_last in (True, False):
+                    kernel = (lambda x, w, b, last=channel_last: native.conv3x3_forward(x, w, b, last))
+
+                    def compare(kernel=kernel) -> bool:
+                        gen = torch.Generator().manual_seed(0)
+                        x_, w, b = (torch.randn(s, generator=gen) for s in (shape, conv.weight.shape, (16,)))
+                        return torch.equal(torch.conv2d(x_, w, b), kernel(x_, w, b))
+
+                    if same_numbers(("conv3x3_forward", shape, channel_last), compare):
+                        self._convs[shape] = kernel
+                        break
+        return self._convs[shape]
 
     def conv_grad_for(self, x: torch.Tensor):
         """(grad_out, x) -> (grad_weight, grad_bias) of the convolution for inputs shaped as ``x``: aten's

@@ -24,5 +24,9 @@ void centered_rmsprop(const std::vector<at::Tensor>& params, const at::Tensor& f
                       const at::Tensor& square_avg, const at::Tensor& grad_avg, at::Tensor denom,
                       const at::Tensor& lifted, std::vector<at::Tensor> steps, double alpha, double eps, double lr);
 
+// minatar.cpp: conv2d(x, weight, bias) for a 3x3, stride-1, unpadded convolution with 16 output channels
+at::Tensor conv3x3_forward(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                           bool taps_channel_last);
+
 // minatar.cpp: (grad_weight, grad_bias) of a 3x3, stride-1, unpadded convolution with 16 output channels
 std::vector<at::Tensor> conv3x3_weight_grad(const at::Tensor& grad_out, const at::Tensor& x);

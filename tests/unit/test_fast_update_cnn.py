@@ -81,6 +81,9 @@ def test_a_minatar_phase_equals_its_updates_one_by_one(kw, n_updates, kernels, m
             assert compiled_step == (kernels == "compiled")
             conv_grad = fast._phase.conv_grad_for(torch.zeros(32, 4, 10, 10))
             assert (native is not None and conv_grad == native.conv3x3_weight_grad) == (kernels == "compiled")
+            for batch in (32, 1):  # (a phase's batches; acting) oneDNN sums them in different orders
+                compiled_conv = fast._phase.conv_for(torch.zeros(batch, 4, 10, 10)) is not torch.conv2d
+                assert compiled_conv == (kernels == "compiled")
         if i in (1, 3):  # target syncs between phases (the phase keeps a copy of the target's fc weight per sync)
             fast.sync_target()
             slow.sync_target()
@@ -220,6 +223,11 @@ class Perturbed:
         self.native.centered_rmsprop(params, *args)
         params[-1].view(-1)[-1] = torch.nextafter(params[-1].view(-1)[-1], torch.tensor(1e9))
 
+    def conv3x3_forward(self, x, w, b, channel_last):
+        out = self.native.conv3x3_forward(x, w, b, channel_last)
+        out.view(-1)[0] = torch.nextafter(out.view(-1)[0], torch.tensor(1e9))
+        return out
+
     def conv3x3_weight_grad(self, grad, x):
         w, b = self.native.conv3x3_weight_grad(grad, x)
         b[0] = torch.nextafter(b[0], torch.tensor(1e9))
@@ -241,4 +249,6 @@ def test_a_compiled_kernel_that_does_not_give_torchs_numbers_is_not_used(monkeyp
         slow.learn(replays[1], 1, 32, 300)
     assert_same_state(fast, slow)
     assert fast._rmsprop._step is None and set(qzoo.fastpath_cnn._agrees.values()) == {False}
-    assert len(qzoo.fastpath_cnn._agrees) == 2  # (the RMSprop step's key and the convolution's)
+    # the RMSprop step, the convolution's gradient and its forward pass in either order, for batches of 32
+    assert len(qzoo.fastpath_cnn._agrees) == 4
+    assert fast._phase.conv_for(torch.zeros(32, 4, 10, 10)) is torch.conv2d

@@ -106,7 +106,7 @@ class CenteredRMSpropStep:
             return None
         group = self.optimizer.param_groups[0]
         sizes = tuple(p.numel() for p in self.params)
-        key = ("centered_rmsprop", sizes, group["alpha"], group["eps"], group["lr"])
+        key = ("centered_rmsprop", sizes, group["alpha"], group["eps"])  # (any learning rate: one product)
         return native.centered_rmsprop if same_numbers(key, lambda: self._compare(native, sizes, group)) else None
 
     @staticmethod

@@ -27,7 +27,7 @@ SB3_VERSION = "2.9.2"
 PEER_PACKAGES = [f"stable-baselines3=={SB3_VERSION}", "gymnasium[classic-control,box2d]>=1.1,<2", "minatar>=1.0.15,<2",
                  "ale-py>=0.10,<1", "opencv-python-headless>=4.8,<6"]  # (SB3's AtariWrapper needs cv2)
 SBX_VERSION = "0.28.0"
-SBX_PACKAGES = [f"sbx-rl=={SBX_VERSION}", "gymnasium[classic-control,box2d]>=1.1,<2"]
+SBX_PACKAGES = [f"sbx-rl=={SBX_VERSION}", "gymnasium[classic-control,box2d]>=1.1,<2", "minatar>=1.0.15,<2"]
 ONE_THREAD_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 

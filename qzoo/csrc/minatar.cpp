@@ -1,4 +1,4 @@
-// The MinAtar CNN's training phase (qzoo/fastpath_cnn.py): two of its CPU kernels, written to give torch's numbers
+// The MinAtar CNN's training phase (qzoo/fastpath_cnn.py): three of its CPU kernels, written to give torch's numbers
 // bit for bit with less work. qzoo.fastpath_cnn uses each only after checking, on this machine, that it does (and
 // torch's own kernels otherwise), so the weights never depend on whether this library is built.
 //
@@ -10,7 +10,8 @@
 //   channels, summed in oneDNN's order (each weight's sum runs over batch, row, column, one fused multiply-add per
 //   term), with 9 accumulators of 16 channels held in registers (~2.3x faster than aten::convolution_backward at
 //   MinAtar's batch of 32).
-// - conv3x3_forward: that convolution itself, in the order oneDNN sums for the batch size at hand.
+// - conv3x3_forward: that convolution itself, in the order oneDNN sums for the batch size at hand (~2x faster than
+//   torch.conv2d at a batch of 32).
 #include "native.h"
 
 #if defined(__AVX512F__) || defined(__FMA__)

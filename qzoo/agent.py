@@ -63,11 +63,6 @@ class QAgent:
         self._phase_q = self._phase.q_values if isinstance(self._phase, MinAtarPhase) else None
 
     @property
-    def mlp_phase(self) -> bool:
-        """Whether training phases run through :class:`qzoo.fastpath.MLPPhase` (the compiled loop's path)."""
-        return isinstance(self._phase, MLPPhase)
-
-    @property
     def compiled_kernels_apply(self) -> bool:
         """Whether qzoo's compiled kernels (qzoo/native.py) would run this agent's updates: MLPPhase's loop, or
         MinAtarPhase's RMSprop step and convolution gradient."""

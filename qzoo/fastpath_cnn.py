@@ -182,12 +182,13 @@ class MinAtarPhase(PhaseLog):
     frozen for the phase. Per update, without autograd and with the gradients written into buffers allocated once:
 
         q = head(relu(fc(relu(conv(s_tm1)))));  dL/dq = td_loss_grad(q[a_tm1], y) at a_tm1, 0 elsewhere;
-        back through head, fc (mm, sum, threshold_backward) and conv (aten's convolution_backward for the weight
-        and bias only, as autograd calls it);  clip;  centered RMSprop
+        back through head, fc (mm, sum, threshold_backward) and conv (the weight and bias gradients only);  clip;
+        centered RMSprop
 
     with y computed as :class:`MLPPhase` computes it (plain: for every batch of the phase at once; Double DQN: per
-    update from the online net as it is then). The same kernels on the same operands as ``QAgent.update`` (tested
-    bit for bit)."""
+    update from the online net as it is then). The convolution's forward and backward are torch's calls or the
+    compiled kernels that give their numbers (:meth:`conv_for`, :meth:`conv_grad_for`, chosen once per input
+    shape); the rest the same kernels on the same operands as ``QAgent.update`` (tested bit for bit)."""
 
     def __init__(self, online: torch.nn.Module, target: torch.nn.Module, rmsprop: CenteredRMSpropStep, *,
                  max_grad_norm: float, loss: str, double: bool):
@@ -198,7 +199,7 @@ class MinAtarPhase(PhaseLog):
         self.flat_grad = torch.zeros(sum(sizes))
         self.grads = [g.view_as(p) for g, p in zip(self.flat_grad.split(sizes), self.params, strict=True)]
         self.rmsprop = rmsprop
-        self._convs: dict[tuple, object] = {}  # input shape -> the convolution's forward kernel (conv_for)
+        self._kernels: dict[tuple, object] = {}  # (pass, input shape) -> the convolution's kernel (conv_for, ...)
         self.max_grad_norm, self.loss, self.double = max_grad_norm, loss, double
 
     @staticmethod
@@ -258,8 +259,8 @@ class MinAtarPhase(PhaseLog):
         whichever of oneDNN's two summation orders gives the same numbers for this batch size on this machine
         (oneDNN sums one image in (channel, row, column) order and batches in (row, column, channel) order here)."""
         shape = tuple(x.shape)
-        if shape not in self._convs:
-            self._convs[shape] = torch.conv2d
+        if ("forward", shape) not in self._kernels:
+            self._kernels["forward", shape] = torch.conv2d
             conv, native = self.online[0], qzoo.native.load()
             if native is not None and conv.kernel_size == (3, 3) and conv.out_channels == 16 and shape[3] == 10:
                 for channel_last in (True, False):
@@ -271,32 +272,36 @@ class MinAtarPhase(PhaseLog):
                         return torch.equal(torch.conv2d(x_, w, b), kernel(x_, w, b))
 
                     if same_numbers(("conv3x3_forward", shape, channel_last), compare):
-                        self._convs[shape] = kernel
+                        self._kernels["forward", shape] = kernel
                         break
-        return self._convs[shape]
+        return self._kernels["forward", shape]
 
     def conv_grad_for(self, x: torch.Tensor):
         """(grad_out, x) -> (grad_weight, grad_bias) of the convolution for inputs shaped as ``x``: aten's
         ``convolution_backward``, as autograd calls it, or the compiled kernel (3x3 kernels with 16 outputs, where
         qzoo's library is built) once it has given the same numbers for these shapes on this machine."""
+        shape = tuple(x.shape)
+        if ("backward", shape) in self._kernels:
+            return self._kernels["backward", shape]
         conv = self.online[0]
 
         def aten(grad: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             return torch.ops.aten.convolution_backward(grad, x, conv.weight, [conv.out_channels], [1, 1], [0, 0],
                                                        [1, 1], False, [0, 0], 1, [False, True, True])[1:]
 
-        native = qzoo.native.load()
-        if native is None or conv.kernel_size != (3, 3) or conv.out_channels != 16:
-            return aten
-
         def compare() -> bool:
             gen = torch.Generator().manual_seed(0)
-            x_ = torch.randn(x.shape, generator=gen)
-            grad = torch.randn(x.shape[0], 16, x.shape[2] - 2, x.shape[3] - 2, generator=gen)
+            x_ = torch.randn(shape, generator=gen)
+            grad = torch.randn(shape[0], 16, shape[2] - 2, shape[3] - 2, generator=gen)
             return all(torch.equal(a, b) for a, b in zip(aten(grad, x_), native.conv3x3_weight_grad(grad, x_),
                                                          strict=True))
 
-        return native.conv3x3_weight_grad if same_numbers(("conv3x3_weight_grad", tuple(x.shape)), compare) else aten
+        native, kernel = qzoo.native.load(), aten
+        if native is not None and conv.kernel_size == (3, 3) and conv.out_channels == 16 \
+                and same_numbers(("conv3x3_weight_grad", shape), compare):
+            kernel = native.conv3x3_weight_grad
+        self._kernels["backward", shape] = kernel
+        return kernel
 
     @torch.inference_mode()
     def q_values(self, obs: torch.Tensor) -> torch.Tensor:

@@ -51,12 +51,23 @@ def resolve_overlap(config: Config, observation_shape: tuple) -> bool:
     return config.overlap == "true"
 
 
+def resolve_target_thread(config: Config, observation_shape: tuple, device: torch.device) -> bool:
+    """``target_thread`` as a bool. 'auto' is on for the Nature CNN on a CPU when the process may use two cores or
+    more: the target's pass (a quarter of an update) then runs beside the online net's (qzoo.agent.TargetPass),
+    changing no number."""
+    if config.target_thread != "auto":
+        return config.target_thread == "true"
+    return (device.type == "cpu" and config.resolved_network(observation_shape) == "nature_cnn"
+            and len(os.sched_getaffinity(0)) >= 2)
+
+
 def learner_threads(config: Config, observation_shape: tuple, device: torch.device) -> int | None:
     """torch's intra-op threads for the run, or None to keep torch's default. ``torch_threads`` when set; for 0
     (auto): one thread for MLPs and the MinAtar CNN (small matrices lose more to thread hand-offs than they gain)
     and for the bf16 Nature CNN on a CPU (oneDNN's bf16 kernels at batch 32 ran 6x slower on two threads than on
     one with one other busy process: BENCHMARKS.md); with overlap, one core fewer than the process may use (the
-    actor's); torch's default otherwise."""
+    actor's); one with the target's pass on a thread of its own (``target_thread``: each pass gets a core);
+    torch's default otherwise."""
     if config.torch_threads:
         return config.torch_threads
     if config.resolved_network(observation_shape) in ("mlp", "minatar"):
@@ -64,6 +75,8 @@ def learner_threads(config: Config, observation_shape: tuple, device: torch.devi
     if config.overlap == "true":
         return max(1, len(os.sched_getaffinity(0)) - 1)
     if config.bf16 == "true" and device.type == "cpu":
+        return 1
+    if config.target_thread == "true" and device.type == "cpu":
         return 1
     return None
 

@@ -8,6 +8,8 @@ import contextlib
 import copy
 import math
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -61,6 +63,7 @@ class QAgent:
         if self._phase is None and not noisy:
             self._phase = MinAtarPhase.of(self.q_net, self.target_net, self._rmsprop, **phase_kw)
         self._phase_q = self._phase.q_values if isinstance(self._phase, MinAtarPhase) else None
+        self.target_pass: TargetPass | None = None  # the target's pass on a thread of its own (set by build_agent)
 
     @property
     def compiled_kernels_apply(self) -> bool:
@@ -109,14 +112,21 @@ class QAgent:
             self._phase.run(*self._tensors(phase)[:5], n_updates, rows=phase.indices)  # losses: _drain_phase_metrics
             self.updates += n_updates
         else:
-            with torch.no_grad():
-                q_target_t = self.target()(torch.as_tensor(phase.obs_t, device=self.device))
+            obs_t = torch.as_tensor(phase.obs_t, device=self.device)
             # Synced since the last update (DrQ(eps) syncs every step): the target net holds the online weights,
             # so Double DQN's online Q(s_t, .) for the phase's first update is the target's, bit for bit
-            first_select = q_target_t[:batch_size] if self.double and self._copied_at_update == self.updates else None
+            just_synced = self.double and self._copied_at_update == self.updates
+            if self.target_pass is not None and self.target() is self.target_net and not just_synced:
+                pending = self.target_pass.submit(self.target_net, obs_t)  # runs while the online passes do
+                q_target_of = lambda i: lambda: pending.result()[i * batch_size:(i + 1) * batch_size]  # noqa: E731
+                first_select = None
+            else:
+                with torch.no_grad():
+                    q_target_t = self.target()(obs_t)
+                q_target_of = lambda i: q_target_t[i * batch_size:(i + 1) * batch_size]  # noqa: E731
+                first_select = q_target_t[:batch_size] if just_synced else None
             for i in range(n_updates):
-                self.update(batch_slice(phase, i, batch_size),
-                            q_target_t=q_target_t[i * batch_size:(i + 1) * batch_size],
+                self.update(batch_slice(phase, i, batch_size), q_target_t=q_target_of(i),
                             q_select_t=first_select if i == 0 else None)
         return t1 - t0, time.perf_counter() - t1
 
@@ -126,11 +136,13 @@ class QAgent:
         return (as_t(batch.obs_tm1), as_t(batch.action_tm1), as_t(batch.reward_t), as_t(batch.discount_t),
                 as_t(batch.obs_t), weights)
 
-    def update(self, batch: Batch, q_target_t: torch.Tensor | None = None,
+    def update(self, batch: Batch, q_target_t: torch.Tensor | Callable[[], torch.Tensor] | None = None,
                q_select_t: torch.Tensor | None = None) -> torch.Tensor:
         """One gradient step on a batch. Returns the new priority of each sample (|TD error|, or the C51
         cross-entropy), detached, for a prioritized sampler. ``q_target_t``: the target net's Q(s_t, .) when
-        already computed (scalar heads; see :meth:`learn`); ``q_select_t``: likewise the online net's (Double DQN)."""
+        already computed (scalar heads; see :meth:`learn`), or a function that returns it once the online net's
+        forward pass is done (a :class:`TargetPass` in flight); ``q_select_t``: likewise the online net's (Double
+        DQN)."""
         obs_tm1, action_tm1, reward_t, discount_t, obs_t, weights = self._tensors(batch)
         if self.noisy:  # fresh noise for this step, in both networks (Rainbow)
             self.q_net.reset_noise()
@@ -159,7 +171,9 @@ class QAgent:
     def _scalar_loss_and_grad(self, obs_tm1, action_tm1, reward_t, discount_t, obs_t, weights, q_target_t=None,
                               q_select_t=None):
         """y = r + discount * Q_target(s_t, argmax Q_select(s_t, .)); loss = mean_i w_i loss(Q(s_tm1, a_tm1), y),
-        and its gradient in the parameters' ``.grad``. Returns (loss, Q(s_tm1, a_tm1), |y - Q(s_tm1, a_tm1)|)."""
+        and its gradient in the parameters' ``.grad``. Returns (loss, Q(s_tm1, a_tm1), |y - Q(s_tm1, a_tm1)|).
+        y is formed after the online forward pass at s_tm1 (which does not depend on it), so a target pass on
+        another thread (``q_target_t`` a function) runs alongside that pass."""
         with torch.no_grad():
             if q_target_t is None:
                 target_net = self.target()
@@ -168,20 +182,27 @@ class QAgent:
                     q_select_t = q_target_t  # (a lazy sync: the online net's Q(s_t, .), just computed)
             if self.double and q_select_t is None:
                 q_select_t = self.q_net(obs_t)
-            target = q_learning_target(reward_t, discount_t, q_target_t, q_select_t)
         action = action_tm1.unsqueeze(1)
         if self._backprop is None:
             q_tm1 = self.q_net(obs_tm1).gather(1, action).squeeze(1)
+            target = self._td_target(reward_t, discount_t, q_target_t, q_select_t)
             loss = weighted_mean(td_loss(q_tm1, target, self.loss_kind), weights)
             loss.backward()
         else:  # plain MLP: dL/dQ(s_tm1, a_tm1) from the loss's formula, then back through the layers by hand
             q, inputs = self._backprop.forward(obs_tm1)
             q_tm1 = q.gather(1, action).squeeze(1)
+            target = self._td_target(reward_t, discount_t, q_target_t, q_select_t)
             scale = 1.0 / len(q_tm1) if weights is None else weights * (1.0 / len(q_tm1))  # of the (weighted) mean
             grad_q_tm1 = td_loss_grad(q_tm1, target, scale, self.loss_kind)
             self._backprop.backward(torch.zeros_like(q).scatter_(1, action, grad_q_tm1.unsqueeze(1)), inputs)
             loss = weighted_mean(td_loss(q_tm1, target, self.loss_kind), weights)
         return loss, q_tm1, (target - q_tm1).detach().abs()
+
+    @staticmethod
+    @torch.no_grad()
+    def _td_target(reward_t, discount_t, q_target_t, q_select_t) -> torch.Tensor:
+        return q_learning_target(reward_t, discount_t, q_target_t() if callable(q_target_t) else q_target_t,
+                                 q_select_t)
 
     def _categorical_losses(self, obs_tm1, action_tm1, reward_t, discount_t, obs_t):
         """C51: project the target net's distribution at a* = argmax_a Q_select(s_t, a) onto the support and
@@ -318,6 +339,35 @@ class QAgent:
         self._updates_at_pop = metrics["updates_at_pop"]
 
 
+class TargetPass:
+    """The target network's forward pass at s_t on a thread of its own, while the calling thread runs the online
+    network's passes with gradients (:meth:`QAgent.learn`). Nothing is shared: the target's weights are frozen
+    between syncs, which happen between updates, and its pass reads only them and the batch. The thread runs torch
+    with the caller's number of intra-op threads and inherits its floating-point environment (flushed denormals:
+    it is started at the first pass, after the trainer has set them), so it computes the same numbers the calling
+    thread would (tested bit for bit), in parallel: a quarter of a Nature-CNN update's work (BENCHMARKS.md)."""
+
+    def __init__(self):
+        self._executor: ThreadPoolExecutor | None = None
+
+    def submit(self, net: torch.nn.Module, obs: torch.Tensor) -> Future:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="qzoo-target",
+                                                initializer=torch.set_num_threads, initargs=(torch.get_num_threads(),))
+        return self._executor.submit(_forward_no_grad, net, obs)
+
+    def close(self) -> None:
+        """Stop the thread (a later pass starts a new one)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+
+def _forward_no_grad(net: torch.nn.Module, obs: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():  # (grad mode is per thread)
+        return net(obs)
+
+
 def epsilon_greedy(greedy, obs: np.ndarray, epsilon: float, rng: np.random.Generator, n_actions: int) -> np.ndarray:
     """One action per observation: uniformly random with probability epsilon, else ``greedy(obs)``'s."""
     n = len(obs)
@@ -350,6 +400,8 @@ def build_agent(config: Config, observation_space, n_actions: int, device: torch
     agent = QAgent(q_net, make_optimizer(config, q_net.parameters()), n_actions, double=config.double,
                    loss=config.loss, max_grad_norm=config.max_grad_norm, device=device, noisy=config.noisy)
     agent.lazy_sync = syncs_after_every_update(config) and agent._phase is None
+    if config.target_thread == "true" and agent._phase is None:  # (the trainer resolves 'auto')
+        agent.target_pass = TargetPass()
     return agent
 
 

@@ -275,6 +275,12 @@ class Config:
                 "'auto' = off (it pays only with a core to spare for the actor; BENCHMARKS.md), 'true' / 'false' "
                 "force it; config.yaml records the resolved value", one_of("auto", "true", "false"),
         "train")
+    target_thread: str = setting(
+        "auto", "compute the target network's Q(s', .) on a second thread while the online network's forward and "
+                "backward passes run (one torch thread each): the same kernels on the same inputs, so the same "
+                "numbers, in ~3/4 of the wall time of a Nature-CNN update on a CPU; 'auto' = on for the Nature CNN "
+                "on a CPU when the process may use >= 2 cores; config.yaml records the resolved value",
+        one_of("auto", "true", "false"), "train")
     # --- logging, evaluation, checkpoints ---------------------------------------------------------------------
     log_interval: int = setting(1000, "environment steps between progress.csv rows", at_least(1), "logging")
     stats_window: int = setting(100, "recent episodes averaged in the logged mean return", at_least(1), "logging")
@@ -364,7 +370,7 @@ class Config:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
-TRI_STATE = ("bf16", "overlap", "save_replay")  # 'auto', 'true' or 'false'
+TRI_STATE = ("bf16", "overlap", "target_thread", "save_replay")  # 'auto', 'true' or 'false'
 _BOOL_WORDS = ("true", "yes", "on", "1", "false", "no", "off", "0")
 _TYPES = typing.get_type_hints(Config)
 

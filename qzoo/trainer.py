@@ -22,7 +22,7 @@ import torch
 
 from qzoo import allocator, native
 from qzoo import checkpoint as ckpt
-from qzoo.actor import TrainingPhases, learner_threads, resolve_overlap
+from qzoo.actor import TrainingPhases, learner_threads, resolve_overlap, resolve_target_thread
 from qzoo.agent import build_agent, resolve_device
 from qzoo.config import Config
 from qzoo.envs import check_env, finished_episodes, finished_games, make_eval_envs, make_vec_env, true_next_obs
@@ -73,7 +73,9 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
     device = resolve_device(config.device)
     # settings that depend on the machine: resolved once, recorded as resolved in config.yaml
     bf16, bf16_note = resolve_bf16(config, device, env_info.observation_space.shape)
-    config = config.replace(bf16=bf16, overlap=str(resolve_overlap(config, env_info.observation_space.shape)).lower())
+    config = config.replace(bf16=bf16, overlap=str(resolve_overlap(config, env_info.observation_space.shape)).lower(),
+                            target_thread=str(resolve_target_thread(config, env_info.observation_space.shape,
+                                                                    device)).lower())
     threads = learner_threads(config, env_info.observation_space.shape, device)
     if threads is not None:
         torch.set_num_threads(threads)
@@ -216,6 +218,8 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
         raise
     finally:
         phases.close()
+        if agent.target_pass is not None:
+            agent.target_pass.close()
         stop.uninstall()
         loop_seconds = time.perf_counter() - start
         if bar is not None:

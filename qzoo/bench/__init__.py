@@ -53,7 +53,7 @@ BENCH_SETTINGS = {"progress_bar": False, "torch_threads": 1}  # every bench run;
 # settings that change how a run is kept and shown, not what it computes: a finished run recorded with other values
 # of these still counts as the planned run
 BOOKKEEPING = ("checkpoint_freq", "keep_checkpoints", "save_replay", "progress_bar", "tensorboard", "torch_threads",
-               "log_interval", "video_every")
+               "log_interval", "video_every", "target_thread")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from qzoo.config import TRI_STATE, Config, ConfigError, coerce
 # Settings a resume may change: they do not alter what the agent learns from the steps it takes (n_timesteps:
 # a longer budget; the schedules keep their horizon through schedule_timesteps).
 RESUME_MAY_CHANGE = ("n_timesteps", "schedule_timesteps", "device", "torch_threads", "progress_bar",
-                     "keep_checkpoints", "checkpoint_freq", "save_replay", "eval_envs")
+                     "keep_checkpoints", "checkpoint_freq", "save_replay", "eval_envs", "target_thread")
 
 
 @dataclass

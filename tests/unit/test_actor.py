@@ -222,3 +222,56 @@ def test_threads_and_overlap_resolve_from_the_network_bf16_and_the_cores(monkeyp
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
     assert learner_threads(pong.replace(overlap="true"), image, cpu) == 1
     assert learner_threads(pong.replace(bf16="true", torch_threads=2), image, cpu) == 2  # the setting wins
+
+
+@pytest.mark.parametrize("settings", [dict(bf16="true"), dict(bf16="false", double=True, dueling=True)],
+                         ids=["bf16-dqn", "fp32-double-dueling"])
+def test_the_target_pass_on_a_thread_of_its_own_changes_no_number(tmp_path, monkeypatch, settings):
+    """target_thread: the target network's pass at s_t runs on a second thread beside the online passes; the run is
+    the in-line one bit for bit (progress, weights), and the pass did run on that thread (every update but those
+    right after a Double DQN sync, whose first update reads the target's values as the online net's)."""
+    import threading
+
+    import qzoo.agent
+
+    threads = []
+    real = qzoo.agent._forward_no_grad
+
+    def recording(net, obs):
+        threads.append(threading.current_thread().name)
+        return real(net, obs)
+
+    monkeypatch.setattr(qzoo.agent, "_forward_no_grad", recording)
+    config = Config(env_id="ALE/Pong-v5", n_timesteps=600, learning_starts=300, buffer_size=1000, batch_size=16,
+                    train_freq=4, target_update_interval=100, max_episode_frames=800, exploration_fraction=0.5,
+                    log_interval=100, eval_freq=0, eval_episodes=1, progress_bar=False, tensorboard=False, seed=0,
+                    overlap="false", **settings)
+    threaded = train(config.replace(target_thread="true"), tmp_path / "threaded", out=None)
+    assert "target_thread: 'true'" in (tmp_path / "threaded" / "config.yaml").read_text()
+    syncs_read_as_online = 3 if config.double else 0  # the first update after the syncs at 400, 500, 600
+    assert len(threads) == threaded.agent.updates - syncs_read_as_online == 75 - syncs_read_as_online
+    assert set(threads) == {"qzoo-target_0"}
+    in_line = train(config.replace(target_thread="false"), tmp_path / "in_line", out=None)
+    assert len(threads) == 75 - syncs_read_as_online  # (none more)
+    assert progress(tmp_path / "threaded") == progress(tmp_path / "in_line")
+    assert same(weights(threaded.agent.q_net), weights(in_line.agent.q_net))
+    assert same(weights(threaded.agent.target_net), weights(in_line.agent.target_net))
+
+
+def test_the_target_thread_resolves_from_the_network_the_device_and_the_cores(monkeypatch):
+    import os
+
+    from qzoo.actor import resolve_target_thread
+
+    image, cpu, cuda = (4, 84, 84), torch.device("cpu"), torch.device("cuda")
+    pong = Config(env_id="ALE/Pong-v5")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert pong.target_thread == "auto" and resolve_target_thread(pong, image, cpu)
+    assert not resolve_target_thread(pong, image, cuda)  # (a GPU runs the passes asynchronously anyway)
+    assert not resolve_target_thread(Config(env_id="CartPole-v1"), (4,), cpu)  # MLPs: MLPPhase or numbers too small
+    assert not resolve_target_thread(pong.replace(target_thread="false"), image, cpu)
+    # float32 with the thread: one torch thread per pass, not torch's default of one per core
+    assert learner_threads(pong.replace(bf16="false", target_thread="true"), image, cpu) == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert not resolve_target_thread(pong, image, cpu)  # one core: nothing to run it beside
+    assert resolve_target_thread(pong.replace(target_thread="true"), image, cpu)

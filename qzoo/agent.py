@@ -18,8 +18,9 @@ from qzoo.config import Config
 from qzoo.fastpath import FusedAdamStep, MLPPhase, clip_grad_norm
 from qzoo.fastpath_cnn import CenteredRMSpropStep, MinAtarPhase
 from qzoo.losses import categorical_loss, categorical_projection, q_learning_target, td_loss, td_loss_grad
-from qzoo.networks import MLPBackprop, QNetwork, build_q_network, numpy_forward
+from qzoo.networks import MLPBackprop, NatureCNN, QNetwork, build_q_network, numpy_forward
 from qzoo.replay import Batch, ReplayBuffer, batch_slice
+from qzoo.split_grads import WeightGrads
 
 
 def resolve_device(name: str) -> torch.device:
@@ -64,6 +65,7 @@ class QAgent:
             self._phase = MinAtarPhase.of(self.q_net, self.target_net, self._rmsprop, **phase_kw)
         self._phase_q = self._phase.q_values if isinstance(self._phase, MinAtarPhase) else None
         self.target_pass: TargetPass | None = None  # the target's pass on a thread of its own (set by build_agent)
+        self._weight_grads: WeightGrads | None = None  # ... which makes the Nature CNN's weight gradients too
 
     @property
     def compiled_kernels_apply(self) -> bool:
@@ -156,6 +158,8 @@ class QAgent:
             losses, q_tm1, priorities = self._categorical_losses(obs_tm1, action_tm1, reward_t, discount_t, obs_t)
             loss = weighted_mean(losses, weights)
             loss.backward()
+        if self._weight_grads is not None:  # (made on the target_thread while the backward pass went on)
+            self._weight_grads.collect()
         if self.max_grad_norm != math.inf:  # (inf: no clipping, and no norm to compute)
             clip_grad_norm([p.grad for p in self.params], self.max_grad_norm)
         if self._adam is not None:
@@ -351,10 +355,14 @@ class TargetPass:
         self._executor: ThreadPoolExecutor | None = None
 
     def submit(self, net: torch.nn.Module, obs: torch.Tensor) -> Future:
+        return self.run(_forward_no_grad, net, obs)
+
+    def run(self, fn, *args) -> Future:
+        """``fn(*args)`` on the thread (the Nature CNN's weight gradients: qzoo/split_grads.py)."""
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="qzoo-target",
                                                 initializer=torch.set_num_threads, initargs=(torch.get_num_threads(),))
-        return self._executor.submit(_forward_no_grad, net, obs)
+        return self._executor.submit(fn, *args)
 
     def close(self) -> None:
         """Stop the thread (a later pass starts a new one)."""
@@ -402,6 +410,8 @@ def build_agent(config: Config, observation_space, n_actions: int, device: torch
     agent.lazy_sync = syncs_after_every_update(config) and agent._phase is None
     if config.target_thread == "true" and agent._phase is None:  # (the trainer resolves 'auto')
         agent.target_pass = TargetPass()
+        if isinstance(q_net.torso, NatureCNN) and device.type == "cpu":
+            agent._weight_grads = q_net.torso.weight_grads = WeightGrads(agent.target_pass.run)
     return agent
 
 

@@ -65,14 +65,19 @@ class StemConv(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         (obs,) = ctx.saved_tensors
-        out_ch, in_ch, k, _ = ctx.weight_shape
-        x = space_to_depth(obs, 4).float()
-        kernel = k // 4
-        shape_only = x.new_empty(out_ch, in_ch * 16, kernel, kernel)  # (the weight's shape; no input gradient)
-        grad_weight, grad_bias = torch.ops.aten.convolution_backward(
-            grad_out.contiguous(), x, shape_only, [grad_out.shape[1]], [1, 1], [0, 0], [1, 1], False, [0, 0], 1,
-            [False, True, True])[1:]
-        # (out, 16 in_ch, a, b) -> (out, in_ch, dy, dx, a, b) -> (out, in_ch, a, dy, b, dx) = (out, in_ch, 8, 8)
-        grad_weight = grad_weight.view(out_ch, in_ch, 4, 4, kernel, kernel).permute(0, 1, 4, 2, 5, 3).reshape(
-            out_ch, in_ch, k, k)
-        return None, grad_weight, grad_bias
+        return None, *stem_weight_grad(grad_out, obs, ctx.weight_shape)
+
+
+def stem_weight_grad(grad_out: torch.Tensor, obs: torch.Tensor, weight_shape) -> tuple[torch.Tensor, torch.Tensor]:
+    """:class:`StemConv`'s weight and bias gradients from the output gradient and the frames."""
+    out_ch, in_ch, k, _ = weight_shape
+    x = space_to_depth(obs, 4).float()
+    kernel = k // 4
+    shape_only = x.new_empty(out_ch, in_ch * 16, kernel, kernel)  # (the weight's shape; no input gradient)
+    grad_weight, grad_bias = torch.ops.aten.convolution_backward(
+        grad_out.contiguous(), x, shape_only, [grad_out.shape[1]], [1, 1], [0, 0], [1, 1], False, [0, 0], 1,
+        [False, True, True])[1:]
+    # (out, 16 in_ch, a, b) -> (out, in_ch, dy, dx, a, b) -> (out, in_ch, a, dy, b, dx) = (out, in_ch, 8, 8)
+    grad_weight = grad_weight.view(out_ch, in_ch, 4, 4, kernel, kernel).permute(0, 1, 4, 2, 5, 3).reshape(
+        out_ch, in_ch, k, k)
+    return grad_weight, grad_bias

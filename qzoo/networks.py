@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from qzoo import split_grads
 from qzoo.config import Config
 from qzoo.conv_ops import SharedCast, StemConv, same_pads
 from qzoo.precision import bf16_enabled
@@ -72,6 +73,8 @@ class NatureCNN(nn.Module):
         self.fc = linear(conv_out, features)
         self.feature_dim = features
         self._kept_cast: tuple | None = None  # ((version, address) of the fc weight(s), bfloat16 cast(s)): _fc_bf16
+        # set by the agent (target_thread): the pass that learns hands its weight gradients to the second thread
+        self.weight_grads: split_grads.WeightGrads | None = None
 
     def _pad_input(self, obs: torch.Tensor) -> torch.Tensor:
         return obs if self.pads is None else F.pad(obs, self.pads[0])
@@ -85,6 +88,10 @@ class NatureCNN(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         first = self.convs[0]
+        if (self.weight_grads is not None and torch.is_grad_enabled() and first.weight.requires_grad
+                and self.pads is None and type(self.fc) is nn.Linear and len(obs) > 1 and obs.device.type == "cpu"
+                and (self.bf16 or (first.stride == (4, 4) and obs.shape[-1] % 4 == 0))):
+            return self._forward_split(obs)
         obs = self._pad_input(obs)
         if not (self.bf16 and len(obs) > 1):
             weight = first.weight * (1.0 / 255.0)
@@ -100,6 +107,24 @@ class NatureCNN(nn.Module):
             # would make of float32 frames, without the float32 copy of the batch.
             x = F.conv2d(obs.to(torch.bfloat16), first.weight * (1.0 / 255.0), first.bias, first.stride)
             return F.relu(self._fc_bf16(self._after_first(x))).float()
+
+    def _forward_split(self, obs: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` for the pass that learns, each layer's weight gradients made on the second thread
+        (qzoo/split_grads.py): the same operations on the same values (autocast's bfloat16 casts made here)."""
+        grads, sg = self.weight_grads, split_grads
+        grads.forget()  # (the jobs of a pass whose backward never finished)
+        first, conv2, conv3, fc = self.convs[0], self.convs[2], self.convs[4], self.fc
+        dtype = torch.bfloat16 if self.bf16 else torch.float32
+        if self.bf16:
+            x = sg.Conv(first, grads, dtype, scale=1.0 / 255.0)(obs.to(dtype))  # (frames are exact in bfloat16)
+            kept = self._kept_cast is not None and self._kept_cast[0] == (fc.weight._version, fc.weight.data_ptr())
+            w = self._kept_cast[1] if kept else fc.weight.detach().to(dtype)
+        else:
+            x = sg.Stem(first, grads, dtype, scale=1.0 / 255.0)(obs)
+            w = fc.weight.detach()
+        x = sg.Conv(conv3, grads, dtype)(F.relu(sg.Conv(conv2, grads, dtype)(F.relu(x))))
+        x = sg.Linear(fc.weight, fc.bias, w, fc.bias.detach().to(dtype), grads)(F.relu(x).flatten(1))
+        return F.relu(x).float()
 
     def _fc_bf16(self, x: torch.Tensor) -> torch.Tensor:
         """The fully connected layer under autocast, with its weight's bfloat16 cast kept until the weight changes
@@ -131,7 +156,7 @@ class NatureCNN(nn.Module):
         """Copies and pickles leave the kept casts behind (a noisy layer's trainable ones are part of an autograd
         graph, which ``copy.deepcopy`` refuses; a copy's weights live elsewhere anyway, so its key would never
         match)."""
-        return {**super().__getstate__(), "_kept_cast": None}
+        return {**super().__getstate__(), "_kept_cast": None, "weight_grads": None}
 
     def _noisy_casts(self, fc: NoisyLinear) -> tuple[torch.Tensor, torch.Tensor]:
         """bfloat16 casts of a noisy fc layer's mean and sigma weights, kept while neither changes in place (the

@@ -251,6 +251,7 @@ def test_the_target_pass_on_a_thread_of_its_own_changes_no_number(tmp_path, monk
     syncs_read_as_online = 3 if config.double else 0  # the first update after the syncs at 400, 500, 600
     assert len(threads) == threaded.agent.updates - syncs_read_as_online == 75 - syncs_read_as_online
     assert set(threads) == {"qzoo-target_0"}
+    assert threaded.agent._weight_grads is not None  # (and the weight gradients were made on it: test_split_grads)
     in_line = train(config.replace(target_thread="false"), tmp_path / "in_line", out=None)
     assert len(threads) == 75 - syncs_read_as_online  # (none more)
     assert progress(tmp_path / "threaded") == progress(tmp_path / "in_line")

@@ -1,0 +1,153 @@
+"""The Nature CNN's weight gradients on a second thread, while the backward pass goes on down the layers.
+
+The backward pass of a layer y = f(x; W) makes two products from dL/dy: dL/dx, which the layer below waits for, and
+dL/dW, which nothing waits for until the optimizer's step. Autograd makes both, one after the other, on one thread.
+Here the pass that learns runs each layer (the three convolutions and the fully connected one) through
+:class:`SplitLayer`, whose backward makes dL/dx on the calling thread and hands dL/dW (and dL/db) to a second
+thread (the ``target_thread``'s, which by then has finished the target's forward pass); :meth:`WeightGrads.collect`
+waits for them and puts them in the parameters' ``.grad`` before the gradient is clipped and stepped.
+
+The same numbers as autograd, bit for bit (tested): each product is the call autograd's own backward makes —
+``aten::convolution_backward`` asked for the input gradient or for the weight and bias gradients (oneDNN computes
+them in separate primitives either way), ``grad.mm(W)`` and ``grad.t().mm(x)`` for the fully connected layer
+(``addmm``'s backward for these layouts), the bias gradient summed over the batch — on the same tensors; then what
+the graph does after it: autocast's bfloat16 casts are undone (``ToCopyBackward0``: ``.float()``), the first
+layer's 1/255 scaling multiplied in (``MulBackward0``), and the float32 first layer's weight gradient taken as
+:class:`qzoo.conv_ops.StemConv` takes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future
+
+import torch
+import torch.nn.functional as F
+
+from qzoo.conv_ops import stem_weight_grad
+
+
+class WeightGrads:
+    """The weight-gradient jobs of one backward pass: handed to ``submit`` (a function that runs a job on the second
+    thread and returns a Future), collected into the parameters' ``.grad`` by :meth:`collect`."""
+
+    def __init__(self, submit: Callable[..., Future]):
+        self.submit = submit
+        self._jobs: list[tuple[tuple[torch.nn.Parameter, ...], Future]] = []
+
+    def add(self, params: tuple[torch.nn.Parameter, ...], job: Callable[[], tuple[torch.Tensor, ...]], *,
+            here: bool = False) -> None:
+        """``job`` on the second thread, or with ``here`` on this one (the first layer's, the last job of the
+        backward pass: this thread has nothing else left to do)."""
+        if here:
+            future = Future()
+            future.set_result(job())
+        else:
+            future = self.submit(job)
+        self._jobs.append((params, future))
+
+    def collect(self) -> None:
+        """Wait for every job of the pass and set the gradients (the parameters' ``.grad`` are None: the update
+        cleared them, and autograd accumulates none of these parameters)."""
+        jobs, self._jobs = self._jobs, []
+        for params, future in jobs:
+            for param, grad in zip(params, future.result(), strict=True):
+                param.grad = grad
+
+    def forget(self) -> None:
+        """Drop the jobs of a pass whose backward will not be collected (wait for them first: they read its
+        tensors)."""
+        jobs, self._jobs = self._jobs, []
+        for _, future in jobs:
+            future.exception()
+
+
+class Layer:
+    """One layer of the pass that learns: its weights as the forward pass uses them (bfloat16 casts under bf16) and
+    the three products of its backward pass."""
+
+    def __init__(self, weight: torch.nn.Parameter, bias: torch.nn.Parameter, w: torch.Tensor, b: torch.Tensor,
+                 grads: WeightGrads):
+        self.params, self.w, self.b, self.grads = (weight, bias), w, b, grads
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def input_grad(self, grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def weight_grads(self, grad: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def to_params(self, grad_w: torch.Tensor, grad_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The gradients of the parameters from those of the weights the pass used: autocast's casts undone."""
+        dtype = self.params[0].dtype
+        return grad_w.to(dtype), grad_b.to(dtype)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return SplitLayer.apply(x, self.params[0], self)
+
+
+class Conv(Layer):
+    def __init__(self, conv: torch.nn.Conv2d, grads: WeightGrads, dtype: torch.dtype, scale: float | None = None):
+        w = conv.weight.detach() if scale is None else conv.weight.detach() * scale
+        super().__init__(conv.weight, conv.bias, w.to(dtype), conv.bias.detach().to(dtype), grads)
+        self.stride, self.scale = list(conv.stride), scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.w, self.b, self.stride)
+
+    def _backward(self, grad: torch.Tensor, x: torch.Tensor, mask: list[bool]):
+        return torch.ops.aten.convolution_backward(grad, x, self.w, [self.w.shape[0]], self.stride, [0, 0], [1, 1],
+                                                   False, [0, 0], 1, mask)
+
+    def input_grad(self, grad, x):
+        return self._backward(grad, x, [True, False, False])[0]
+
+    def weight_grads(self, grad, x):
+        return self._backward(grad, x, [False, True, True])[1:]
+
+    def to_params(self, grad_w, grad_b):
+        grad_w, grad_b = super().to_params(grad_w, grad_b)
+        return (grad_w if self.scale is None else grad_w * self.scale), grad_b
+
+
+class Stem(Conv):
+    """The float32 first convolution: its weight gradient by space-to-depth, as :class:`qzoo.conv_ops.StemConv`."""
+
+    def forward(self, x):
+        return F.conv2d(x.float(), self.w, self.b, self.stride)
+
+    def weight_grads(self, grad, x):
+        return stem_weight_grad(grad, x, self.w.shape)
+
+
+class Linear(Layer):
+    def forward(self, x):
+        return F.linear(x, self.w, self.b)
+
+    def input_grad(self, grad, x):
+        return grad.mm(self.w)
+
+    def weight_grads(self, grad, x):
+        return grad.t().mm(x), grad.sum(0)
+
+
+class SplitLayer(torch.autograd.Function):
+    """``layer``'s forward pass; its backward makes the input gradient here and hands the weight gradients to the
+    second thread. ``anchor`` (the layer's weight) only puts the node in the graph when ``x`` needs no gradient (the
+    first layer); it gets none from here (WeightGrads.collect sets it)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, anchor: torch.Tensor, layer: Layer) -> torch.Tensor:
+        ctx.layer = layer
+        ctx.save_for_backward(x)
+        return layer.forward(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (x,) = ctx.saved_tensors
+        layer = ctx.layer
+        first = not ctx.needs_input_grad[0]  # (the frames need no gradient: nothing left for this thread to do)
+        layer.grads.add(layer.params, lambda: layer.to_params(*layer.weight_grads(grad, x)), here=first)
+        return (None if first else layer.input_grad(grad, x)), None, None

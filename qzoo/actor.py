@@ -51,14 +51,16 @@ def resolve_overlap(config: Config, observation_shape: tuple) -> bool:
     return config.overlap == "true"
 
 
-def resolve_target_thread(config: Config, observation_shape: tuple, device: torch.device) -> bool:
-    """``target_thread`` as a bool. 'auto' is on for the Nature CNN on a CPU when the process may use two cores or
-    more: the target's pass (a quarter of an update) then runs beside the online net's (qzoo.agent.TargetPass),
-    changing no number."""
+def resolve_target_thread(config: Config, observation_shape: tuple, device: torch.device) -> str:
+    """``target_thread`` as the run uses it: 'true' or 'false' as set; 'auto' stays 'auto' (each phase with or
+    without the second thread, whichever was faster when last timed: qzoo.second_thread) for the Nature CNN on a
+    CPU when the process may use two cores or more, and is 'false' elsewhere. The second thread runs the target's
+    pass (a quarter of an update) and the weight gradients beside the online net's passes, changing no number."""
     if config.target_thread != "auto":
-        return config.target_thread == "true"
-    return (device.type == "cpu" and config.resolved_network(observation_shape) == "nature_cnn"
-            and len(os.sched_getaffinity(0)) >= 2)
+        return config.target_thread
+    usable = (device.type == "cpu" and config.resolved_network(observation_shape) == "nature_cnn"
+              and len(os.sched_getaffinity(0)) >= 2)
+    return "auto" if usable else "false"
 
 
 def learner_threads(config: Config, observation_shape: tuple, device: torch.device) -> int | None:
@@ -76,7 +78,7 @@ def learner_threads(config: Config, observation_shape: tuple, device: torch.devi
         return max(1, len(os.sched_getaffinity(0)) - 1)
     if config.bf16 == "true" and device.type == "cpu":
         return 1
-    if config.target_thread == "true" and device.type == "cpu":
+    if config.target_thread in ("true", "auto") and device.type == "cpu":  # (as resolved: qzoo.trainer)
         return 1
     return None
 

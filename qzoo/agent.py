@@ -9,7 +9,6 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -20,6 +19,7 @@ from qzoo.fastpath_cnn import CenteredRMSpropStep, MinAtarPhase
 from qzoo.losses import categorical_loss, categorical_projection, q_learning_target, td_loss, td_loss_grad
 from qzoo.networks import MLPBackprop, NatureCNN, QNetwork, build_q_network, numpy_forward
 from qzoo.replay import Batch, ReplayBuffer, batch_slice
+from qzoo.second_thread import SecondThread
 from qzoo.split_grads import WeightGrads
 
 
@@ -64,8 +64,9 @@ class QAgent:
         if self._phase is None and not noisy:
             self._phase = MinAtarPhase.of(self.q_net, self.target_net, self._rmsprop, **phase_kw)
         self._phase_q = self._phase.q_values if isinstance(self._phase, MinAtarPhase) else None
-        self.target_pass: TargetPass | None = None  # the target's pass on a thread of its own (set by build_agent)
-        self._weight_grads: WeightGrads | None = None  # ... which makes the Nature CNN's weight gradients too
+        # the target's pass and the Nature CNN's weight gradients on a thread of their own (set by build_agent)
+        self.second_thread: SecondThread | None = None
+        self._weight_grads: WeightGrads | None = None
 
     @property
     def compiled_kernels_apply(self) -> bool:
@@ -89,6 +90,21 @@ class QAgent:
 
     # ---- learning -----------------------------------------------------------------------------------------
     def learn(self, replay: ReplayBuffer, n_updates: int, batch_size: int, step: int) -> tuple[float, float]:
+        """A phase of ``n_updates`` gradient steps (:meth:`_learn`), with or without the second thread as
+        :class:`qzoo.second_thread.SecondThread` says (the same numbers either way)."""
+        second = self.second_thread
+        if second is None:
+            return self._learn(replay, n_updates, batch_size, step, threaded=False)
+        threaded = second.use()
+        if self._weight_grads is not None:
+            self.q_net.torso.weight_grads = self._weight_grads if threaded else None
+        t0 = time.perf_counter()
+        seconds = self._learn(replay, n_updates, batch_size, step, threaded=threaded)
+        second.record(threaded, time.perf_counter() - t0)
+        return seconds
+
+    def _learn(self, replay: ReplayBuffer, n_updates: int, batch_size: int, step: int, *,
+               threaded: bool) -> tuple[float, float]:
         """A phase of ``n_updates`` gradient steps on batches from ``replay``, handing new priorities back to it.
         Returns the seconds spent sampling and updating.
 
@@ -118,8 +134,8 @@ class QAgent:
             # Synced since the last update (DrQ(eps) syncs every step): the target net holds the online weights,
             # so Double DQN's online Q(s_t, .) for the phase's first update is the target's, bit for bit
             just_synced = self.double and self._copied_at_update == self.updates
-            if self.target_pass is not None and self.target() is self.target_net and not just_synced:
-                pending = self.target_pass.submit(self.target_net, obs_t)  # runs while the online passes do
+            if threaded and self.target() is self.target_net and not just_synced:
+                pending = self.second_thread.forward(self.target_net, obs_t)  # runs while the online passes do
                 q_target_of = lambda i: lambda: pending.result()[i * batch_size:(i + 1) * batch_size]  # noqa: E731
                 first_select = None
             else:
@@ -143,7 +159,7 @@ class QAgent:
         """One gradient step on a batch. Returns the new priority of each sample (|TD error|, or the C51
         cross-entropy), detached, for a prioritized sampler. ``q_target_t``: the target net's Q(s_t, .) when
         already computed (scalar heads; see :meth:`learn`), or a function that returns it once the online net's
-        forward pass is done (a :class:`TargetPass` in flight); ``q_select_t``: likewise the online net's (Double
+        forward pass is done (a pass in flight on the second thread); ``q_select_t``: likewise the online net's (Double
         DQN)."""
         obs_tm1, action_tm1, reward_t, discount_t, obs_t, weights = self._tensors(batch)
         if self.noisy:  # fresh noise for this step, in both networks (Rainbow)
@@ -158,7 +174,7 @@ class QAgent:
             losses, q_tm1, priorities = self._categorical_losses(obs_tm1, action_tm1, reward_t, discount_t, obs_t)
             loss = weighted_mean(losses, weights)
             loss.backward()
-        if self._weight_grads is not None:  # (made on the target_thread while the backward pass went on)
+        if self._weight_grads is not None:  # (made on the second thread while the backward pass went on)
             self._weight_grads.collect()
         if self.max_grad_norm != math.inf:  # (inf: no clipping, and no norm to compute)
             clip_grad_norm([p.grad for p in self.params], self.max_grad_norm)
@@ -343,39 +359,6 @@ class QAgent:
         self._updates_at_pop = metrics["updates_at_pop"]
 
 
-class TargetPass:
-    """The target network's forward pass at s_t on a thread of its own, while the calling thread runs the online
-    network's passes with gradients (:meth:`QAgent.learn`). Nothing is shared: the target's weights are frozen
-    between syncs, which happen between updates, and its pass reads only them and the batch. The thread runs torch
-    with the caller's number of intra-op threads and inherits its floating-point environment (flushed denormals:
-    it is started at the first pass, after the trainer has set them), so it computes the same numbers the calling
-    thread would (tested bit for bit), in parallel: a quarter of a Nature-CNN update's work (BENCHMARKS.md)."""
-
-    def __init__(self):
-        self._executor: ThreadPoolExecutor | None = None
-
-    def submit(self, net: torch.nn.Module, obs: torch.Tensor) -> Future:
-        return self.run(_forward_no_grad, net, obs)
-
-    def run(self, fn, *args) -> Future:
-        """``fn(*args)`` on the thread (the Nature CNN's weight gradients: qzoo/split_grads.py)."""
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="qzoo-target",
-                                                initializer=torch.set_num_threads, initargs=(torch.get_num_threads(),))
-        return self._executor.submit(fn, *args)
-
-    def close(self) -> None:
-        """Stop the thread (a later pass starts a new one)."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
-
-
-def _forward_no_grad(net: torch.nn.Module, obs: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():  # (grad mode is per thread)
-        return net(obs)
-
-
 def epsilon_greedy(greedy, obs: np.ndarray, epsilon: float, rng: np.random.Generator, n_actions: int) -> np.ndarray:
     """One action per observation: uniformly random with probability epsilon, else ``greedy(obs)``'s."""
     n = len(obs)
@@ -408,10 +391,11 @@ def build_agent(config: Config, observation_space, n_actions: int, device: torch
     agent = QAgent(q_net, make_optimizer(config, q_net.parameters()), n_actions, double=config.double,
                    loss=config.loss, max_grad_norm=config.max_grad_norm, device=device, noisy=config.noisy)
     agent.lazy_sync = syncs_after_every_update(config) and agent._phase is None
-    if config.target_thread == "true" and agent._phase is None:  # (the trainer resolves 'auto')
-        agent.target_pass = TargetPass()
+    # target_thread: 'auto' here is the trainer's resolved value (two cores or more: timed, qzoo.actor)
+    if config.target_thread in ("true", "auto") and agent._phase is None:
+        agent.second_thread = SecondThread(adaptive=config.target_thread == "auto")
         if isinstance(q_net.torso, NatureCNN) and device.type == "cpu":
-            agent._weight_grads = q_net.torso.weight_grads = WeightGrads(agent.target_pass.run)
+            agent._weight_grads = q_net.torso.weight_grads = WeightGrads(agent.second_thread.run)
     return agent
 
 

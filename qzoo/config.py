@@ -276,10 +276,12 @@ class Config:
                 "force it; config.yaml records the resolved value", one_of("auto", "true", "false"),
         "train")
     target_thread: str = setting(
-        "auto", "compute the target network's Q(s', .) on a second thread while the online network's forward and "
-                "backward passes run (one torch thread each): the same kernels on the same inputs, so the same "
-                "numbers, in ~3/4 of the wall time of a Nature-CNN update on a CPU; 'auto' = on for the Nature CNN "
-                "on a CPU when the process may use >= 2 cores; config.yaml records the resolved value",
+        "auto", "run the target network's pass at s' and the Nature CNN's weight gradients on a second thread "
+                "beside the online network's passes (one torch thread each; qzoo/second_thread.py): the same "
+                "kernels on the same inputs, so the same numbers, in ~0.6x the wall time of an update on an idle "
+                "2-core CPU; 'auto' = for the Nature CNN on a CPU with >= 2 usable cores, each training phase with "
+                "or without it, whichever was faster when last timed (a busy other core makes it slower); "
+                "config.yaml records the resolved value",
         one_of("auto", "true", "false"), "train")
     # --- logging, evaluation, checkpoints ---------------------------------------------------------------------
     log_interval: int = setting(1000, "environment steps between progress.csv rows", at_least(1), "logging")

@@ -74,8 +74,7 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
     # settings that depend on the machine: resolved once, recorded as resolved in config.yaml
     bf16, bf16_note = resolve_bf16(config, device, env_info.observation_space.shape)
     config = config.replace(bf16=bf16, overlap=str(resolve_overlap(config, env_info.observation_space.shape)).lower(),
-                            target_thread=str(resolve_target_thread(config, env_info.observation_space.shape,
-                                                                    device)).lower())
+                            target_thread=resolve_target_thread(config, env_info.observation_space.shape, device))
     threads = learner_threads(config, env_info.observation_space.shape, device)
     if threads is not None:
         torch.set_num_threads(threads)
@@ -218,8 +217,8 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
         raise
     finally:
         phases.close()
-        if agent.target_pass is not None:
-            agent.target_pass.close()
+        if agent.second_thread is not None:
+            agent.second_thread.close()
         stop.uninstall()
         loop_seconds = time.perf_counter() - start
         if bar is not None:

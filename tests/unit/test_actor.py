@@ -1,6 +1,7 @@
 """Training phases in line and overlapped with acting (qzoo/actor.py, the ``overlap`` setting)."""
 
 import csv
+import os
 from concurrent.futures import Future
 
 import gymnasium as gym
@@ -12,6 +13,7 @@ from qzoo.actor import TrainingPhases, learner_threads, resolve_overlap
 from qzoo.agent import build_agent
 from qzoo.config import Config
 from qzoo.replay import make_replay
+from qzoo.second_thread import SecondThread
 from qzoo.trainer import train
 
 SPACE = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
@@ -214,7 +216,7 @@ def test_threads_and_overlap_resolve_from_the_network_bf16_and_the_cores(monkeyp
     assert resolve_overlap(pong.replace(overlap="true"), image)
     assert learner_threads(Config(env_id="CartPole-v1"), (4,), cpu) == 1  # an MLP: one thread
     assert learner_threads(Config(env_id="MinAtar/Breakout-v1"), (4, 10, 10), cpu) == 1
-    assert learner_threads(pong.replace(bf16="false"), image, cpu) is None  # fp32 CNN: torch's default
+    assert learner_threads(pong.replace(bf16="false", target_thread="false"), image, cpu) is None  # torch's default
     assert learner_threads(pong.replace(bf16="true"), image, cpu) == 1  # bf16 on a CPU: one thread
     assert learner_threads(pong.replace(bf16="true"), image, cuda) is None
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
@@ -226,22 +228,25 @@ def test_threads_and_overlap_resolve_from_the_network_bf16_and_the_cores(monkeyp
 
 @pytest.mark.parametrize("settings", [dict(bf16="true"), dict(bf16="false", double=True, dueling=True)],
                          ids=["bf16-dqn", "fp32-double-dueling"])
-def test_the_target_pass_on_a_thread_of_its_own_changes_no_number(tmp_path, monkeypatch, settings):
-    """target_thread: the target network's pass at s_t runs on a second thread beside the online passes; the run is
-    the in-line one bit for bit (progress, weights), and the pass did run on that thread (every update but those
-    right after a Double DQN sync, whose first update reads the target's values as the online net's)."""
+def test_the_second_thread_changes_no_number(tmp_path, monkeypatch, settings):
+    """target_thread: the target network's pass at s_t (and the weight gradients: test_split_grads) run on a second
+    thread beside the online passes; the run is the in-line one bit for bit (progress, weights), and the pass did
+    run on that thread (every update but those right after a Double DQN sync, whose first update reads the target's
+    values as the online net's). With 'auto' switching between the two ways every few phases, still the same run."""
+    import functools
     import threading
 
     import qzoo.agent
+    import qzoo.second_thread
 
     threads = []
-    real = qzoo.agent._forward_no_grad
+    real = qzoo.second_thread.forward_no_grad
 
     def recording(net, obs):
         threads.append(threading.current_thread().name)
         return real(net, obs)
 
-    monkeypatch.setattr(qzoo.agent, "_forward_no_grad", recording)
+    monkeypatch.setattr(qzoo.second_thread, "forward_no_grad", recording)
     config = Config(env_id="ALE/Pong-v5", n_timesteps=600, learning_starts=300, buffer_size=1000, batch_size=16,
                     train_freq=4, target_update_interval=100, max_episode_frames=800, exploration_fraction=0.5,
                     log_interval=100, eval_freq=0, eval_episodes=1, progress_bar=False, tensorboard=False, seed=0,
@@ -250,7 +255,7 @@ def test_the_target_pass_on_a_thread_of_its_own_changes_no_number(tmp_path, monk
     assert "target_thread: 'true'" in (tmp_path / "threaded" / "config.yaml").read_text()
     syncs_read_as_online = 3 if config.double else 0  # the first update after the syncs at 400, 500, 600
     assert len(threads) == threaded.agent.updates - syncs_read_as_online == 75 - syncs_read_as_online
-    assert set(threads) == {"qzoo-target_0"}
+    assert set(threads) == {"qzoo-second_0"}
     assert threaded.agent._weight_grads is not None  # (and the weight gradients were made on it: test_split_grads)
     in_line = train(config.replace(target_thread="false"), tmp_path / "in_line", out=None)
     assert len(threads) == 75 - syncs_read_as_online  # (none more)
@@ -258,21 +263,46 @@ def test_the_target_pass_on_a_thread_of_its_own_changes_no_number(tmp_path, monk
     assert same(weights(threaded.agent.q_net), weights(in_line.agent.q_net))
     assert same(weights(threaded.agent.target_net), weights(in_line.agent.target_net))
 
+    # 'auto', timed in windows of 3 phases every 8 (made short here): some phases with the thread, some without
+    monkeypatch.setattr(qzoo.agent, "SecondThread", functools.partial(SecondThread, period=8, window=3, warmup=2))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    switching = train(config.replace(target_thread="auto"), tmp_path / "auto", out=None)
+    assert "target_thread: auto" in (tmp_path / "auto" / "config.yaml").read_text()
+    second = switching.agent.second_thread
+    assert second.phases == 75 and 0 < second.threaded_phases < 75
+    assert progress(tmp_path / "auto") == progress(tmp_path / "in_line")
+    assert same(weights(switching.agent.q_net), weights(in_line.agent.q_net))
+
+
+def test_auto_times_both_ways_in_windows_and_uses_the_faster_until_the_next():
+    second = SecondThread(adaptive=True, period=10, window=2, warmup=1)
+    fast, slow = 1.0, 2.0
+    used = []
+    for phase in range(23):
+        use = second.use()
+        used.append(use)
+        # the thread is fast in the first period and slow from the second on (another process took the core)
+        second.record(use, (fast if phase < 11 else slow) if use else 1.5)
+    # warm-up; 2 with, 2 without, the rest of the period with (faster); 2 with (now slower), 2 without, the rest
+    # without; the next period's timing starts
+    assert used == ([True] + [True, True, False, False] + [True] * 6 + [True, True, False, False] + [False] * 6
+                    + [True, True])
+    assert second.phases == 23 and second.threaded_phases == 1 + 2 + 6 + 2 + 2
+
 
 def test_the_target_thread_resolves_from_the_network_the_device_and_the_cores(monkeypatch):
-    import os
-
     from qzoo.actor import resolve_target_thread
 
     image, cpu, cuda = (4, 84, 84), torch.device("cpu"), torch.device("cuda")
     pong = Config(env_id="ALE/Pong-v5")
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
-    assert pong.target_thread == "auto" and resolve_target_thread(pong, image, cpu)
-    assert not resolve_target_thread(pong, image, cuda)  # (a GPU runs the passes asynchronously anyway)
-    assert not resolve_target_thread(Config(env_id="CartPole-v1"), (4,), cpu)  # MLPs: MLPPhase or numbers too small
-    assert not resolve_target_thread(pong.replace(target_thread="false"), image, cpu)
+    assert pong.target_thread == "auto" and resolve_target_thread(pong, image, cpu) == "auto"  # timed, per phase
+    assert resolve_target_thread(pong, image, cuda) == "false"  # (a GPU runs the passes asynchronously anyway)
+    assert resolve_target_thread(Config(env_id="CartPole-v1"), (4,), cpu) == "false"  # MLPs: MLPPhase
+    assert resolve_target_thread(pong.replace(target_thread="false"), image, cpu) == "false"
     # float32 with the thread: one torch thread per pass, not torch's default of one per core
     assert learner_threads(pong.replace(bf16="false", target_thread="true"), image, cpu) == 1
+    assert learner_threads(pong.replace(bf16="false", target_thread="auto"), image, cpu) == 1
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
-    assert not resolve_target_thread(pong, image, cpu)  # one core: nothing to run it beside
-    assert resolve_target_thread(pong.replace(target_thread="true"), image, cpu)
+    assert resolve_target_thread(pong, image, cpu) == "false"  # one core: nothing to run it beside
+    assert resolve_target_thread(pong.replace(target_thread="true"), image, cpu) == "true"

@@ -23,10 +23,10 @@ LAYERS = [
     # (qzoo.guards: the checks where qzoo meets the machine, the file system and the user's files; qzoo.envs calls it.
     # qzoo.allocator: the memory allocator a training process runs on; the trainer, the peers and the CLI use it.
     # qzoo.precision: whether this CPU computes bfloat16 natively and what bf16 'auto' means; qzoo.conv_ops: the
-    # Nature CNN's CPU kernels, qzoo.split_grads its weight gradients on a second thread; qzoo.native: the compiled
-    # MLP update loop that qzoo.fastpath calls when it is built.)
+    # Nature CNN's CPU kernels, qzoo.split_grads its weight gradients on a second thread, qzoo.second_thread that
+    # thread and whether an update uses it; qzoo.native: the compiled MLP update loop that qzoo.fastpath calls.)
     ("parts", ["qzoo.envs", "qzoo.guards", "qzoo.allocator", "qzoo.precision", "qzoo.conv_ops", "qzoo.split_grads",
-               "qzoo.networks",
+               "qzoo.second_thread", "qzoo.networks",
                "qzoo.losses", "qzoo.native", "qzoo.fastpath", "qzoo.fastpath_cnn",
                "qzoo.replay", "qzoo.evaluation", "qzoo.logger"]),
     # run files: the durable files of a run directory (lock, atomic writes, manifests, models, checkpoints, resume).

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from qzoo.agent import TargetPass
 from qzoo.config import Config
 from qzoo.networks import build_q_network
+from qzoo.second_thread import SecondThread
 from qzoo.split_grads import WeightGrads
 
 
@@ -35,7 +35,7 @@ def test_weight_gradients_on_the_second_thread_are_autograds_bit_for_bit(bf16, d
         return [p.grad.clone() for p in net.parameters()], q.detach()
 
     autograd, q_autograd = grads()
-    pass_thread, names = TargetPass(), []
+    pass_thread, names = SecondThread(), []
 
     def submit(job):
         def named():
@@ -53,7 +53,7 @@ def test_weight_gradients_on_the_second_thread_are_autograds_bit_for_bit(bf16, d
     assert all(g.dtype == torch.float32 and g.is_contiguous() for g in split)
     # the fully connected layer's and the two upper convolutions' on the second thread (the first's is made last,
     # on the calling thread, which has nothing else left to do)
-    assert names == ["qzoo-target_0"] * 3
+    assert names == ["qzoo-second_0"] * 3
     assert net.torso.weight_grads._jobs == []  # collected
 
 

@@ -6,8 +6,9 @@ DQN's Pong preset (RL Zoo's Atari settings: Nature CNN, 6 actions, batch 32), on
 of 3,000 random frames (``update_cost.synthetic_agent``), jemalloc preloaded as the ``qzoo`` command does. Prints
 the median wall time per update of ``agent.learn`` in line and with the second thread, then one threaded update
 taken apart on the calling thread (online forward; wait for the target pass; backward; wait for the weight
-gradients; Adam) and each weight-gradient job's submit / start / end times on the second thread (ms from the
-update's start). Run it on an otherwise idle machine: the two threads need the two cores.
+gradients; Adam) and the submit / start / end times (ms from the update's start) of the weight-gradient jobs of the
+fc layer and the upper two convolutions on the second thread (the first layer's is split between the threads where
+the halves agree, and not timed). Run it on an otherwise idle machine: the two threads need the two cores.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def main() -> None:
     jobs, origin = [], [0.0]
     real_add = sg.WeightGrads.add
 
-    def timed_add(self, params, job, here=False):
+    def timed_add(self, params, job):
         submitted = time.perf_counter()
 
         def timed():
@@ -59,7 +60,7 @@ def main() -> None:
             jobs.append((tuple(params[0].shape), submitted - origin[0], start - origin[0],
                          time.perf_counter() - origin[0]))
             return result
-        return real_add(self, params, timed, here=here)
+        return real_add(self, params, timed)
 
     sg.WeightGrads.add = timed_add
     second = agent.second_thread
@@ -86,6 +87,8 @@ def main() -> None:
     names = ("online forward", "wait for target pass", "backward", "wait for weight gradients", "Adam", "total")
     print("one threaded update, calling thread (median ms): " + ", ".join(
         f"{n} {1000 * statistics.median(x[k] for x in parts):.2f}" for k, n in enumerate(names)))
+    print("the first layer's weight gradient split by output channel between the threads: "
+          + ", ".join(str(agree) for agree in sg.HALVES_AGREE.values()))
     for shape, submitted, start, end in jobs:  # (the last update's)
         print(f"  weight-gradient job {shape}: submitted {1000 * submitted:.2f}, ran {1000 * start:.2f} to "
               f"{1000 * end:.2f} ms")

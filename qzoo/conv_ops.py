@@ -68,10 +68,17 @@ class StemConv(torch.autograd.Function):
         return None, *stem_weight_grad(grad_out, obs, ctx.weight_shape)
 
 
-def stem_weight_grad(grad_out: torch.Tensor, obs: torch.Tensor, weight_shape) -> tuple[torch.Tensor, torch.Tensor]:
-    """:class:`StemConv`'s weight and bias gradients from the output gradient and the frames."""
+def stem_input(obs: torch.Tensor) -> torch.Tensor:
+    """The frames as :func:`stem_weight_grad` convolves them: space-to-depth, float32."""
+    return space_to_depth(obs, 4).float()
+
+
+def stem_weight_grad(grad_out: torch.Tensor, obs: torch.Tensor, weight_shape,
+                     x: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:class:`StemConv`'s weight and bias gradients from the output gradient and the frames (``x``: their
+    :func:`stem_input`, when already made)."""
     out_ch, in_ch, k, _ = weight_shape
-    x = space_to_depth(obs, 4).float()
+    x = stem_input(obs) if x is None else x
     kernel = k // 4
     shape_only = x.new_empty(out_ch, in_ch * 16, kernel, kernel)  # (the weight's shape; no input gradient)
     grad_weight, grad_bias = torch.ops.aten.convolution_backward(

@@ -4,8 +4,10 @@ The backward pass of a layer y = f(x; W) makes two products from dL/dy: dL/dx, w
 dL/dW, which nothing waits for until the optimizer's step. Autograd makes both, one after the other, on one thread.
 Here the pass that learns runs each layer (the three convolutions and the fully connected one) through
 :class:`SplitLayer`, whose backward makes dL/dx on the calling thread and hands dL/dW (and dL/db) to a second
-thread (the ``target_thread``'s, which by then has finished the target's forward pass); :meth:`WeightGrads.collect`
-waits for them and puts them in the parameters' ``.grad`` before the gradient is clipped and stepped.
+thread (the ``target_thread``'s, which by then has finished the target's forward pass); the first layer's, made
+last, are split by output channel between the two threads where that gives the same numbers
+(:meth:`WeightGrads.add_first`); :meth:`WeightGrads.collect` waits for them all and puts them in the parameters'
+``.grad`` before the gradient is clipped and stepped.
 
 The same numbers as autograd, bit for bit (tested): each product is the call autograd's own backward makes —
 ``aten::convolution_backward`` asked for the input gradient or for the weight and bias gradients (oneDNN computes
@@ -24,7 +26,10 @@ from concurrent.futures import Future
 import torch
 import torch.nn.functional as F
 
-from qzoo.conv_ops import stem_weight_grad
+from qzoo.conv_ops import stem_input, stem_weight_grad
+
+# (layer kind, shapes, dtypes) -> do the gradients of half the output channels sum as the whole's do here?
+HALVES_AGREE: dict[tuple, bool] = {}
 
 
 class WeightGrads:
@@ -35,16 +40,9 @@ class WeightGrads:
         self.submit = submit
         self._jobs: list[tuple[tuple[torch.nn.Parameter, ...], Future]] = []
 
-    def add(self, params: tuple[torch.nn.Parameter, ...], job: Callable[[], tuple[torch.Tensor, ...]], *,
-            here: bool = False) -> None:
-        """``job`` on the second thread, or with ``here`` on this one (the first layer's, the last job of the
-        backward pass: this thread has nothing else left to do)."""
-        if here:
-            future = Future()
-            future.set_result(job())
-        else:
-            future = self.submit(job)
-        self._jobs.append((params, future))
+    def add(self, params: tuple[torch.nn.Parameter, ...], job: Callable[[], tuple[torch.Tensor, ...]]) -> None:
+        """``job`` on the second thread."""
+        self._jobs.append((params, self.submit(job)))
 
     def collect(self) -> None:
         """Wait for every job of the pass and set the gradients (the parameters' ``.grad`` are None: the update
@@ -53,6 +51,29 @@ class WeightGrads:
         for params, future in jobs:
             for param, grad in zip(params, future.result(), strict=True):
                 param.grad = grad
+
+    def add_first(self, layer: Conv, grad: torch.Tensor, x: torch.Tensor) -> None:
+        """The first layer's weight gradients, the last job of the backward pass: half the output channels on the
+        second thread and half on this one, when the halves give the whole's numbers on this machine (each output
+        channel's gradient is its own sum; whether the kernels for half the channels sum it in the same order is
+        checked once per shape, on the pass at hand, and the whole is used until then or if not); else all here."""
+        n = layer.w.shape[0]
+        key = (type(layer), tuple(grad.shape), tuple(x.shape), x.dtype, grad.dtype)
+        if HALVES_AGREE.get(key):
+            x = layer.weight_grad_input(x)  # (made once for both halves)
+            upper = self.submit(lambda: layer.weight_grads(grad, x, slice(n // 2, n), prepared=True))
+            lower = layer.weight_grads(grad, x, slice(0, n // 2), prepared=True)
+            grads = tuple(torch.cat(parts) for parts in zip(lower, upper.result(), strict=True))
+        else:
+            grads = layer.weight_grads(grad, x)
+            if key not in HALVES_AGREE:
+                halves = zip(*(layer.weight_grads(grad, x, part) for part in (slice(0, n // 2), slice(n // 2, n))),
+                             strict=True)
+                HALVES_AGREE[key] = all(torch.equal(whole, torch.cat(parts))
+                                        for whole, parts in zip(grads, halves, strict=True))
+        future = Future()
+        future.set_result(layer.to_params(*grads))
+        self._jobs.append((layer.params, future))
 
     def forget(self) -> None:
         """Drop the jobs of a pass whose backward will not be collected (wait for them first: they read its
@@ -97,15 +118,23 @@ class Conv(Layer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.w, self.b, self.stride)
 
-    def _backward(self, grad: torch.Tensor, x: torch.Tensor, mask: list[bool]):
-        return torch.ops.aten.convolution_backward(grad, x, self.w, [self.w.shape[0]], self.stride, [0, 0], [1, 1],
-                                                   False, [0, 0], 1, mask)
+    def _backward(self, grad: torch.Tensor, x: torch.Tensor, mask: list[bool], w: torch.Tensor):
+        return torch.ops.aten.convolution_backward(grad, x, w, [w.shape[0]], self.stride, [0, 0], [1, 1], False,
+                                                   [0, 0], 1, mask)
 
     def input_grad(self, grad, x):
-        return self._backward(grad, x, [True, False, False])[0]
+        return self._backward(grad, x, [True, False, False], self.w)[0]
 
-    def weight_grads(self, grad, x):
-        return self._backward(grad, x, [False, True, True])[1:]
+    def weight_grad_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` as :meth:`weight_grads` reads it (with ``prepared``)."""
+        return x
+
+    def weight_grads(self, grad, x, channels: slice | None = None, prepared: bool = False):
+        """The weight and bias gradients, of the output ``channels`` only when given (``prepared``: ``x`` is
+        :meth:`weight_grad_input`'s)."""
+        if channels is None:
+            return self._backward(grad, x, [False, True, True], self.w)[1:]
+        return self._backward(grad[:, channels].contiguous(), x, [False, True, True], self.w[channels])[1:]
 
     def to_params(self, grad_w, grad_b):
         grad_w, grad_b = super().to_params(grad_w, grad_b)
@@ -118,8 +147,14 @@ class Stem(Conv):
     def forward(self, x):
         return F.conv2d(x.float(), self.w, self.b, self.stride)
 
-    def weight_grads(self, grad, x):
-        return stem_weight_grad(grad, x, self.w.shape)
+    def weight_grad_input(self, x):
+        return stem_input(x)
+
+    def weight_grads(self, grad, x, channels: slice | None = None, prepared: bool = False):
+        frames, x = (None, x) if prepared else (x, None)
+        if channels is None:
+            return stem_weight_grad(grad, frames, self.w.shape, x)
+        return stem_weight_grad(grad[:, channels], frames, self.w[channels].shape, x)
 
 
 class Linear(Layer):
@@ -148,6 +183,8 @@ class SplitLayer(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         (x,) = ctx.saved_tensors
         layer = ctx.layer
-        first = not ctx.needs_input_grad[0]  # (the frames need no gradient: nothing left for this thread to do)
-        layer.grads.add(layer.params, lambda: layer.to_params(*layer.weight_grads(grad, x)), here=first)
-        return (None if first else layer.input_grad(grad, x)), None, None
+        if not ctx.needs_input_grad[0]:  # the first layer (the frames need no gradient): the last job
+            layer.grads.add_first(layer, grad, x)
+            return None, None, None
+        layer.grads.add(layer.params, lambda: layer.to_params(*layer.weight_grads(grad, x)))
+        return layer.input_grad(grad, x), None, None

@@ -1,9 +1,9 @@
 """Wall time of a Nature-CNN update with and without the second thread (``target_thread``), and where it goes.
 
-    python benchmarks/update_threads.py [--set bf16=false ...] [--updates 100]
+    python benchmarks/update_threads.py [--algo drq_eps] [--set bf16=false ...] [--updates 100]
 
-DQN's Pong preset (RL Zoo's Atari settings: Nature CNN, 6 actions, batch 32), one torch thread per thread, a replay
-of 3,000 random frames (``update_cost.synthetic_agent``), jemalloc preloaded as the ``qzoo`` command does. Prints
+DQN's Pong preset (RL Zoo's Atari settings: Nature CNN, 6 actions, batch 32; or ALGO's), one torch thread per
+thread, a replay of 3,000 random frames (``update_cost.synthetic_agent``), jemalloc preloaded as the ``qzoo`` command does. Prints
 the median wall time per update of ``agent.learn`` in line and with the second thread, then one threaded update
 taken apart on the calling thread (online forward; wait for the target pass; backward; wait for the weight
 gradients; Adam) and the submit / start / end times (ms from the update's start) of the weight-gradient jobs of the
@@ -22,6 +22,7 @@ import time
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--algo", default="dqn", help="the preset (dqn, drq_eps, ...); the parts: dqn only")
     p.add_argument("--set", action="append", default=[], help="a setting for the agent (KEY=VALUE)")
     p.add_argument("--updates", type=int, default=100)
     args = p.parse_args()
@@ -39,13 +40,18 @@ def main() -> None:
 
     torch.set_flush_denormal(True)
     for mode in ("false", "true"):
-        cfg, agent, replay, _ = synthetic_agent("dqn", [*args.set, f"target_thread={mode}"])
+        cfg, agent, replay, _ = synthetic_agent(args.algo, [*args.set, f"target_thread={mode}"])
+        sync_every = max(cfg.target_update_interval // cfg.train_freq, 1)  # updates between syncs, as in training
         times = []
         for i in range(20 + args.updates):
             t0 = time.perf_counter()
             agent.learn(replay, 1, cfg.batch_size, 3000 + i)
             times.append(time.perf_counter() - t0)
-        print(f"target_thread={mode}: {1000 * statistics.median(times[20:]):.2f} ms per update (median)")
+            if i % sync_every == 0:
+                agent.sync_target()
+        print(f"{args.algo} target_thread={mode}: {1000 * statistics.median(times[20:]):.2f} ms per update (median)")
+    if args.algo != "dqn":
+        return
 
     # one threaded update taken apart (the agent's update with timestamps between its parts)
     jobs, origin = [], [0.0]

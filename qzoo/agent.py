@@ -134,10 +134,10 @@ class QAgent:
             # Synced since the last update (DrQ(eps) syncs every step): the target net holds the online weights,
             # so Double DQN's online Q(s_t, .) for the phase's first update is the target's, bit for bit
             just_synced = self.double and self._copied_at_update == self.updates
-            if threaded and self.target() is self.target_net and not just_synced:
-                pending = self.second_thread.forward(self.target_net, obs_t)  # runs while the online passes do
+            if threaded:  # the target's pass runs on the second thread while the online passes run here
+                pending = self.second_thread.forward(self.target(), obs_t)
                 q_target_of = lambda i: lambda: pending.result()[i * batch_size:(i + 1) * batch_size]  # noqa: E731
-                first_select = None
+                first_select = q_target_of(0) if just_synced else None
             else:
                 with torch.no_grad():
                     q_target_t = self.target()(obs_t)
@@ -160,7 +160,7 @@ class QAgent:
         cross-entropy), detached, for a prioritized sampler. ``q_target_t``: the target net's Q(s_t, .) when
         already computed (scalar heads; see :meth:`learn`), or a function that returns it once the online net's
         forward pass is done (a pass in flight on the second thread); ``q_select_t``: likewise the online net's (Double
-        DQN)."""
+        DQN), also as such a function."""
         obs_tm1, action_tm1, reward_t, discount_t, obs_t, weights = self._tensors(batch)
         if self.noisy:  # fresh noise for this step, in both networks (Rainbow)
             self.q_net.reset_noise()
@@ -221,8 +221,9 @@ class QAgent:
     @staticmethod
     @torch.no_grad()
     def _td_target(reward_t, discount_t, q_target_t, q_select_t) -> torch.Tensor:
-        return q_learning_target(reward_t, discount_t, q_target_t() if callable(q_target_t) else q_target_t,
-                                 q_select_t)
+        def value(q):
+            return q() if callable(q) else q
+        return q_learning_target(reward_t, discount_t, value(q_target_t), value(q_select_t))
 
     def _categorical_losses(self, obs_tm1, action_tm1, reward_t, discount_t, obs_t):
         """C51: project the target net's distribution at a* = argmax_a Q_select(s_t, a) onto the support and

@@ -77,7 +77,11 @@ class NatureCNN(nn.Module):
         self.weight_grads: split_grads.WeightGrads | None = None
 
     def _pad_input(self, obs: torch.Tensor) -> torch.Tensor:
-        return obs if self.pads is None else F.pad(obs, self.pads[0])
+        return self._pad(obs, 0)
+
+    def _pad(self, x: torch.Tensor, layer: int) -> torch.Tensor:
+        """``x`` padded for convolution ``layer`` (0, 1, 2) under 'same' padding; as it is otherwise."""
+        return x if self.pads is None else F.pad(x, self.pads[layer])
 
     def _after_first(self, x: torch.Tensor) -> torch.Tensor:
         """The first convolution's output through the rest of the stack, flattened."""
@@ -88,11 +92,11 @@ class NatureCNN(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         first = self.convs[0]
+        obs = self._pad_input(obs)
         if (self.weight_grads is not None and torch.is_grad_enabled() and first.weight.requires_grad
-                and self.pads is None and type(self.fc) is nn.Linear and len(obs) > 1 and obs.device.type == "cpu"
+                and type(self.fc) is nn.Linear and len(obs) > 1 and obs.device.type == "cpu"
                 and (self.bf16 or (first.stride == (4, 4) and obs.shape[-1] % 4 == 0))):
             return self._forward_split(obs)
-        obs = self._pad_input(obs)
         if not (self.bf16 and len(obs) > 1):
             weight = first.weight * (1.0 / 255.0)
             if obs.device.type == "cpu" and weight.requires_grad and first.stride == (4, 4) and obs.shape[-1] % 4 == 0:
@@ -109,20 +113,23 @@ class NatureCNN(nn.Module):
             return F.relu(self._fc_bf16(self._after_first(x))).float()
 
     def _forward_split(self, obs: torch.Tensor) -> torch.Tensor:
-        """:meth:`forward` for the pass that learns, each layer's weight gradients made on the second thread
-        (qzoo/split_grads.py): the same operations on the same values (autocast's bfloat16 casts made here)."""
+        """:meth:`forward` for the pass that learns (``obs`` already padded), each layer's weight gradients made on
+        the second thread (qzoo/split_grads.py): the same operations on the same values (autocast's bfloat16 casts
+        made here)."""
         grads, sg = self.weight_grads, split_grads
         grads.forget()  # (the jobs of a pass whose backward never finished)
         first, conv2, conv3, fc = self.convs[0], self.convs[2], self.convs[4], self.fc
         dtype = torch.bfloat16 if self.bf16 else torch.float32
         if self.bf16:
             x = sg.Conv(first, grads, dtype, scale=1.0 / 255.0)(obs.to(dtype))  # (frames are exact in bfloat16)
-            kept = self._kept_cast is not None and self._kept_cast[0] == (fc.weight._version, fc.weight.data_ptr())
-            w = self._kept_cast[1] if kept else fc.weight.detach().to(dtype)
+            kept = self._kept_cast  # (read once: a pass on the second thread may replace it meanwhile)
+            fresh = kept is not None and kept[0] == (fc.weight._version, fc.weight.data_ptr())
+            w = kept[1] if fresh else fc.weight.detach().to(dtype)
         else:
             x = sg.Stem(first, grads, dtype, scale=1.0 / 255.0)(obs)
             w = fc.weight.detach()
-        x = sg.Conv(conv3, grads, dtype)(F.relu(sg.Conv(conv2, grads, dtype)(F.relu(x))))
+        x = sg.Conv(conv2, grads, dtype)(self._pad(F.relu(x), 1))  # (as _after_first)
+        x = sg.Conv(conv3, grads, dtype)(self._pad(F.relu(x), 2))
         x = sg.Linear(fc.weight, fc.bias, w, fc.bias.detach().to(dtype), grads)(F.relu(x).flatten(1))
         return F.relu(x).float()
 

@@ -226,13 +226,17 @@ def test_threads_and_overlap_resolve_from_the_network_bf16_and_the_cores(monkeyp
     assert learner_threads(pong.replace(bf16="true", torch_threads=2), image, cpu) == 2  # the setting wins
 
 
-@pytest.mark.parametrize("settings", [dict(bf16="true"), dict(bf16="false", double=True, dueling=True)],
-                         ids=["bf16-dqn", "fp32-double-dueling"])
+@pytest.mark.parametrize("settings", [
+    dict(bf16="true"), dict(bf16="false", double=True, dueling=True),
+    # DrQ(eps)'s: 'same' padding, a target synced after every update (its pass reads the online net), augmentation
+    dict(bf16="true", double=True, dueling=True, conv_padding="same", augmentation="shift_intensity", n_step=3,
+         target_update_interval=1)],
+    ids=["bf16-dqn", "fp32-double-dueling", "drq_eps-bf16"])
 def test_the_second_thread_changes_no_number(tmp_path, monkeypatch, settings):
     """target_thread: the target network's pass at s_t (and the weight gradients: test_split_grads) run on a second
     thread beside the online passes; the run is the in-line one bit for bit (progress, weights), and the pass did
-    run on that thread (every update but those right after a Double DQN sync, whose first update reads the target's
-    values as the online net's). With 'auto' switching between the two ways every few phases, still the same run."""
+    run on that thread, every update (also DrQ(eps)'s, whose target pass reads the online net itself). With 'auto'
+    switching between the two ways every few phases, still the same run."""
     import functools
     import threading
 
@@ -247,18 +251,17 @@ def test_the_second_thread_changes_no_number(tmp_path, monkeypatch, settings):
         return real(net, obs)
 
     monkeypatch.setattr(qzoo.second_thread, "forward_no_grad", recording)
-    config = Config(env_id="ALE/Pong-v5", n_timesteps=600, learning_starts=300, buffer_size=1000, batch_size=16,
-                    train_freq=4, target_update_interval=100, max_episode_frames=800, exploration_fraction=0.5,
-                    log_interval=100, eval_freq=0, eval_episodes=1, progress_bar=False, tensorboard=False, seed=0,
-                    overlap="false", **settings)
+    config = Config(**{**dict(env_id="ALE/Pong-v5", n_timesteps=600, learning_starts=300, buffer_size=1000,
+                              batch_size=16, train_freq=4, target_update_interval=100, max_episode_frames=800,
+                              exploration_fraction=0.5, log_interval=100, eval_freq=0, eval_episodes=1,
+                              progress_bar=False, tensorboard=False, seed=0, overlap="false"), **settings})
     threaded = train(config.replace(target_thread="true"), tmp_path / "threaded", out=None)
     assert "target_thread: 'true'" in (tmp_path / "threaded" / "config.yaml").read_text()
-    syncs_read_as_online = 3 if config.double else 0  # the first update after the syncs at 400, 500, 600
-    assert len(threads) == threaded.agent.updates - syncs_read_as_online == 75 - syncs_read_as_online
+    assert len(threads) == threaded.agent.updates == 75
     assert set(threads) == {"qzoo-second_0"}
     assert threaded.agent._weight_grads is not None  # (and the weight gradients were made on it: test_split_grads)
     in_line = train(config.replace(target_thread="false"), tmp_path / "in_line", out=None)
-    assert len(threads) == 75 - syncs_read_as_online  # (none more)
+    assert len(threads) == 75  # (none more)
     assert progress(tmp_path / "threaded") == progress(tmp_path / "in_line")
     assert same(weights(threaded.agent.q_net), weights(in_line.agent.q_net))
     assert same(weights(threaded.agent.target_net), weights(in_line.agent.target_net))

@@ -25,9 +25,10 @@ def one_torch_thread():
 
 
 @pytest.mark.parametrize("bf16", [True, False], ids=["bf16", "fp32"])
-@pytest.mark.parametrize("dueling", [False, True], ids=["plain", "dueling"])
-def test_weight_gradients_on_the_second_thread_are_autograds_bit_for_bit(bf16, dueling, one_torch_thread):
-    config = Config(env_id="ALE/Pong-v5", bf16=str(bf16).lower(), dueling=dueling)
+@pytest.mark.parametrize("dueling,padding", [(False, "valid"), (True, "valid"), (True, "same")],
+                         ids=["plain", "dueling", "dueling-same"])
+def test_weight_gradients_on_the_second_thread_are_autograds_bit_for_bit(bf16, dueling, padding, one_torch_thread):
+    config = Config(env_id="ALE/Pong-v5", bf16=str(bf16).lower(), dueling=dueling, conv_padding=padding)
     space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
     torch.manual_seed(0)
     net = build_q_network(config, space, 6)

@@ -3,12 +3,13 @@
     python benchmarks/update_threads.py [--algo drq_eps] [--set bf16=false ...] [--updates 100]
 
 DQN's Pong preset (RL Zoo's Atari settings: Nature CNN, 6 actions, batch 32; or ALGO's), one torch thread per
-thread, a replay of 3,000 random frames (``update_cost.synthetic_agent``), jemalloc preloaded as the ``qzoo`` command does. Prints
-the median wall time per update of ``agent.learn`` in line and with the second thread, then one threaded update
-taken apart on the calling thread (online forward; wait for the target pass; backward; wait for the weight
-gradients; Adam) and the submit / start / end times (ms from the update's start) of the weight-gradient jobs of the
-fc layer and the upper two convolutions on the second thread (the first layer's is split between the threads where
-the halves agree, and not timed). Run it on an otherwise idle machine: the two threads need the two cores.
+thread, a replay of 3,000 random frames (``update_cost.synthetic_agent``), jemalloc preloaded as the ``qzoo``
+command does. Prints the median wall time per update of ``agent.learn`` in line and with the second thread, then
+(DQN) one threaded update taken apart on the calling thread (online forward; wait for the target pass; backward;
+wait for the weight gradients; Adam) and the submit / start / end times (ms from the update's start) of the
+weight-gradient jobs of the fc layer and the upper two convolutions on the second thread (the first layer's is
+split between the threads where the halves agree, and not timed). Run it on an otherwise idle machine: the two
+threads need the two cores.
 """
 
 from __future__ import annotations

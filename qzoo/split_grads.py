@@ -97,8 +97,15 @@ class Layer:
     def input_grad(self, grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def weight_grads(self, grad: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def weight_grads(self, grad: torch.Tensor, x: torch.Tensor, channels: slice | None = None,
+                     prepared: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """The weight and bias gradients, of the output ``channels`` only when given (``prepared``: ``x`` is
+        :meth:`weight_grad_input`'s)."""
         raise NotImplementedError
+
+    def weight_grad_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` as :meth:`weight_grads` reads it with ``prepared`` (made once for two calls)."""
+        return x
 
     def to_params(self, grad_w: torch.Tensor, grad_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The gradients of the parameters from those of the weights the pass used: autocast's casts undone."""
@@ -125,13 +132,7 @@ class Conv(Layer):
     def input_grad(self, grad, x):
         return self._backward(grad, x, [True, False, False], self.w)[0]
 
-    def weight_grad_input(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` as :meth:`weight_grads` reads it (with ``prepared``)."""
-        return x
-
     def weight_grads(self, grad, x, channels: slice | None = None, prepared: bool = False):
-        """The weight and bias gradients, of the output ``channels`` only when given (``prepared``: ``x`` is
-        :meth:`weight_grad_input`'s)."""
         if channels is None:
             return self._backward(grad, x, [False, True, True], self.w)[1:]
         return self._backward(grad[:, channels].contiguous(), x, [False, True, True], self.w[channels])[1:]
@@ -164,7 +165,7 @@ class Linear(Layer):
     def input_grad(self, grad, x):
         return grad.mm(self.w)
 
-    def weight_grads(self, grad, x):
+    def weight_grads(self, grad, x, channels=None, prepared=False):  # (only the first layer's are split)
         return grad.t().mm(x), grad.sum(0)
 
 

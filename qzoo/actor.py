@@ -47,7 +47,8 @@ def resolve_overlap(config: Config, observation_shape: tuple) -> bool:
     """``overlap`` as a bool. 'auto' is off: acting one update behind ended lower than in line on each of three
     Pong seeds at 400k steps (and at the final evaluation of both Breakout seeds at 250k), not told apart from chance
     but not ruled out; and overlapping only pays with a core to spare for the actor (with one other busy process on
-    2 cores the overlapped loop ran at 83-89 steps/s against 155 in line, bf16, Pong; BENCHMARKS.md)."""
+    2 cores the overlapped loop ran at 83-89 steps/s against 155 in line, bf16, Pong; BENCHMARKS.md), which the
+    in-line loop now uses itself (``target_thread``: 2.02-2.21x SB3 in line against 1.78-2.04x overlapped)."""
     return config.overlap == "true"
 
 

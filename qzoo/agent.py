@@ -67,6 +67,7 @@ class QAgent:
         # the target's pass and the Nature CNN's weight gradients on a thread of their own (set by build_agent)
         self.second_thread: SecondThread | None = None
         self._weight_grads: WeightGrads | None = None
+        self._beside = None  # the second thread's run, in a phase that uses it
 
     @property
     def compiled_kernels_apply(self) -> bool:
@@ -98,6 +99,7 @@ class QAgent:
         threaded = second.use()
         if self._weight_grads is not None:
             self.q_net.torso.weight_grads = self._weight_grads if threaded else None
+        self._beside = second.run if threaded else None  # (the Adam step's other half: FusedAdamStep.step)
         t0 = time.perf_counter()
         seconds = self._learn(replay, n_updates, batch_size, step, threaded=threaded)
         second.record(threaded, time.perf_counter() - t0)
@@ -179,7 +181,7 @@ class QAgent:
         if self.max_grad_norm != math.inf:  # (inf: no clipping, and no norm to compute)
             clip_grad_norm([p.grad for p in self.params], self.max_grad_norm)
         if self._adam is not None:
-            self._adam.step()
+            self._adam.step(beside=self._beside)
         else:
             self.optimizer.step()
 

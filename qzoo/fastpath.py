@@ -14,6 +14,9 @@ The MinAtar CNN's phase, with centered RMSprop, is :mod:`qzoo.fastpath_cnn`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import Future
+
 import numpy as np
 import torch
 
@@ -51,6 +54,7 @@ class FusedAdamStep:
     def __init__(self, optimizer: torch.optim.Adam, params: list[torch.Tensor]):
         self.optimizer, self.params = optimizer, params
         self._state: tuple | None = None
+        self._halves_agree: bool | None = None  # does a step in halves give the whole step's numbers? (None: unknown)
 
     @classmethod
     def of(cls, optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> FusedAdamStep | None:
@@ -75,8 +79,10 @@ class FusedAdamStep:
             self._state = tuple([s[key] for s in states] for key in ("exp_avg", "exp_avg_sq", "step"))
         return self._state
 
-    def step(self, grads: list[torch.Tensor] | None = None) -> None:
-        """One Adam step with ``grads`` (one per parameter, in order), or with the parameters' ``.grad``."""
+    def step(self, grads: list[torch.Tensor] | None = None, beside: Callable[..., Future] | None = None) -> None:
+        """One Adam step with ``grads`` (one per parameter, in order), or with the parameters' ``.grad``.
+        ``beside(fn, *args)``: runs ``fn(*args)`` on a second thread (qzoo.second_thread), which then steps half of
+        each large parameter (:meth:`_step_halves`)."""
         if self._state is None and not self.optimizer.state:
             if grads is not None:
                 for p, g in zip(self.params, grads, strict=True):
@@ -86,17 +92,66 @@ class FusedAdamStep:
             torch.autograd.graph.increment_version(self.params)
             return
         exp_avgs, exp_avg_sqs, steps = self.moments()
-        group = self.optimizer.param_groups[0]
-        beta1, beta2 = group["betas"]
         torch._foreach_add_(steps, 1)
         grads = [p.grad for p in self.params] if grads is None else grads
-        torch._fused_adam_(self.params, grads, exp_avgs, exp_avg_sqs, [], steps,
-                           amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2,
-                           weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
+        tensors = (self.params, grads, exp_avgs, exp_avg_sqs, steps)
+        if beside is None or self._halves_agree is False:
+            self._kernel(*tensors)
+        else:
+            self._step_halves(tensors, beside)
         # The fused kernel leaves the parameters' version counters as they were (torch 2.13; a foreach or
         # per-tensor step bumps them, as every in-place change should): bump them, so what keys a cache on a
         # weight's version (NatureCNN's bfloat16 casts) sees the step.
         torch.autograd.graph.increment_version(self.params)
+
+    def _kernel(self, params, grads, exp_avgs, exp_avg_sqs, steps) -> None:
+        group = self.optimizer.param_groups[0]
+        beta1, beta2 = group["betas"]
+        torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=group["lr"],
+                           beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
+                           maximize=False)
+
+    def _step_halves(self, tensors: tuple[list[torch.Tensor], ...], beside: Callable[..., Future]) -> None:
+        """The step with each large parameter (>= 64k elements, an even first dimension) in two halves of its rows,
+        the second on the other thread. Adam is element by element, so each half's numbers are the whole's unless
+        the kernel treats an element differently by its place in the tensor (a vector loop's tail): checked on the
+        first such step, which is made whole while the halves step copies; if they differ every step is whole."""
+        if self._halves_agree is None:
+            params, grads, exp_avgs, exp_avg_sqs, steps = tensors
+            copies = [[t.clone() for t in ts] for ts in (params, exp_avgs, exp_avg_sqs)]
+            split = self._halves((copies[0], grads, copies[1], copies[2], steps))
+            if split is not None:
+                job = beside(self._kernel, *split[1])
+                self._kernel(*split[0])
+                job.result()
+            self._kernel(*tensors)
+            self._halves_agree = split is not None and all(
+                torch.equal(a, b) for got, want in zip((params, exp_avgs, exp_avg_sqs), copies, strict=True)
+                for a, b in zip(got, want, strict=True))
+            return
+        here, there = self._halves(tensors)
+        job = beside(self._kernel, *there)
+        self._kernel(*here)
+        job.result()
+
+    @staticmethod
+    def _halves(tensors: tuple[list[torch.Tensor], ...]) -> tuple[list[list], list[list]] | None:
+        """The kernel's lists for this thread and the other: the first and second half of the rows of each large
+        parameter (and of its gradient and moments; its step count, read and not written by the kernel, in both),
+        the small ones whole here. None when no parameter is large."""
+        here, there = [[] for _ in tensors], [[] for _ in tensors]
+        for parts in zip(*tensors, strict=True):
+            p, step = parts[0], parts[-1]
+            if p.numel() >= 1 << 16 and p.shape[0] % 2 == 0:
+                half = p.shape[0] // 2
+                for lists, rows in ((here, slice(0, half)), (there, slice(half, None))):
+                    for out, t in zip(lists[:-1], parts[:-1], strict=True):
+                        out.append(t[rows])
+                    lists[-1].append(step)
+            else:
+                for out, t in zip(here, parts, strict=True):
+                    out.append(t)
+        return (here, there) if there[0] else None
 
 
 class PhaseLog:

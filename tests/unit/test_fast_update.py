@@ -167,6 +167,56 @@ def test_direct_fused_adam_step_equals_optimizer_step_and_survives_load_state_di
     assert FusedAdamStep.of(torch.optim.Adam(net.parameters()), list(net.parameters())) is None  # not fused
 
 
+@pytest.mark.parametrize("off_by_one_ulp", [False, True], ids=["halves", "halves-refused"])
+def test_a_fused_adam_step_in_halves_on_two_threads_is_the_whole_step(monkeypatch, off_by_one_ulp):
+    """With a second thread (``beside``) the large parameters are stepped in two halves of their rows, one per
+    thread: the whole step's numbers, bit for bit (and the first such step is checked against the whole step;
+    where a half's kernel would differ, here made one ulp off, every step stays whole)."""
+    from qzoo.second_thread import SecondThread
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3136, 64), nn.ReLU(), nn.Linear(64, 6))  # 200k weights, then small ones
+    twin = copy.deepcopy(net)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2, eps=1e-6, fused=True)
+    twin_opt = torch.optim.Adam(twin.parameters(), lr=1e-2, eps=1e-6, fused=True)
+    whole, halves = FusedAdamStep.of(opt, list(net.parameters())), FusedAdamStep.of(twin_opt, list(twin.parameters()))
+    x = torch.randn(16, 3136)
+    second, calls = SecondThread(), []
+
+    def beside(fn, *args):
+        calls.append(len(args[0]))
+        return second.run(fn, *args)
+
+    if off_by_one_ulp:
+        real = halves._kernel
+
+        def kernel(params, *rest):
+            real(params, *rest)
+            if len(params) == 1:  # the other thread's half: one ulp up
+                params[0].copy_(torch.nextafter(params[0], torch.full_like(params[0], 1e9)))
+        monkeypatch.setattr(halves, "_kernel", kernel)
+
+    def step(model, adam, **kw):
+        model.zero_grad(set_to_none=True)
+        model(x).pow(2).mean().backward()
+        adam.step(**kw)
+
+    try:
+        for _ in range(4):
+            step(net, whole)
+            step(twin, halves, beside=beside)
+    finally:
+        second.close()
+    for a, b in zip(net.parameters(), twin.parameters(), strict=True):
+        assert torch.equal(a, b)
+    for a, b in zip(opt.state.values(), twin_opt.state.values(), strict=True):
+        assert torch.equal(a["exp_avg"], b["exp_avg"]) and torch.equal(a["exp_avg_sq"], b["exp_avg_sq"])
+    # the first step makes the state (optimizer.step()); the second checks (the halves on copies); then halves,
+    # or after the check failed, whole steps without the other thread
+    assert halves._halves_agree is (not off_by_one_ulp)
+    assert calls == ([1] if off_by_one_ulp else [1, 1, 1])  # (the other thread's list: half of the first weight)
+
+
 @pytest.mark.parametrize("kw", [{}, {"double": True}, {"loss": "mse"}, {"prioritized": True},
                                 {"dueling": True, "double": True}])
 def test_updates_on_the_fast_paths_equal_the_autograd_path(kw):

@@ -94,7 +94,7 @@ class NatureCNN(nn.Module):
         first = self.convs[0]
         obs = self._pad_input(obs)
         if (self.weight_grads is not None and torch.is_grad_enabled() and first.weight.requires_grad
-                and type(self.fc) is nn.Linear and len(obs) > 1 and obs.device.type == "cpu"
+                and type(self.fc) is nn.Linear and len(obs) > 1  # (weight_grads: CPU only, qzoo.agent)
                 and (self.bf16 or (first.stride == (4, 4) and obs.shape[-1] % 4 == 0))):
             return self._forward_split(obs)
         if not (self.bf16 and len(obs) > 1):
@@ -122,9 +122,8 @@ class NatureCNN(nn.Module):
         dtype = torch.bfloat16 if self.bf16 else torch.float32
         if self.bf16:
             x = sg.Conv(first, grads, dtype, scale=1.0 / 255.0)(obs.to(dtype))  # (frames are exact in bfloat16)
-            kept = self._kept_cast  # (read once: a pass on the second thread may replace it meanwhile)
-            fresh = kept is not None and kept[0] == (fc.weight._version, fc.weight.data_ptr())
-            w = kept[1] if fresh else fc.weight.detach().to(dtype)
+            w = self._kept_fc_cast()
+            w = fc.weight.detach().to(dtype) if w is None else w
         else:
             x = sg.Stem(first, grads, dtype, scale=1.0 / 255.0)(obs)
             w = fc.weight.detach()
@@ -148,16 +147,23 @@ class NatureCNN(nn.Module):
             return fc.factorised(x, *self._noisy_casts(fc))
         if type(fc) is not nn.Linear:
             return fc(x)
-        key = (fc.weight._version, fc.weight.data_ptr())
         learns = fc.weight.requires_grad and torch.is_grad_enabled()
-        if self._kept_cast is not None and self._kept_cast[0] == key:
-            cast = self._kept_cast[1]
-        elif learns:  # the first pass on these weights learns: nothing to share it with (DQN), autocast's own cast
-            return fc(x)
-        else:
+        cast = self._kept_fc_cast()
+        if cast is None and learns:  # the first pass on these weights learns: nothing to share it with (DQN),
+            return fc(x)  # autocast's own cast
+        if cast is None:
             cast = fc.weight.detach().to(torch.bfloat16)
-            self._kept_cast = (key, cast)
+            self._kept_cast = (self._fc_key(), cast)
         return F.linear(x, SharedCast.apply(fc.weight, cast) if learns else cast, fc.bias)
+
+    def _fc_key(self) -> tuple[int, int]:
+        return self.fc.weight._version, self.fc.weight.data_ptr()
+
+    def _kept_fc_cast(self) -> torch.Tensor | None:
+        """The fc weight's kept bfloat16 cast if it was made from the weight as it is now, else None. (Read once:
+        a pass on the second thread may replace it meanwhile.)"""
+        kept = self._kept_cast
+        return kept[1] if kept is not None and kept[0] == self._fc_key() else None
 
     def __getstate__(self) -> dict:
         """Copies and pickles leave the kept casts behind (a noisy layer's trainable ones are part of an autograd

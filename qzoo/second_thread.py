@@ -2,9 +2,10 @@
 
 While the calling thread runs the online network's passes, the second thread runs the target network's forward
 pass at s_t (:meth:`qzoo.agent.QAgent.learn`), the Nature CNN's weight gradients (qzoo/split_grads.py) and half of
-the Adam step of each large parameter (:meth:`qzoo.fastpath.FusedAdamStep.step`). Nothing is shared: the target's weights are frozen between syncs, which happen between updates. The thread runs torch with
-the caller's number of intra-op threads and inherits its floating-point environment (flushed denormals: it is
-started at the first job, after the trainer has set them), so it computes the numbers the calling thread would.
+the Adam step of each large parameter (:meth:`qzoo.fastpath.FusedAdamStep.step`). Nothing is shared: the target's
+weights are frozen between syncs, which happen between updates. The thread runs torch with the caller's number of
+intra-op threads and inherits its floating-point environment (flushed denormals: it is started at the first job,
+after the trainer has set them), so it computes the numbers the calling thread would.
 
 So whether a phase uses the thread changes no number (tested bit for bit), only the wall time, which depends on
 what else the machine runs: on an idle 2-core Zen 4 a bf16 Pong update took 11.7 ms with the thread and 19 ms

@@ -92,7 +92,8 @@ def main() -> None:
     cfg, agent, replay, _ = synthetic_agent("dqn", [*args.set, "target_thread=true"])
     from qzoo.precision import bf16_enabled
 
-    print(f"bf16={cfg.bf16} ({'on' if bf16_enabled(cfg.bf16) else 'off'}), torch {torch.__version__}, {os.cpu_count()} cores", flush=True)
+    on = "on" if bf16_enabled(cfg.bf16) else "off"
+    print(f"bf16={cfg.bf16} ({on}), torch {torch.__version__}, {os.cpu_count()} cores", flush=True)
     step = 3000
 
     def updates(n: int) -> list[float]:

@@ -5,7 +5,9 @@ DQN (PyTorch), and SBX's (``sbx-rl``, Stable-Baselines3 in JAX, the faster of th
 stable-baselines3, gymnasium and minatar) and returns its python. :func:`run_sb3` runs ``sb3_runner.py`` there on a
 qzoo config dict (same env, hyperparameters and seed) and returns the runner's JSON result.
 
-The venv lives in ``$QZOO_SB3_VENV``, by default ``~/.cache/qzoo/sb3-venv``. :func:`ensure_sbx` / :func:`run_sbx`
+The venv lives in ``$QZOO_SB3_VENV``, by default ``~/.cache/qzoo/sb3-venv``; ``$QZOO_SB3_PYTHON`` names a python that
+already has stable-baselines3 instead (no venv is made: a machine that cannot download, such as a lent GPU machine
+with the wheels carried in). :func:`ensure_sbx` / :func:`run_sbx`
 do the same for SBX (``sbx_runner.py``; ``$QZOO_SBX_VENV``, by default ``~/.cache/qzoo/sbx-venv``), with JAX on the
 CPU on one thread unless ``XLA_FLAGS`` says otherwise.
 """
@@ -57,7 +59,9 @@ def _ensure_venv(venv: Path, packages: list[str], name: str, log) -> Path:
 
 
 def ensure_sb3(venv: Path | None = None, log=sys.stderr) -> Path:
-    """The python of the SB3 venv, created (once) if missing."""
+    """The python of the SB3 venv, created (once) if missing; ``$QZOO_SB3_PYTHON`` when set (and no ``venv``)."""
+    if venv is None and os.environ.get("QZOO_SB3_PYTHON"):
+        return Path(os.environ["QZOO_SB3_PYTHON"])
     return _ensure_venv(Path(venv or default_venv()), PEER_PACKAGES, f"stable-baselines3=={SB3_VERSION}", log)
 
 
@@ -87,9 +91,10 @@ def _run(python: Path, runner: Path, spec: dict, env: dict, timeout: float | Non
 
 
 def run_sb3(spec: dict, venv: Path | None = None, timeout: float | None = None, prefix: list[str] = ()) -> dict:
-    """Train SB3's DQN on ``spec`` (a qzoo config dict, plus optional ``run_dir``, ``eval_episodes``) and return
-    ``{"steps", "seconds", "steps_per_s", "eval_mean", "eval_std", "train_return"}``. ``prefix``: a command to run
-    the runner under (``["taskset", "-c", "1"]``)."""
+    """Train SB3's DQN on ``spec`` (a qzoo config dict, plus optional ``run_dir``, ``eval_episodes``; on the config's
+    ``device``, which means the same to SB3: ``auto`` is CUDA when present) and return ``{"steps", "seconds",
+    "steps_per_s", "eval_mean", "eval_std", "train_return"}``. ``prefix``: a command to run the runner under
+    (``["taskset", "-c", "1"]``)."""
     return _run(ensure_sb3(venv), RUNNER, spec, peer_environ(), timeout, list(prefix))
 
 

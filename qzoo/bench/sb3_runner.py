@@ -8,8 +8,11 @@ optimizer follows the config (centered RMSprop with alpha 0.95, as qzoo, or Adam
 Atari ids (``"atari": true`` in the spec, as benchmarks/speed_atari.py sends) are built as RL Zoo builds them:
 ``AtariWrapper`` (no-op starts, frame skip 4 with max-pool, life-loss episodes, FIRE reset, clipped rewards, 84x84
 grayscale) on the game created with ``frameskip=1, repeat_action_probability=0``, 4 stacked frames
-(``VecFrameStack``), ``CnnPolicy``. Every result has the steps/s after learning started
-(``learning_steps_per_s``) and the process's peak RSS.
+(``VecFrameStack``), ``CnnPolicy``. Every result has the steps/s after learning started (``learning_steps_per_s``)
+and the process's peak RSS.
+
+SB3 trains on the spec's ``device`` (qzoo's names are SB3's: ``auto`` is CUDA when present; the peer venv's torch is
+a CPU build, so only a ``$QZOO_SB3_PYTHON`` with CUDA torch reaches a GPU).
 """
 
 import json
@@ -75,7 +78,7 @@ def main() -> None:
         env = make_vec_env(spec["env_id"], n_envs=spec.get("n_envs", 1), seed=spec["seed"], env_kwargs=env_kwargs)
         policy = "MlpPolicy"
     model = DQN(policy, env, **dqn_hyperparameters(spec), max_grad_norm=spec["max_grad_norm"],
-                policy_kwargs=policy_kwargs, device="cpu")
+                policy_kwargs=policy_kwargs, device=spec.get("device", "cpu"))
     result = {**learn_timed(model, spec), "torch_threads": torch.get_num_threads()}
     if spec.get("run_dir"):
         model.save(Path(spec["run_dir"]) / "model.zip")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from qzoo import __version__, allocator
 from qzoo.config import ALGOS, ConfigError, parse_set, resolve, settings_help
-from qzoo.guards import check_args
+from qzoo.guards import check_args, seed_list
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
 
@@ -88,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("suite", help="suite name, e.g. classic or minatar")
     bench.add_argument("--algos", default="dqn",
                        help="comma-separated algos (default: dqn), e.g. dqn,rainbow or drq_eps,der")
-    bench.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per env and algo (default: 3)")
+    bench.add_argument("--seeds", type=seed_list, default=[0, 1, 2],
+                       help="seeds per env and algo: N (0..N-1), A-B (A..B) or a comma list such as 1,3 (one seed: 1,) "
+                            "(default: 3)")
     bench.add_argument("--jobs", type=int, default=1, help="worker processes, one run each (default: 1)")
     bench.add_argument("--ray", nargs="?", const="", metavar="ADDRESS", help="run every run as a task on the Ray "
                        "cluster at ADDRESS (the head's HOST:PORT, or auto), or on a local Ray instance without one; "
@@ -401,13 +403,13 @@ def cmd_tune(args) -> int:
 def cmd_bench(args) -> int:
     from qzoo.bench import load_suites, plan, run_suite
 
-    if args.seeds < 1 or args.jobs < 1 or (args.n_timesteps is not None and args.n_timesteps < 1):
-        raise ConfigError("--seeds, --jobs and --n-timesteps must be >= 1")
+    if args.jobs < 1 or (args.n_timesteps is not None and args.n_timesteps < 1):
+        raise ConfigError("--jobs and --n-timesteps must be >= 1")
     suites = load_suites(args.suite_file)
     if args.suite not in suites:
         raise ConfigError(f"unknown suite '{args.suite}'; allowed: {', '.join(suites)} (or define it in --suite-file)")
     bench_dir = Path(args.bench_dir)
-    jobs = plan(suites[args.suite], [a.strip() for a in args.algos.split(",") if a.strip()], list(range(args.seeds)),
+    jobs = plan(suites[args.suite], [a.strip() for a in args.algos.split(",") if a.strip()], args.seeds,
                 bench_dir, peer=args.peer, n_timesteps=args.n_timesteps, sets=args.sets,
                 envs=args.envs.split(",") if args.envs else None)
     with contextlib.ExitStack() as held:

@@ -12,8 +12,10 @@ Two gates call these:
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
+import re
 from pathlib import Path
 
 from qzoo.config import ConfigError
@@ -176,6 +178,33 @@ def check_seed(value: int | None, what: str, count: int = 1) -> None:
                                                                          else "") + f", got {value}")
 
 
+MAX_BENCH_SEEDS = 100_000  # more seeds than any suite runs: a typo, refused before a plan of that size is built
+
+
+def seed_list(text: str) -> list[int]:
+    """``qzoo bench --seeds``: ``N`` (seeds 0..N-1), ``A-B`` (A..B) or a comma list (``1,3``; one seed: ``1,``), so
+    one suite's seeds can be split between machines or sessions. Raises ``argparse.ArgumentTypeError`` (one line)."""
+    allowed = "N (seeds 0..N-1), A-B (seeds A..B) or a comma list such as 1,3 (one seed: 1,)"
+    t = text.strip()
+    if re.fullmatch(r"[+-]?\d+", t):
+        seeds = range(int(t))
+    elif m := re.fullmatch(r"(\d+)\s*-\s*(\d+)", t):
+        seeds = range(int(m[1]), int(m[2]) + 1)
+    elif "," in t and all(re.fullmatch(r"[+-]?\d+", s.strip()) for s in t.split(",") if s.strip()):
+        seeds = [int(s) for s in t.split(",") if s.strip()]
+    else:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {allowed}")
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"{text!r} names no seed; give {allowed}")
+    if len(seeds) > MAX_BENCH_SEEDS:
+        raise argparse.ArgumentTypeError(f"{text!r} names {len(seeds)} seeds; at most {MAX_BENCH_SEEDS}")
+    if min(seeds) < 0 or max(seeds) > SEED_MAX:
+        raise argparse.ArgumentTypeError(f"{text!r}: every seed must be in [0, {SEED_MAX}]")
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r} names a seed twice")
+    return list(seeds)
+
+
 def check_args(args) -> None:
     """The outside-world parts of a parsed command line, checked once before the command runs."""
     get = lambda name: getattr(args, name, None)  # noqa: E731 - flags differ between commands
@@ -185,8 +214,7 @@ def check_args(args) -> None:
         check_seed(args.seed, "--seed", max(args.seeds, 1))
         check_seed(args.sampler_seed, "--sampler-seed", max(args.workers, 1))
     elif args.command == "bench":
-        if args.seeds > SEED_MAX + 1:
-            raise ConfigError(f"--seeds must be at most {SEED_MAX + 1}, got {args.seeds}")
+        pass  # --seeds is checked as it is parsed (seed_list)
     else:
         check_seed(get("seed"), "--seed")
     if get("episodes") is not None and args.episodes < 1:  # eval, record, export

@@ -63,6 +63,14 @@ def test_bench_runs_in_parallel_resumes_and_redoes_unfinished_runs(tmp_path):
     rows = list(csv.DictReader(open(suite_dir / "results.csv")))
     assert sorted((row["env"], row["seed"]) for row in rows) == [
         ("CartPole-v1", "0"), ("CartPole-v1", "1"), ("qzoo/Corridor-v0", "0"), ("qzoo/Corridor-v0", "1")]
+    # one more seed alone (a suite's seeds split between machines or sessions): only it runs, the tables hold all
+    r = run([*args[:4], "--seeds", "2,", *args[6:], "--envs", "CartPole-v1"])
+    assert r.returncode == 0, r.stderr
+    assert "(1 run, 0 already finished)" in r.stdout
+    rows = list(csv.DictReader(open(suite_dir / "results.csv")))
+    assert sorted((row["env"], row["seed"]) for row in rows) == [("CartPole-v1", "0"), ("CartPole-v1", "1"), (
+        "CartPole-v1", "2"), ("qzoo/Corridor-v0", "0"), ("qzoo/Corridor-v0", "1")]
+    shutil.rmtree(suite_dir / "CartPole-v1" / "dqn_s2")  # the checks below are about seeds 0 and 1
 
     # results committed without their model files and checkpoints (benchmarks/results/, .gitignore): still finished
     for run_dir in results:

@@ -1,5 +1,7 @@
 """qzoo.guards: the checks where qzoo meets the machine and the file system, with hand-computed figures."""
 
+import argparse
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -91,3 +93,17 @@ def test_seeds_are_the_ones_numpy_takes():
         guards.check_seed(2**32 - 2, "--seed", 3)
     with pytest.raises(ConfigError, match="'seed' must be an integer in"):
         Config(seed=-1)
+
+
+def test_bench_seeds_are_a_count_a_range_or_a_list():
+    assert guards.seed_list("3") == [0, 1, 2]
+    assert guards.seed_list(" 2-4 ") == [2, 3, 4]
+    assert guards.seed_list("1,") == [1]  # one seed: a session or machine runs only seed 1 of a suite
+    assert guards.seed_list("5,0,7") == [5, 0, 7]
+    assert guards.seed_list(f"{guards.SEED_MAX},") == [guards.SEED_MAX]
+    for bad, why in [("0", "names no seed"), ("-2", "names no seed"), ("3-1", "names no seed"), (",", "names no seed"),
+                     ("1,1", "a seed twice"), ("1-2,3", "is not N"), ("x", "is not N"), ("1.5", "is not N"),
+                     ("-1,2", "every seed must be in"), (f"{guards.SEED_MAX + 1},", "every seed must be in"),
+                     ("0-100000", "100001 seeds; at most 100000")]:
+        with pytest.raises(argparse.ArgumentTypeError, match=why):
+            guards.seed_list(bad)

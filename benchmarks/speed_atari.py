@@ -109,6 +109,8 @@ def main() -> None:
     p.add_argument("--variant", action="append", default=[],
                    help="extra qzoo-only runs with these comma-separated settings on top, e.g. bf16=true")
     p.add_argument("--qzoo-only", action="store_true")
+    p.add_argument("--keep-going", action="store_true",
+                   help="a run that fails is reported (stderr, the summary's 'failed') and left out, not fatal")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per run")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -116,6 +118,19 @@ def main() -> None:
         return worker(args.worker)
 
     from peer import run_sb3
+
+    failed = []
+
+    def attempt(label: str, fn, *a, **kw):
+        """``fn(*a, **kw)``; with --keep-going a failure is reported and gives None instead of stopping the run."""
+        try:
+            return fn(*a, **kw)
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            if not args.keep_going:
+                raise
+            failed.append({"run": label, "error": str(e)[-2000:]})
+            print(f"{label}: FAILED: {str(e)[-2000:]}", file=sys.stderr, flush=True)
+            return None
 
     summary = {"window": args.window, "learning_starts": args.learning_starts, "repeats": args.repeats,
                "qzoo_sets": args.set, "machine": platform.processor() or platform.machine(),
@@ -127,41 +142,49 @@ def main() -> None:
             spec["torch_threads"] = None  # SB3 at torch's default thread count, as qzoo's auto is for a CNN
         qz, sb, extra = [], [], {}
         for r in range(args.repeats):
-            qz.append(run_qzoo(env_id, args.learning_starts, args.window, [*args.set, f"seed={r}"], args.timeout))
-            print(f"{env_id} repeat {r}: qzoo {qz[-1]['learning_steps_per_s']:.0f} steps/s "
-                  f"({qz[-1]['ms_per_update']:.1f} ms/update, split {qz[-1]['time_split']}, "
-                  f"{qz[-1]['peak_rss_mb']:.0f} MB)", file=sys.stderr, flush=True)
+            res = attempt(f"{env_id} repeat {r} qzoo", run_qzoo, env_id, args.learning_starts, args.window,
+                          [*args.set, f"seed={r}"], args.timeout)
+            if res:
+                qz.append(res)
+                print(f"{env_id} repeat {r}: qzoo {res['learning_steps_per_s']:.0f} steps/s "
+                      f"({res['ms_per_update']:.1f} ms/update, split {res['time_split']}, "
+                      f"{res['peak_rss_mb']:.0f} MB)", file=sys.stderr, flush=True)
             if not args.qzoo_only:
-                sb.append(run_sb3({**spec, "seed": r}, timeout=args.timeout))
-                print(f"{env_id} repeat {r}: sb3 {sb[-1]['learning_steps_per_s']:.0f} steps/s "
-                      f"({sb[-1]['peak_rss_mb']:.0f} MB)", file=sys.stderr, flush=True)
+                res = attempt(f"{env_id} repeat {r} sb3", run_sb3, {**spec, "seed": r}, timeout=args.timeout)
+                if res:
+                    sb.append(res)
+                    print(f"{env_id} repeat {r}: sb3 {res['learning_steps_per_s']:.0f} steps/s "
+                          f"({res['peak_rss_mb']:.0f} MB)", file=sys.stderr, flush=True)
             variants = {v: v.split(",") for v in args.variant}
             for n in filter(None, args.extra_envs.split(",")):
                 # one update per 4 env steps: train_freq 4 / n vector steps, or more updates per phase
                 variants[f"n_envs={n}"] = [f"n_envs={n}", f"train_freq={max(4 // int(n), 1)}",
                                            f"gradient_steps={max(int(n) // 4, 1)}"]
             for label, sets in variants.items():
-                res = run_qzoo(env_id, args.learning_starts, args.window, [*args.set, *sets, f"seed={r}"],
-                               args.timeout)
+                res = attempt(f"{env_id} repeat {r} qzoo {label}", run_qzoo, env_id, args.learning_starts,
+                              args.window, [*args.set, *sets, f"seed={r}"], args.timeout)
+                if res is None:
+                    continue
                 extra.setdefault(label, []).append(res)
                 print(f"{env_id} repeat {r}: qzoo {label} {res['learning_steps_per_s']:.0f} steps/s "
                       f"({res['ms_per_update']:.1f} ms/update, split {res['time_split']}, "
                       f"{res['peak_rss_mb']:.0f} MB)", file=sys.stderr, flush=True)
-        q = statistics.median(x["learning_steps_per_s"] for x in qz)
+        q = statistics.median(x["learning_steps_per_s"] for x in qz) if qz else None
         game = {"qzoo_steps_per_s": [round(x["learning_steps_per_s"], 1) for x in qz],
                 "qzoo_ms_per_update": [round(x["ms_per_update"], 2) for x in qz],
                 "qzoo_ms_per_sample": [round(x["ms_per_sample"], 3) for x in qz],
                 "qzoo_us_per_env_step": [round(x["us_per_env_step"]) for x in qz],
                 "qzoo_us_per_act": [round(x["us_per_act"]) for x in qz],
                 "qzoo_time_split": [x["time_split"] for x in qz],
-                "qzoo_torch_threads": qz[-1]["torch_threads"],
+                "qzoo_torch_threads": qz[-1]["torch_threads"] if qz else None,
                 "qzoo_peak_rss_mb": [round(x["peak_rss_mb"]) for x in qz]}
         if sb:
             s = statistics.median(x["learning_steps_per_s"] for x in sb)
             game.update({"sb3_steps_per_s": [round(x["learning_steps_per_s"], 1) for x in sb],
                          "sb3_torch_threads": sb[-1].get("torch_threads"),
                          "sb3_omp_wait_policy": sb[-1].get("omp_wait_policy"),
-                         "sb3_peak_rss_mb": [round(x["peak_rss_mb"]) for x in sb], "ratio_of_medians": round(q / s, 2)})
+                         "sb3_peak_rss_mb": [round(x["peak_rss_mb"]) for x in sb],
+                         "ratio_of_medians": round(q / s, 2) if q else None})
         for label, runs in extra.items():
             game[f"extra qzoo {label}"] = {"steps_per_s": [round(x["learning_steps_per_s"], 1) for x in runs],
                                           "ms_per_update": [round(x["ms_per_update"], 2) for x in runs],
@@ -171,6 +194,8 @@ def main() -> None:
                 game[f"extra qzoo {label}"]["ratio_of_medians"] = round(
                     statistics.median(x["learning_steps_per_s"] for x in runs) / s, 2)
         summary["games"][env_id] = game
+    if failed:
+        summary["failed"] = failed
     print(json.dumps(summary, indent=1))
 
 

@@ -290,7 +290,8 @@ def normalized_curves(runs: list[Run], window: int = 1, *, n_boot: int = 2000, i
         stats = [stratified_bootstrap_ci(s, n_boot=n_boot, interval=interval, seed=seed) for s in per_step]
         mean, low, high = (np.array(x) for x in zip(*stats, strict=True))
         equal = len({len(s) for s in games.values()}) == 1
-        title = f"{len(games)} game{'' if len(games) == 1 else 's'}" + ("" if equal else f", the first {n_runs} run(s) of each")
+        title = f"{len(games)} game{'' if len(games) == 1 else 's'}"
+        title += "" if equal else f", the first {n_runs} run(s) of each"
         out.append(Curve(title, label, n_runs, steps, mean, low, high))
     return out
 

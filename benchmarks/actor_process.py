@@ -36,17 +36,15 @@ import statistics
 import sys
 import time
 
-POLICIES = {"normal": None, "nice19": "nice", "idle": "idle"}
 
-
-def actor_main(policy: str | None, counter, go, stop, permits=None) -> None:
+def actor_main(policy: str, counter, go, stop, permits=None) -> None:
     """The actor process: act and step the env, counting steps in ``counter``: without pause while ``go`` is set,
     or, with ``permits`` (a semaphore the learner releases 4 times at the start of each update), one step per
     permit after 50 warm-up steps."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     if policy == "idle":
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    elif policy == "nice":
+    elif policy == "nice19":
         os.nice(19)
     import numpy as np
     import torch
@@ -133,7 +131,7 @@ def main() -> None:
             continue
         counter, go, stop = ctx.Value("q", 0, lock=False), ctx.Event(), ctx.Event()
         permits = ctx.Semaphore(0) if name.startswith("phase") else None
-        proc = ctx.Process(target=actor_main, args=(POLICIES[policy], counter, go, stop, permits))
+        proc = ctx.Process(target=actor_main, args=(policy, counter, go, stop, permits))
         proc.start()
         go.set()
         while counter.value < 50:  # the actor has started and warmed up

@@ -144,14 +144,14 @@ def main() -> None:
         for r in range(args.repeats):
             res = attempt(f"{env_id} repeat {r} qzoo", run_qzoo, env_id, args.learning_starts, args.window,
                           [*args.set, f"seed={r}"], args.timeout)
-            if res:
+            if res is not None:
                 qz.append(res)
                 print(f"{env_id} repeat {r}: qzoo {res['learning_steps_per_s']:.0f} steps/s "
                       f"({res['ms_per_update']:.1f} ms/update, split {res['time_split']}, "
                       f"{res['peak_rss_mb']:.0f} MB)", file=sys.stderr, flush=True)
             if not args.qzoo_only:
                 res = attempt(f"{env_id} repeat {r} sb3", run_sb3, {**spec, "seed": r}, timeout=args.timeout)
-                if res:
+                if res is not None:
                     sb.append(res)
                     print(f"{env_id} repeat {r}: sb3 {res['learning_steps_per_s']:.0f} steps/s "
                           f"({res['peak_rss_mb']:.0f} MB)", file=sys.stderr, flush=True)
@@ -184,7 +184,7 @@ def main() -> None:
                          "sb3_torch_threads": sb[-1].get("torch_threads"),
                          "sb3_omp_wait_policy": sb[-1].get("omp_wait_policy"),
                          "sb3_peak_rss_mb": [round(x["peak_rss_mb"]) for x in sb],
-                         "ratio_of_medians": round(q / s, 2) if q else None})
+                         "ratio_of_medians": round(q / s, 2) if q is not None else None})
         for label, runs in extra.items():
             game[f"extra qzoo {label}"] = {"steps_per_s": [round(x["learning_steps_per_s"], 1) for x in runs],
                                           "ms_per_update": [round(x["ms_per_update"], 2) for x in runs],

@@ -213,9 +213,7 @@ def check_args(args) -> None:
     if args.command == "tune":
         check_seed(args.seed, "--seed", max(args.seeds, 1))
         check_seed(args.sampler_seed, "--sampler-seed", max(args.workers, 1))
-    elif args.command == "bench":
-        pass  # --seeds is checked as it is parsed (seed_list)
-    else:
+    else:  # (bench's --seeds is checked as it is parsed: seed_list)
         check_seed(get("seed"), "--seed")
     if get("episodes") is not None and args.episodes < 1:  # eval, record, export
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")

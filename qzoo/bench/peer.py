@@ -7,9 +7,9 @@ qzoo config dict (same env, hyperparameters and seed) and returns the runner's J
 
 The venv lives in ``$QZOO_SB3_VENV``, by default ``~/.cache/qzoo/sb3-venv``; ``$QZOO_SB3_PYTHON`` names a python that
 already has stable-baselines3 instead (no venv is made: a machine that cannot download, such as a lent GPU machine
-with the wheels carried in). :func:`ensure_sbx` / :func:`run_sbx`
-do the same for SBX (``sbx_runner.py``; ``$QZOO_SBX_VENV``, by default ``~/.cache/qzoo/sbx-venv``), with JAX on the
-CPU on one thread unless ``XLA_FLAGS`` says otherwise.
+with the wheels carried in). :func:`ensure_sbx` / :func:`run_sbx` do the same for SBX (``sbx_runner.py``;
+``$QZOO_SBX_VENV``, by default ``~/.cache/qzoo/sbx-venv``), with JAX on the CPU on one thread unless ``XLA_FLAGS``
+says otherwise.
 """
 
 from __future__ import annotations

@@ -315,9 +315,10 @@ def run_suite(suite: Suite, jobs: list[Job], bench_dir: Path, n_workers: int = 1
     results = [done[job.run_dir] for job in jobs if job.run_dir in done]
     # the tables, like the plot, cover every finished run of the suite directory: also those an earlier invocation
     # with other --envs / --algos / --seeds finished (a suite run one game at a time accumulates)
-    write_tables(suite_dir, suite_order(suite, results + earlier_results(suite_dir, jobs)), load_anchors(),
-                 suite.description)
-    _plot(suite_dir)
+    anchors = load_anchors()
+    summary = write_tables(suite_dir, suite_order(suite, results + earlier_results(suite_dir, jobs)), anchors,
+                           suite.description)
+    _plot(suite_dir, summary, anchors)
     ran = sum(job.run_dir in done for job in todo)
     return BenchResult(suite_dir, results, ran, len(jobs) - len(todo), failed, interrupted)
 
@@ -411,10 +412,14 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _plot(suite_dir: Path) -> None:
+def _plot(suite_dir: Path, summary: list[dict], anchors: dict) -> None:
     """The suite's learning curves, as ``qzoo plot SUITE_DIR -o SUITE_DIR/curves.png`` draws them (a panel per env,
-    a curve per algo with its bootstrap band across seeds; the peer's runs have no qzoo logs and are not drawn)."""
+    a curve per algo with its bootstrap band across seeds; the peer's runs have no qzoo logs and are not drawn), and
+    for Atari games the final scores beside the published anchors (``scores.png``, qzoo.bench.figures)."""
+    from qzoo.bench.figures import write_score_figure
     from qzoo.plotting import plot
+
+    write_score_figure(suite_dir, summary, anchors)
 
     try:
         plot([str(suite_dir)], suite_dir / "curves.png")

@@ -67,9 +67,13 @@ def summarize(results: list[dict], anchors: dict) -> list[dict]:
     return rows
 
 
-def _game(env_id: str) -> str:
-    """``ALE/MsPacman-v5`` -> ``MsPacman`` (human_normalized reads that or the ROM id)."""
-    return env_id.split("/")[-1].rsplit("-", 1)[0].replace("NoFrameskip", "")
+def human_normalized_score(env_id: str, score: float) -> float | None:
+    """``score`` human-normalised for an ale-py Atari id (``ALE/MsPacman-v5``, ``PongNoFrameskip-v4``); None for
+    any other env (MinAtar's Breakout is not Atari's) or a game without published human and random scores."""
+    from qzoo.env_ids import atari_game, is_atari_id
+    from qzoo.evaluation import human_normalized
+
+    return human_normalized(atari_game(env_id), score) if is_atari_id(env_id) else None
 
 
 def iqm_rows(summary: list[dict], anchors: dict, n_boot: int = 2000) -> list[dict]:
@@ -78,16 +82,15 @@ def iqm_rows(summary: list[dict], anchors: dict, n_boot: int = 2000) -> list[dic
     where the algo's mean beats them.
     Every game contributes the same number of runs (its first seeds, as many as the game with the fewest),
     as the stratified bootstrap needs."""
-    from qzoo.evaluation import human_normalized
     from qzoo.plotting import iqm, stratified_bootstrap_ci
 
     rows = []
     for algo in dict.fromkeys(r["algo"] for r in summary):
-        games = [r for r in summary if r["algo"] == algo and human_normalized(_game(r["env"]), 0.0) is not None]
+        games = [r for r in summary if r["algo"] == algo and human_normalized_score(r["env"], 0.0) is not None]
         if not games:
             continue
         n_runs = min(len(r["finals"]) for r in games)
-        scores = np.array([[human_normalized(_game(r["env"]), f) for f in r["finals"][:n_runs]] for r in games]).T
+        scores = np.array([[human_normalized_score(r["env"], f) for f in r["finals"][:n_runs]] for r in games]).T
         point, low, high = stratified_bootstrap_ci(scores, n_boot=n_boot)
         row = {"algo": algo, "games": len(games), "runs_per_game": n_runs, "iqm": point, "low": low, "high": high,
                "anchors": {}}
@@ -97,7 +100,7 @@ def iqm_rows(summary: list[dict], anchors: dict, n_boot: int = 2000) -> list[dic
             if any(p is None or p.get("steps") != r["n_timesteps"] for r, p in zip(games, published, strict=True)):
                 continue  # an anchor counts only where it covers every game of the row, at the same budget
             pairs = zip(games, published, strict=True)
-            hns = np.array([[human_normalized(_game(r["env"]), p["score"]) for r, p in pairs]])
+            hns = np.array([[human_normalized_score(r["env"], p["score"]) for r, p in pairs]])
             beats = sum(r["mean"] > p["score"] for r, p in zip(games, published, strict=True))
             row["anchors"][a] = {"iqm": iqm(hns), "beats": beats}
         rows.append(row)

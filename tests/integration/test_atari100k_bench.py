@@ -10,6 +10,7 @@ import sys
 
 import torch
 import yaml
+from PIL import Image
 
 QZOO = [sys.executable, "-m", "qzoo"]
 # the suite's settings, made tiny: 240 agent steps, 120 updates each (one per step), 100-step games
@@ -51,6 +52,8 @@ def test_the_atari100k_presets_run_in_the_bench_and_continue_exactly_after_a_cut
     table = (suite / "results.md").read_text()
     assert "| ALE/Pong-v5 | der | 240 |" in table and "| ALE/Pong-v5 | drq_eps | 240 |" in table
     assert "DER (van Hasselt et al. 2019)" in table and "DrQ(eps) (Agarwal et al. 2021)" in table
+    with Image.open(suite / "scores.png") as image:  # final scores beside the anchors (tests/unit/test_bench_figures)
+        assert image.format == "PNG"
 
     # what a machine stopping after the checkpoint at step 200 leaves: no result.json, no models, logs beyond it
     shutil.copytree(tmp_path / "straight", tmp_path / "stopped")

@@ -187,3 +187,14 @@ def test_atari_iqm_of_human_normalised_scores_beside_the_anchors_iqm():
     assert row["anchors"] == {"der": {"iqm": pytest.approx(0.25), "beats": 2}}
     md = markdown(summary, "", anchors)
     assert "| drq_eps | 4 | 2 | 0.625 [" in md and "| der 0.250 | der 2/4 |" in md
+
+
+def test_minatar_breakout_is_not_normalised_by_atari_breakouts_scores(tmp_path):
+    from qzoo.bench.tables import human_normalized_score, iqm_rows
+
+    assert human_normalized_score("ALE/Breakout-v5", 16.1) == pytest.approx(0.5)  # (16.1 - 1.7) / (30.5 - 1.7)
+    assert human_normalized_score("BreakoutNoFrameskip-v4", 1.7) == pytest.approx(0.0)
+    assert human_normalized_score("MinAtar/Breakout-v1", 16.1) is None
+    assert iqm_rows(summarize(RESULTS, ANCHORS), ANCHORS) == []
+    write_tables(tmp_path, RESULTS, ANCHORS)
+    assert "IQM" not in (tmp_path / "results.md").read_text()

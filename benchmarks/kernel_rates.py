@@ -20,7 +20,6 @@ input), and so are its gradients. Elementwise work (ReLU, casts, the loss, Adam)
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -77,9 +76,7 @@ def main() -> None:
     args = p.parse_args()
     from qzoo import allocator
 
-    env = allocator.environ()
-    if not allocator.in_use() and "QZOO_PRELOADED" not in os.environ and "QZOO_PRELOADED" in env:
-        os.execve(sys.executable, [sys.executable, *sys.argv], env)  # as the qzoo command starts itself
+    allocator.restart_python_with_jemalloc(sys.argv)  # as the qzoo command starts itself
     import torch
     from update_cost import synthetic_agent, time_updates
 

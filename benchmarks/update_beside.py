@@ -42,9 +42,7 @@ def main() -> None:
     args = p.parse_args()
     from qzoo import allocator
 
-    env = allocator.environ()
-    if not allocator.in_use() and "QZOO_PRELOADED" not in os.environ and "QZOO_PRELOADED" in env:
-        os.execve(sys.executable, [sys.executable, *sys.argv], env)  # as the qzoo command starts itself
+    allocator.restart_python_with_jemalloc(sys.argv)  # as the qzoo command starts itself
 
     import numpy as np
     import torch

@@ -15,7 +15,6 @@ with QZOO_ALLOCATOR=system for glibc's malloc.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
@@ -90,9 +89,7 @@ def main() -> None:
     args = p.parse_args()
     from qzoo import allocator
 
-    env = allocator.environ()
-    if not allocator.in_use() and "QZOO_PRELOADED" not in os.environ and "QZOO_PRELOADED" in env:
-        os.execve(sys.executable, [sys.executable, *sys.argv], env)  # as the qzoo command starts itself
+    allocator.restart_python_with_jemalloc(sys.argv)  # as the qzoo command starts itself
     print(f"allocator: {allocator.describe()}", flush=True)
     if not args.base:
         ms = time_updates(args.algo, args.set, args.updates, args.profile, args.rows)

@@ -113,10 +113,16 @@ def without_qzoo_preload(env: dict[str, str]) -> dict[str, str]:
 def restart_with_jemalloc(argv: list[str]) -> None:
     """Replace this process by ``python -m qzoo ARGV`` with jemalloc preloaded, if qzoo would use it and it is not
     loaded yet. Returns (doing nothing) otherwise, and after one attempt (``QZOO_PRELOADED`` set) whatever happened."""
+    restart_python_with_jemalloc(["-m", "qzoo", *argv])
+
+
+def restart_python_with_jemalloc(args: list[str]) -> None:
+    """:func:`restart_with_jemalloc` for any command line of this python: ``python ARGS`` (a benchmark script passes
+    ``sys.argv``, so it runs as the ``qzoo`` command does)."""
     if in_use() or _PRELOADED in os.environ:
         return
     env = environ()
     if _PRELOADED in env:
         sys.stdout.flush()
         sys.stderr.flush()
-        os.execve(sys.executable, [sys.executable, "-m", "qzoo", *argv], env)
+        os.execve(sys.executable, [sys.executable, *args], env)

@@ -111,10 +111,12 @@ def add_results_commands(sub) -> None:
     """plot, record, report, export (qzoo/plotting.py, video.py, report.py, export.py)."""
     from qzoo.plotting import METRICS
 
-    pl = sub.add_parser("plot", help="learning curves of runs (mean and bootstrap CI across seeds)")
+    pl = sub.add_parser("plot", help="learning curves of runs (mean and bootstrap CI across seeds), or with --final "
+                        "the final scores of Atari runs")
     pl.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories or folders of runs (searched at any "
                     "depth); LABEL=PATH groups those runs under LABEL (default label: the algo)")
-    pl.add_argument("-o", "--output", default="curves.png", help="image file: .png, .svg or .pdf (default: curves.png)")
+    pl.add_argument("-o", "--output", help="image file: .png, .svg or .pdf (default: curves.png; with --final: "
+                    "scores.png)")
     pl.add_argument("--env", help="only runs of this env id")
     pl.add_argument("--metric", "-y", choices=tuple(METRICS), default="eval",
                     help="y axis: eval (evaluation return; Atari: game score), train (training episode return), "
@@ -124,7 +126,11 @@ def add_results_commands(sub) -> None:
     pl.add_argument("--normalized", action=argparse.BooleanOptionalAction, default=None,
                     help="IQM of human-normalised scores across Atari games with a stratified bootstrap CI "
                          "(default: when the runs span several Atari games)")
-    pl.add_argument("--no-reference", action="store_true", help="no published reference score lines")
+    pl.add_argument("--no-reference", action="store_true", help="no published reference scores")
+    pl.add_argument("--final", action="store_true",
+                    help="final scores instead of curves (Atari runs): per game the human-normalised last evaluation "
+                         "of each finished run (bar = mean, dot = seed) with the scores published at the same budget "
+                         "(Atari-100k: DER, DrQ(eps)), and per label the IQM with its bootstrap CI")
     rec = sub.add_parser("record", help="MP4 video of a trained agent playing")
     rec.add_argument("run_dir", help="run directory or export folder")
     rec.add_argument("--episodes", type=int, default=1, help="episodes to record (default: 1)")
@@ -343,11 +349,40 @@ def cmd_plot(args) -> int:
 
     if args.smooth < 1 or not 0 < args.ci < 1:
         raise ConfigError(f"--smooth must be >= 1 and --ci in (0, 1), got {args.smooth} and {args.ci}")
-    path, curves = plot(args.runs, args.output, env_id=args.env, metric=args.metric, window=args.smooth,
-                        references=not args.no_reference, normalized=args.normalized, interval=args.ci)
+    if args.final:
+        return plot_final(args)
+    path, curves = plot(args.runs, args.output or "curves.png", env_id=args.env, metric=args.metric,
+                        window=args.smooth, references=not args.no_reference, normalized=args.normalized,
+                        interval=args.ci)
     for c in curves:
         print(f"{c.env_id}  {c.label}: {c.n_runs} run(s), last step {int(c.steps[-1])}: {c.mean[-1]:.3g} "
               f"[{c.low[-1]:.3g}, {c.high[-1]:.3g}]")
+    print(f"plot: {path}")
+    return 0
+
+
+def plot_final(args) -> int:
+    from qzoo.bench.figures import plot_final
+    from qzoo.bench.tables import human_normalized_score
+
+    given = [flag for flag, on in (("--metric", args.metric != "eval"), ("--smooth", args.smooth != 1),
+                                   ("--normalized", args.normalized is not None)) if on]
+    if given:
+        raise ConfigError(f"{', '.join(given)} cannot go with --final (it draws each run's final evaluation score, "
+                          "human-normalised); allowed with --final: --env, --ci, --no-reference, -o")
+    path, rows, left_out, aggregate = plot_final(args.runs, args.output or "scores.png", env_id=args.env,
+                                                 references=not args.no_reference, interval=args.ci)
+    for r in rows:
+        finals = ", ".join(f"{f:.1f}" for f in r["finals"])
+        hns = ", ".join(f"{human_normalized_score(r['env'], f):.3f}" for f in r["finals"])
+        print(f"{r['env']}  {r['algo']}: {len(r['finals'])} run(s) at {r['n_timesteps']:,} steps: {finals} "
+              f"(human-normalised {hns})")
+    for a in aggregate:
+        published = "".join(f"; {key} published {p['iqm']:.3f}" for key, p in a["anchors"].items())
+        print(f"IQM {a['algo']} over {a['games']} game(s) x {a['runs_per_game']} run(s): {a['iqm']:.3f} "
+              f"[{a['low']:.3f}, {a['high']:.3f}]{published}")
+    for run in left_out:
+        print(f"left out (no final evaluation yet): {run.path}")
     print(f"plot: {path}")
     return 0
 

@@ -69,6 +69,7 @@ class Run:
     seed: int
     label: str
     columns: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # file -> column -> values
+    n_timesteps: int = 0  # the run's budget (config.yaml)
 
     def series(self, metric: str) -> tuple[np.ndarray, np.ndarray]:
         """(steps, values) of ``metric`` (a key of METRICS), rows with an empty value dropped."""
@@ -120,7 +121,7 @@ def load_run(path: str | Path, label: str | None = None) -> Run:
 
     path = Path(path)
     config = read_config(path)
-    run = Run(path, config.env_id, config.algo, config.seed, label or config.algo)
+    run = Run(path, config.env_id, config.algo, config.seed, label or config.algo, n_timesteps=config.n_timesteps)
     for file in ("progress.csv", "evaluations.csv"):
         run.columns[file] = read_csv_columns(path / file)
     return run

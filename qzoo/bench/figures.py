@@ -6,6 +6,9 @@ published anchors at the same budget (the anchors of ``results.md``: DER, DrQ(ep
 the game's group. Right, per algo: the IQM over its runs x games with the 95% stratified-bootstrap CI, beside the
 anchors' IQM on the same games (the numbers of ``results.md``'s aggregate table, :func:`qzoo.bench.tables.iqm_rows`).
 Games without published human and random scores are left out; a suite with none of them gets no chart.
+
+``qzoo plot --final`` draws the same chart from any run directories (:func:`plot_final`): each finished run's last
+evaluation, grouped by label as the curves are.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from qzoo.bench.tables import human_normalized_score, iqm_rows
+from qzoo.config import ConfigError
 
 ANCHOR_MARKERS = ("v", "^", "s", "D", "P")
 
@@ -32,9 +36,10 @@ def _budget_anchors(anchors: dict, env: str, steps) -> dict[str, float]:
             if k != "threshold" and isinstance(v, dict) and v.get("steps") == steps}
 
 
-def score_figure(summary: list[dict], anchors: dict, *, dpi: int = 100):
+def score_figure(summary: list[dict], anchors: dict, *, dpi: int = 100, interval: float = 0.95):
     """A matplotlib Figure of the suite's human-normalised final scores (see the module's docstring), or None when
-    no row is an Atari game with published human and random scores. ``summary``: tables.summarize's rows."""
+    no row is an Atari game with published human and random scores. ``summary``: tables.summarize's rows (what
+    is drawn: env, algo, finals, mean, n_timesteps); ``interval``: the IQM's confidence level."""
     rows = [r for r in summary if human_normalized_score(r["env"], 0.0) is not None]
     if not rows:
         return None
@@ -81,7 +86,7 @@ def score_figure(summary: list[dict], anchors: dict, *, dpi: int = 100):
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
 
-    aggregate = iqm_rows(rows, anchors)
+    aggregate = iqm_rows(rows, anchors, interval=interval)
     for i, a in enumerate(aggregate):
         ax_iqm.errorbar(i, a["iqm"], yerr=[[a["iqm"] - a["low"]], [a["high"] - a["iqm"]]], fmt="o", capsize=5,
                         color=colors[a["algo"]])
@@ -92,7 +97,7 @@ def score_figure(summary: list[dict], anchors: dict, *, dpi: int = 100):
                       [f"{a['algo']}\n{a['games']} game{'s' * (a['games'] > 1)} × {a['runs_per_game']}"
                        for a in aggregate], fontsize=8)
     ax_iqm.set_xlim(-0.5, len(aggregate) - 0.2)
-    ax_iqm.set_title("IQM [95% CI]\n(markers: published, same games)", fontsize=9)
+    ax_iqm.set_title(f"IQM [{interval * 100:g}% CI]\n(markers: published, same games)", fontsize=9)
     ax_iqm.grid(axis="y", alpha=0.3)
     low = min([0.0] + [a["low"] for a in aggregate])
     high = max([1.0] + [a["high"] for a in aggregate] + [p["iqm"] for a in aggregate for p in a["anchors"].values()])
@@ -114,3 +119,52 @@ def write_score_figure(suite_dir: Path, summary: list[dict], anchors: dict) -> P
     plt.close(fig)
     return path
 
+
+
+def final_rows(runs: list) -> tuple[list[dict], list]:
+    """The finished runs of ``runs`` (qzoo.plotting.Run) as :func:`score_figure`'s rows, one per (env, label) in
+    first-seen order, seeds sorted: a run counts when its evaluations.csv has a row at its budget (n_timesteps; the
+    last evaluation, taken at the end). Returns (rows, the runs left out: not finished or never evaluated)."""
+    finished, left_out = {}, []
+    for run in runs:
+        steps, values = run.series("eval")
+        if len(steps) and steps[-1] >= run.n_timesteps:
+            finished.setdefault((run.env_id, run.label), []).append((run.seed, float(values[-1]), run.n_timesteps))
+        else:
+            left_out.append(run)
+    rows = []
+    for (env, label), group in finished.items():
+        group.sort(key=lambda g: g[0])
+        finals = [f for _, f, _ in group]
+        budgets = {n for _, _, n in group}
+        if len(budgets) > 1:
+            budgets_text = ", ".join(map(str, sorted(budgets)))
+            raise ConfigError(f"the runs of '{label}' on {env} have different budgets ({budgets_text} steps); give "
+                              "each budget its own label (LABEL=PATH)")
+        rows.append({"env": env, "algo": label, "seeds": [s for s, _, _ in group], "finals": finals,
+                     "mean": sum(finals) / len(finals), "n_timesteps": budgets.pop()})
+    return rows, left_out
+
+
+def plot_final(targets: list[str], output, *, env_id: str | None = None, references: bool = True,
+               interval: float = 0.95) -> tuple[Path, list[dict], list, list[dict]]:
+    """``qzoo plot --final``: the final-score chart of the finished Atari runs found in ``targets`` (run directories
+    or folders of runs, ``LABEL=PATH`` as for the curves), with the published anchors at the runs' budget unless
+    ``references`` is off. Returns (path, rows, runs left out, IQM rows). A run of a game without published human and
+    random scores, or no finished run, is a ConfigError (nothing written)."""
+    from qzoo.bench import load_anchors
+    from qzoo.plotting import check_output, find_runs, save_figure
+
+    check_output(output)
+    runs = find_runs(targets, env_id)
+    for run in runs:
+        if human_normalized_score(run.env_id, 0.0) is None:
+            raise ConfigError(f"'{run.path}': --final draws human-normalised Atari scores and {run.env_id} has no "
+                              "published human and random scores; plot its curve instead (without --final)")
+    rows, left_out = final_rows(runs)
+    if not rows:
+        raise ConfigError(f"none of the {len(runs)} run(s) found has its final evaluation yet (a row at n_timesteps "
+                          "in evaluations.csv)")
+    anchors = load_anchors() if references else {}
+    fig = score_figure(rows, anchors, interval=interval)
+    return save_figure(fig, output), rows, left_out, iqm_rows(rows, anchors, interval=interval)

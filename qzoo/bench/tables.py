@@ -76,8 +76,8 @@ def human_normalized_score(env_id: str, score: float) -> float | None:
     return human_normalized(atari_game(env_id), score) if is_atari_id(env_id) else None
 
 
-def iqm_rows(summary: list[dict], anchors: dict, n_boot: int = 2000) -> list[dict]:
-    """Per algo with Atari results: IQM of human-normalised scores [95% CI] over its games, and per anchor algo
+def iqm_rows(summary: list[dict], anchors: dict, n_boot: int = 2000, interval: float = 0.95) -> list[dict]:
+    """Per algo with Atari results: IQM of human-normalised scores [``interval`` CI] over its games, and per anchor algo
     published for every one of those games at the runs' budget (the anchor's ``steps``), the anchors' IQM and the games
     where the algo's mean beats them.
     Every game contributes the same number of runs (its first seeds, as many as the game with the fewest),
@@ -91,7 +91,7 @@ def iqm_rows(summary: list[dict], anchors: dict, n_boot: int = 2000) -> list[dic
             continue
         n_runs = min(len(r["finals"]) for r in games)
         scores = np.array([[human_normalized_score(r["env"], f) for f in r["finals"][:n_runs]] for r in games]).T
-        point, low, high = stratified_bootstrap_ci(scores, n_boot=n_boot)
+        point, low, high = stratified_bootstrap_ci(scores, n_boot=n_boot, interval=interval)
         row = {"algo": algo, "games": len(games), "runs_per_game": n_runs, "iqm": point, "low": low, "high": high,
                "anchors": {}}
         anchor_algos = dict.fromkeys(a for r in games for a in (anchors.get(r["env"]) or {}) if a != "threshold")

@@ -96,6 +96,50 @@ def test_plot_bad_input_is_one_line(tmp_path, capsys):
     assert "no qzoo run directories" in capsys.readouterr().err
 
 
+
+def _atari_run(run_dir, env_id, algo, seed, evaluations):
+    """A run directory as qzoo writes it (config.yaml, progress.csv, evaluations.csv) with the given (step, score)
+    evaluations, for plotting without training."""
+    config = resolve(env_id, algo, flags={"n_timesteps": 100_000, "seed": seed})
+    run_dir.mkdir(parents=True)
+    ckpt.write_config(run_dir, config)
+    (run_dir / "progress.csv").write_text("step,episodes,return_mean\n1000,1,-21\n")
+    rows = "".join(f"{step},{score},0,100,100,1\n" for step, score in evaluations)
+    (run_dir / "evaluations.csv").write_text("step,return_mean,return_std,length_mean,episodes,time_s\n" + rows)
+
+
+def test_plot_final_draws_the_final_scores_of_finished_atari_runs(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    _atari_run(runs / "pong0", "ALE/Pong-v5", "der", 0, [(100_000, -13.64)])
+    _atari_run(runs / "pong1", "ALE/Pong-v5", "der", 1, [(50_000, -20.0), (100_000, -6.58)])
+    _atari_run(runs / "breakout0", "ALE/Breakout-v5", "der", 0, [(100_000, 16.1)])
+    _atari_run(runs / "cut", "ALE/Breakout-v5", "der", 1, [(50_000, 3.0)])  # interrupted before its end
+    out = tmp_path / "scores.png"
+    assert main(["plot", str(runs), "--final", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    # Pong: (score + 20.7) / 35.3; Breakout: (score - 1.7) / 28.8
+    assert "ALE/Pong-v5  der: 2 run(s) at 100,000 steps: -13.6, -6.6 (human-normalised 0.200, 0.400)" in printed
+    assert "ALE/Breakout-v5  der: 1 run(s) at 100,000 steps: 16.1 (human-normalised 0.500)" in printed
+    # IQM over 2 games x 1 run (the first seed of each): 0.2 and 0.5 -> 0.35, no width (a game's one run is all its
+    # stratum resamples); DER's published Pong -19.3 and Breakout 1.9 -> 0.0397 and 0.0069, IQM 0.023
+    assert "IQM der over 2 game(s) x 1 run(s): 0.350 [0.350, 0.350]; der published 0.023" in printed
+    assert f"left out (no final evaluation yet): {runs / 'cut'}" in printed
+    with Image.open(out) as img:
+        img.load()
+        assert img.format == "PNG"
+
+
+def test_plot_final_bad_input_is_one_line_and_writes_nothing(cartpole_runs, tmp_path, capsys):
+    out = tmp_path / "scores.png"
+    assert main(["plot", str(cartpole_runs[0]), "--final", "-o", str(out)]) == 2
+    assert "CartPole-v1 has no published human and random scores" in capsys.readouterr().err
+    _atari_run(tmp_path / "cut", "ALE/Pong-v5", "dqn", 0, [(50_000, -20.0)])
+    assert main(["plot", str(tmp_path / "cut"), "--final", "-o", str(out)]) == 2
+    assert "none of the 1 run(s) found has its final evaluation yet" in capsys.readouterr().err
+    assert main(["plot", str(tmp_path / "cut"), "--final", "--metric", "loss", "-o", str(out)]) == 2
+    assert "--metric cannot go with --final" in capsys.readouterr().err
+    assert not out.exists()
+
 # ---- record ----------------------------------------------------------------------------------------------------
 def test_record_cartpole_frames_match_the_episodes_played(cartpole_runs, tmp_path, capsys):
     out = tmp_path / "cartpole.mp4"

@@ -74,3 +74,44 @@ def test_written_chart_is_a_png(tmp_path):
     assert path == tmp_path / "scores.png"
     with Image.open(path) as image:
         assert image.format == "PNG" and image.width > image.height > 100
+
+
+# ---- qzoo plot --final: the same chart from run directories ------------------------------------------------------
+def _run(env_id, label, seed, steps, values, n_timesteps=100):
+    from pathlib import Path
+
+    import numpy as np
+
+    from qzoo.plotting import Run
+
+    cols = {"step": np.array(steps, float), "return_mean": np.array(values, float)}
+    return Run(Path(f"/runs/{label}{seed}"), env_id, label, seed, label, {"evaluations.csv": cols},
+               n_timesteps=n_timesteps)
+
+
+def test_final_rows_take_each_finished_runs_last_evaluation_by_seed():
+    from qzoo.bench.figures import final_rows
+
+    runs = [_run("ALE/Pong-v5", "drq_eps", 1, [50, 100], [-20.0, -6.58]),
+            _run("ALE/Pong-v5", "drq_eps", 0, [100], [-13.64]),
+            _run("ALE/Pong-v5", "drq_eps", 2, [50], [-1.0]),  # evaluated at 50 of 100 steps: not finished
+            _run("ALE/Pong-v5", "der", 0, [], []),  # never evaluated
+            _run("ALE/Breakout-v5", "drq_eps", 0, [100], [16.1])]
+    rows, left_out = final_rows(runs)
+    assert [(r["env"], r["algo"], r["seeds"], r["finals"], r["n_timesteps"]) for r in rows] == [
+        ("ALE/Pong-v5", "drq_eps", [0, 1], [-13.64, -6.58], 100), ("ALE/Breakout-v5", "drq_eps", [0], [16.1], 100)]
+    assert rows[0]["mean"] == pytest.approx((-13.64 - 6.58) / 2)
+    assert [(r.algo, r.seed) for r in left_out] == [("drq_eps", 2), ("der", 0)]
+    # drawn as the suite's chart draws it: Pong's bar at the mean of 0.2 and 0.4
+    fig = score_figure(rows, ANCHORS, interval=0.9)
+    ax, ax_iqm = fig.axes
+    assert sorted(p.get_height() for p in ax.patches if isinstance(p, Rectangle)) == pytest.approx([0.3, 0.5])
+    assert ax_iqm.get_title().startswith("IQM [90% CI]")
+
+
+def test_final_rows_refuse_one_label_at_two_budgets():
+    from qzoo.bench.figures import final_rows
+    from qzoo.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"different budgets \(100, 200 steps\)"):
+        final_rows([_run("ALE/Pong-v5", "dqn", 0, [100], [0.0]), _run("ALE/Pong-v5", "dqn", 1, [200], [0.0], 200)])

@@ -300,7 +300,7 @@ def train_and_report(args, config, run_dir: Path, resume) -> int:
 
 def score_meaning(config, mean_return: float) -> str:
     """What the final evaluation's number means, for someone who has never trained an agent."""
-    from qzoo.bench import load_anchors
+    from qzoo.bench.tables import load_anchors
 
     what = (f"(the average total reward of {config.eval_episodes} episodes played by the final model, always "
             "taking its best-rated action")

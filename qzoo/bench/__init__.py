@@ -113,10 +113,6 @@ def load_suites(suite_file: str | Path | None = None) -> dict[str, Suite]:
     return suites
 
 
-def load_anchors() -> dict:
-    return load_yaml(PRESET_DIR / "anchors.yml") or {}
-
-
 # ---- the plan ----------------------------------------------------------------------------------------------------
 def plan(suite: Suite, algos: list[str], seeds: list[int], bench_dir: Path, *, peer: str | None = None,
          n_timesteps: int | None = None, sets: list[str] | None = None, envs: list[str] | None = None) -> list[Job]:
@@ -300,7 +296,7 @@ def run_suite(suite: Suite, jobs: list[Job], bench_dir: Path, n_workers: int = 1
               executor=None) -> BenchResult:
     """Run the unfinished jobs, then write the tables (and plots, when available). ``executor`` runs them
     (default: :class:`LocalPool` of ``n_workers`` processes; :class:`qzoo.bench.ray_runner.RayCluster` on Ray)."""
-    from qzoo.bench.tables import write_tables
+    from qzoo.bench.tables import load_anchors, write_tables
 
     executor = executor or LocalPool(n_workers)
     suite_dir = Path(bench_dir) / suite.name

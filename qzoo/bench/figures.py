@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qzoo.bench.tables import human_normalized_score, iqm_rows
+from qzoo.bench.tables import human_normalized_score, iqm_rows, load_anchors
 from qzoo.config import ConfigError
 
 ANCHOR_MARKERS = ("v", "^", "s", "D", "P")
@@ -152,7 +152,6 @@ def plot_final(targets: list[str], output, *, env_id: str | None = None, referen
     or folders of runs, ``LABEL=PATH`` as for the curves), with the published anchors at the runs' budget unless
     ``references`` is off. Returns (path, rows, runs left out, IQM rows). A run of a game without published human and
     random scores, or no finished run, is a ConfigError (nothing written)."""
-    from qzoo.bench import load_anchors
     from qzoo.plotting import check_output, find_runs, save_figure
 
     check_output(output)

@@ -28,6 +28,14 @@ SUMMARY_COLUMNS = ["env", "algo", "n_timesteps", "seeds", "mean", "std", "train_
                    "anchor_source", "threshold", "solved"]
 
 
+def load_anchors() -> dict:
+    """The published scores the tables compare with (qzoo/presets/anchors.yml): env id -> algo -> score, source and
+    budget (``steps``), plus the env's "solved" ``threshold`` where there is one."""
+    from qzoo.config import PRESET_DIR, load_yaml
+
+    return load_yaml(PRESET_DIR / "anchors.yml") or {}
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (ddof 1; 0 for one value)."""
     n = len(values)

@@ -350,7 +350,7 @@ def cmd_plot(args) -> int:
     if args.smooth < 1 or not 0 < args.ci < 1:
         raise ConfigError(f"--smooth must be >= 1 and --ci in (0, 1), got {args.smooth} and {args.ci}")
     if args.final:
-        return plot_final(args)
+        return cmd_plot_final(args)
     path, curves = plot(args.runs, args.output or "curves.png", env_id=args.env, metric=args.metric,
                         window=args.smooth, references=not args.no_reference, normalized=args.normalized,
                         interval=args.ci)
@@ -361,7 +361,7 @@ def cmd_plot(args) -> int:
     return 0
 
 
-def plot_final(args) -> int:
+def cmd_plot_final(args) -> int:
     from qzoo.bench.figures import plot_final
     from qzoo.bench.tables import human_normalized_score
 

@@ -298,9 +298,9 @@ def run_suite(suite: Suite, jobs: list[Job], bench_dir: Path, n_workers: int = 1
     (default: :class:`LocalPool` of ``n_workers`` processes; :class:`qzoo.bench.ray_runner.RayCluster` on Ray)."""
     # what writes the results at the end is imported now, with the tables: a suite runs for hours or days, and a
     # qzoo upgraded or edited meanwhile must not meet this process's modules half old, half new at its last step
-    from qzoo.bench import figures, tables  # noqa: F401  (used at the end: _plot, write_tables)
+    from qzoo import plotting  # noqa: F401  (used at the end, by _plot)
+    from qzoo.bench import figures  # noqa: F401  (used at the end, by _plot)
     from qzoo.bench.tables import load_anchors, write_tables
-    from qzoo.plotting import plot  # noqa: F401  (used at the end: _plot)
 
     executor = executor or LocalPool(n_workers)
     suite_dir = Path(bench_dir) / suite.name

@@ -36,10 +36,12 @@ def _budget_anchors(anchors: dict, env: str, steps) -> dict[str, float]:
             if k != "threshold" and isinstance(v, dict) and v.get("steps") == steps}
 
 
-def score_figure(summary: list[dict], anchors: dict, *, dpi: int = 100, interval: float = 0.95):
+def score_figure(summary: list[dict], anchors: dict, *, dpi: int = 100, interval: float = 0.95,
+                 aggregate: list[dict] | None = None):
     """A matplotlib Figure of the suite's human-normalised final scores (see the module's docstring), or None when
     no row is an Atari game with published human and random scores. ``summary``: tables.summarize's rows (what
-    is drawn: env, algo, finals, mean, n_timesteps); ``interval``: the IQM's confidence level."""
+    is drawn: env, algo, finals, mean, n_timesteps); ``interval``: the IQM's confidence level; ``aggregate``: the
+    rows' :func:`~qzoo.bench.tables.iqm_rows` where the caller has them already (computed here otherwise)."""
     rows = [r for r in summary if human_normalized_score(r["env"], 0.0) is not None]
     if not rows:
         return None
@@ -86,7 +88,8 @@ def score_figure(summary: list[dict], anchors: dict, *, dpi: int = 100, interval
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
 
-    aggregate = iqm_rows(rows, anchors, interval=interval)
+    if aggregate is None:
+        aggregate = iqm_rows(rows, anchors, interval=interval)
     for i, a in enumerate(aggregate):
         ax_iqm.errorbar(i, a["iqm"], yerr=[[a["iqm"] - a["low"]], [a["high"] - a["iqm"]]], fmt="o", capsize=5,
                         color=colors[a["algo"]])
@@ -118,7 +121,6 @@ def write_score_figure(suite_dir: Path, summary: list[dict], anchors: dict) -> P
     fig.savefig(path)
     plt.close(fig)
     return path
-
 
 
 def final_rows(runs: list) -> tuple[list[dict], list]:
@@ -165,5 +167,6 @@ def plot_final(targets: list[str], output, *, env_id: str | None = None, referen
         raise ConfigError(f"none of the {len(runs)} run(s) found has its final evaluation yet (a row at n_timesteps "
                           "in evaluations.csv)")
     anchors = load_anchors() if references else {}
-    fig = score_figure(rows, anchors, interval=interval)
-    return save_figure(fig, output), rows, left_out, iqm_rows(rows, anchors, interval=interval)
+    aggregate = iqm_rows(rows, anchors, interval=interval)
+    fig = score_figure(rows, anchors, interval=interval, aggregate=aggregate)
+    return save_figure(fig, output), rows, left_out, aggregate

@@ -50,8 +50,8 @@ def actor_main(policy: str, counter, go, stop, permits=None) -> None:
     import torch
     from update_cost import synthetic_agent
 
-    from qzoo.config import resolve
     from qzoo.envs import make_vec_env
+    from qzoo.resolve import resolve
 
     torch.set_flush_denormal(True)
     torch.set_num_threads(1)

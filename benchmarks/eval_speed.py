@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from qzoo.agent import build_agent
-from qzoo.config import resolve
 from qzoo.envs import check_env, make_eval_envs
 from qzoo.evaluation import evaluate
+from qzoo.resolve import resolve
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ THRESHOLDS = {"CartPole-v1": 475, "Acrobot-v1": -100, "MountainCar-v0": -110, "L
 
 
 def run_qzoo(env_id: str, seed: int, sets: list[str], algo: str = "dqn", preset: str | None = None) -> dict:
-    from qzoo.config import resolve
+    from qzoo.resolve import resolve
     from qzoo.trainer import train
 
     config = resolve(env_id, algo, preset, flags={"seed": seed}, sets=["progress_bar=false", "tensorboard=false",
@@ -42,7 +42,7 @@ def run_qzoo(env_id: str, seed: int, sets: list[str], algo: str = "dqn", preset:
 def run_peer(env_id: str, seed: int, sets: list[str], algo: str = "dqn", preset: str | None = None) -> dict:
     from peer import run_sb3
 
-    from qzoo.config import resolve
+    from qzoo.resolve import resolve
 
     spec = resolve(env_id, "dqn", preset, flags={"seed": seed}, sets=list(sets)).to_dict()
     spec.update(eval_episodes=10, torch_threads=1)

@@ -34,10 +34,10 @@ import numpy as np
 
 from qzoo import checkpoint as ckpt
 from qzoo.agent import build_agent, resolve_device
-from qzoo.config import resolve
 from qzoo.envs import check_env, make_vec_env, true_next_obs, vec_env_state
 from qzoo.logger import Logger
 from qzoo.replay import make_replay
+from qzoo.resolve import resolve
 from qzoo.runlog import ProgressLog
 
 RESULTS = Path(__file__).parent / "results"  # git-ignored; on the same disk as a run directory would be

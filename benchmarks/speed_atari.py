@@ -46,7 +46,7 @@ sys.path.insert(0, str(HERE))
 
 
 def qzoo_config(env_id: str, learning_starts: int, window: int, sets: list[str]):
-    from qzoo.config import resolve
+    from qzoo.resolve import resolve
 
     return resolve(env_id, flags={"n_timesteps": learning_starts + window, "learning_starts": learning_starts},
                    sets=["progress_bar=false", "tensorboard=false", "eval_freq=0", "eval_episodes=1",

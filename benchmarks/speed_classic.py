@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def qzoo_child(spec: dict) -> None:
     """In a child process (qzoo imported from PYTHONPATH): train, print one JSON line."""
     from qzoo import trainer
-    from qzoo.config import resolve
+    from qzoo.resolve import resolve
     from qzoo.trainer import train
 
     sets = ["progress_bar=false", "tensorboard=false", "eval_freq=0", f"eval_episodes={spec['eval_episodes']}",

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHILD = r"""
 import json, sys
 import qzoo
-from qzoo.config import resolve
+from qzoo.resolve import resolve
 from qzoo.trainer import train
 env, steps, seed, sets = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
 config = resolve(env, flags={"n_timesteps": steps, "seed": seed},

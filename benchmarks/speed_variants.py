@@ -13,7 +13,7 @@ import json
 import statistics
 import time
 
-from qzoo.config import resolve
+from qzoo.resolve import resolve
 from qzoo.trainer import train
 
 VARIANTS = {

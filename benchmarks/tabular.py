@@ -45,7 +45,7 @@ def command(env_id: str, seed: int, sets: list[str]) -> str:
 
 
 def run_case(name: str, seed: int, eval_episodes: int) -> dict:
-    from qzoo.config import resolve
+    from qzoo.resolve import resolve
     from qzoo.tabular import train_tabular
 
     env_id, sets, _, _ = CASES[name]

@@ -53,7 +53,7 @@ def qzoo(args: list[str]) -> tuple[float, str]:
 
 def final_score(preset: str | None, seed: int, steps: int) -> float:
     """One retraining run (in-process) scored by 20 greedy evaluation episodes of its final model."""
-    from qzoo.config import resolve
+    from qzoo.resolve import resolve
     from qzoo.trainer import train
 
     sets = ["eval_freq=0", "eval_episodes=20", "progress_bar=false", "tensorboard=false"]

@@ -48,8 +48,8 @@ def main() -> None:
     import torch
     from update_cost import synthetic_agent
 
-    from qzoo.config import resolve
     from qzoo.envs import make_vec_env
+    from qzoo.resolve import resolve
 
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)

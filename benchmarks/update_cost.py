@@ -29,8 +29,8 @@ def synthetic_agent(algo: str, sets: list[str]):
     import torch
 
     from qzoo.agent import build_agent
-    from qzoo.config import resolve
     from qzoo.replay import make_replay
+    from qzoo.resolve import resolve
 
     torch.set_num_threads(1)
     cfg = resolve("ALE/Pong-v5", algo=algo, sets=["buffer_size=20000", *sets])

@@ -11,8 +11,9 @@ import textwrap
 from pathlib import Path
 
 from qzoo import __version__, allocator
-from qzoo.config import ALGOS, ConfigError, parse_set, resolve, settings_help
+from qzoo.config import ALGOS, ConfigError, settings_help
 from qzoo.guards import check_args, seed_list
+from qzoo.resolve import parse_set, resolve
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
 

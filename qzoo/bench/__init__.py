@@ -34,17 +34,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
-from qzoo.config import (
-    ALGOS,
-    PRESET_DIR,
-    TABULAR_ALGOS,
-    ConfigError,
-    defaults,
-    from_dict,
-    load_yaml,
-    parse_set,
-    resolve,
-)
+from qzoo.config import ALGOS, TABULAR_ALGOS, ConfigError, defaults, from_dict
+from qzoo.resolve import PRESET_DIR, load_yaml, parse_set, resolve
 
 RESULT_FILE = "result.json"
 PEERS = ("sb3",)

@@ -31,7 +31,7 @@ SUMMARY_COLUMNS = ["env", "algo", "n_timesteps", "seeds", "mean", "std", "train_
 def load_anchors() -> dict:
     """The published scores the tables compare with (qzoo/presets/anchors.yml): env id -> algo -> score, source and
     budget (``steps``), plus the env's "solved" ``threshold`` where there is one."""
-    from qzoo.config import PRESET_DIR, load_yaml
+    from qzoo.resolve import PRESET_DIR, load_yaml
 
     return load_yaml(PRESET_DIR / "anchors.yml") or {}
 

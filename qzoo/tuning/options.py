@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from qzoo.config import Config, ConfigError, resolve
+from qzoo.config import Config, ConfigError
+from qzoo.resolve import resolve
 from qzoo.tuning.objectives import OBJECTIVES
 
 SAMPLERS = ("tpe", "random")

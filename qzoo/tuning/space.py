@@ -18,7 +18,8 @@ from typing import Any
 
 import yaml
 
-from qzoo.config import FIELDS, TABULAR_SETTINGS, Config, ConfigError, coerce, load_yaml
+from qzoo.config import FIELDS, TABULAR_SETTINGS, Config, ConfigError, coerce
+from qzoo.resolve import load_yaml
 
 NET_ARCHS = {"tiny": [64], "small": [64, 64], "medium": [256, 256]}
 

@@ -12,10 +12,10 @@ from PIL import Image
 
 from qzoo import checkpoint as ckpt
 from qzoo.cli import main
-from qzoo.config import resolve
 from qzoo.envs import make_env
 from qzoo.evaluation import evaluate
 from qzoo.policy import load_policy
+from qzoo.resolve import resolve
 from qzoo.tabular import train_tabular
 from qzoo.trainer import train
 

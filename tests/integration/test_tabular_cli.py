@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from qzoo.config import resolve
+from qzoo.resolve import resolve
 from qzoo.runlog import EVAL_COLUMNS, PROGRESS_COLUMNS
 from qzoo.tabular import train_tabular
 

@@ -4,7 +4,7 @@ import csv
 
 import torch
 
-from qzoo.config import resolve
+from qzoo.resolve import resolve
 from qzoo.trainer import train
 
 FAST = ["progress_bar=false", "tensorboard=false"]

@@ -3,7 +3,7 @@ within seconds."""
 
 import pytest
 
-from qzoo.config import resolve
+from qzoo.resolve import resolve
 from qzoo.trainer import train
 
 VARIANTS = {

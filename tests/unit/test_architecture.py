@@ -18,7 +18,7 @@ ROOT = Path(qzoo.__file__).parent
 # ``qzoo.envs.atari``). One sentence each:
 LAYERS = [
     # settings: what a run is (its typed settings, the kind of env an id names, schedules); no other layer.
-    ("settings", ["qzoo", "qzoo.config", "qzoo.env_ids", "qzoo.schedules"]),
+    ("settings", ["qzoo", "qzoo.config", "qzoo.resolve", "qzoo.env_ids", "qzoo.schedules"]),
     # parts: the pieces a loop is built from, each made from a Config alone.
     # (qzoo.guards: the checks where qzoo meets the machine, the file system and the user's files; qzoo.envs calls it.
     # qzoo.allocator: the memory allocator a training process runs on; the trainer, the peers and the CLI use it.
@@ -158,4 +158,5 @@ def test_policy_loading_needs_neither_a_trainer_nor_the_exporter():
         return seen
 
     assert not reachable("qzoo.policy") & {"qzoo.trainer", "qzoo.tabular", "qzoo.export", "qzoo.runlog"}
-    assert not reachable("qzoo.config") - {"qzoo", "qzoo.env_ids"}
+    assert not reachable("qzoo.config") - {"qzoo"}  # the schema imports nothing of qzoo
+    assert not reachable("qzoo.resolve") - {"qzoo", "qzoo.config", "qzoo.env_ids"}

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from ale_py.vector_env import AtariVectorEnv
 from gymnasium.wrappers import AtariPreprocessing
 
-from qzoo import config as config_module
-from qzoo.config import Config, ConfigError, normalise_preset_entry, preset_values, resolve
+from qzoo import resolve as resolve_module
+from qzoo.config import Config, ConfigError
 from qzoo.conv_ops import same_pads, space_to_depth
 from qzoo.envs import check_env, finished_episodes, finished_games, make_env, make_vec_env, true_next_obs
 from qzoo.envs.atari import (
@@ -29,6 +29,7 @@ from qzoo.envs.atari import (
 )
 from qzoo.evaluation import human_normalized
 from qzoo.networks import NatureCNN, NoisyLinear, QNetwork, build_q_network
+from qzoo.resolve import normalise_preset_entry, preset_values, resolve
 
 
 def actions(n_actions: int, n: int, seed: int = 0) -> np.ndarray:
@@ -358,7 +359,7 @@ def test_atari_preset_group_applies_to_every_ale_id(tmp_path, monkeypatch):
     assert resolve("CartPole-v1").network == "mlp" and resolve("Acrobot-v1").learning_starts == 0  # untouched
     (tmp_path / "dqn.yml").write_text("default: {batch_size: 1, gamma: 0.5, tau: 0.5}\n"
                                       "atari: {batch_size: 2, gamma: 0.6}\nALE/Pong-v5: {batch_size: 3}\n")
-    monkeypatch.setattr(config_module, "PRESET_DIR", tmp_path)
+    monkeypatch.setattr(resolve_module, "PRESET_DIR", tmp_path)
     assert preset_values("dqn", "ALE/Pong-v5") == {"batch_size": 3, "gamma": 0.6, "tau": 0.5}
     assert preset_values("dqn", "ALE/Breakout-v5") == {"batch_size": 2, "gamma": 0.6, "tau": 0.5}
     assert preset_values("dqn", "CartPole-v1") == {"batch_size": 1, "gamma": 0.5, "tau": 0.5}

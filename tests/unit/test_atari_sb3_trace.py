@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qzoo.config import resolve
 from qzoo.envs import finished_games, make_vec_env, true_next_obs
+from qzoo.resolve import resolve
 
 TRACE = Path(__file__).resolve().parents[1] / "data" / "atari_sb3_trace.npz"
 # per game: (pooled pixels of a frame allowed to differ, by at most this many gray levels, slot-sum tolerance)

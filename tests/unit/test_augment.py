@@ -6,12 +6,13 @@ import pytest
 import torch
 
 from qzoo.agent import build_agent
-from qzoo.config import ConfigError, resolve
+from qzoo.config import ConfigError
 from qzoo.envs import check_env
 from qzoo.replay import ReplayBuffer, make_replay
 from qzoo.replay.augment import make_augment, random_shift, shift_intensity
 from qzoo.replay.samplers import UniformSampler
 from qzoo.replay.storage import TransitionStorage
+from qzoo.resolve import resolve
 
 
 class FixedOffsets:

@@ -1,6 +1,7 @@
 import pytest
 
-from qzoo.config import Config, ConfigError, coerce, parse_set, preset_file_values, preset_values, resolve
+from qzoo.config import Config, ConfigError, coerce
+from qzoo.resolve import parse_set, preset_file_values, preset_values, resolve
 
 
 def test_rl_zoo_cartpole_preset_values():
@@ -167,13 +168,13 @@ def test_rl_zoo_lin_prefix_in_a_preset_is_a_linear_learning_rate_schedule(tmp_pa
 def test_the_rl_zoo_preset_replaces_qzoos_own_rather_than_adding_to_it(tmp_path, monkeypatch):
     """`--preset rl-zoo` reads qzoo/presets/rl-zoo/dqn.yml in place of qzoo/presets/dqn.yml: a setting that only
     qzoo's preset makes (here double and a learning-rate schedule) is back at the Config default."""
-    from qzoo import config as config_module
+    from qzoo import resolve as resolve_module
 
     (tmp_path / "rl-zoo").mkdir()
     (tmp_path / "dqn.yml").write_text("default: {batch_size: 7}\nCartPole-v1: {double: true, "
                                       "learning_rate_schedule: linear, gamma: 0.9}\n")
     (tmp_path / "rl-zoo" / "dqn.yml").write_text("atari: {batch_size: 5}\nCartPole-v1: {gamma: 0.98}\n")
-    monkeypatch.setattr(config_module, "PRESET_DIR", tmp_path)
+    monkeypatch.setattr(resolve_module, "PRESET_DIR", tmp_path)
     own, zoo = resolve("CartPole-v1"), resolve("CartPole-v1", preset_file="rl-zoo")
     assert (own.double, own.learning_rate_schedule, own.gamma, own.batch_size) == (True, "linear", 0.9, 7)
     assert (zoo.double, zoo.learning_rate_schedule, zoo.gamma, zoo.batch_size) == (False, "constant", 0.98, 32)

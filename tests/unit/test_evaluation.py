@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from qzoo.agent import epsilon_greedy
-from qzoo.config import resolve
 from qzoo.envs import make_env, make_eval_envs
 from qzoo.evaluation import episode_shares, evaluate
+from qzoo.resolve import resolve
 
 
 class RulePolicy:

@@ -6,10 +6,11 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
-from qzoo.config import Config, resolve
+from qzoo.config import Config
 from qzoo.envs import check_env as qzoo_check_env
 from qzoo.envs.minatar import GAMES
 from qzoo.networks import MinAtarCNN, build_q_network
+from qzoo.resolve import resolve
 
 CHANNELS = {"Asterix": 4, "Breakout": 4, "Freeway": 7, "Seaquest": 10, "SpaceInvaders": 6}
 MINIMAL = {"Asterix": 5, "Breakout": 3, "Freeway": 3, "Seaquest": 6, "SpaceInvaders": 4}

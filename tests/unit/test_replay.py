@@ -65,9 +65,9 @@ def test_sampling_an_empty_buffer_is_an_error():
 def test_make_replay_stores_atari_frames_once_and_flat_observations_as_transitions():
     import gymnasium as gym
 
-    from qzoo.config import resolve
     from qzoo.replay import make_replay
     from qzoo.replay.frames import FrameStorage
+    from qzoo.resolve import resolve
 
     atari = resolve("ALE/Pong-v5", sets=["buffer_size=1000", "n_step=3"])
     frames = make_replay(atari, gym.spaces.Box(0, 255, (4, 84, 84), np.uint8))

@@ -41,7 +41,7 @@ def test_learning_rate_schedule_linear_to_zero_or_constant():
 def test_training_steps_the_optimizer_with_the_scheduled_rate(schedule, expected):
     """The last training phase of a 1000-step run with train_freq 64 is at step 960: a linear schedule gives it
     1e-3 * (1 - 960/1000) = 4e-5; the constant one 1e-3."""
-    from qzoo.config import resolve
+    from qzoo.resolve import resolve
     from qzoo.trainer import train
 
     config = resolve("qzoo/Corridor-v0", sets=[f"learning_rate_schedule={schedule}", "learning_rate=1e-3",

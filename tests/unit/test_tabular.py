@@ -6,9 +6,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from qzoo.config import Config, ConfigError, resolve
+from qzoo.config import Config, ConfigError
 from qzoo.envs import OneHotObservation, check_env, make_env
 from qzoo.qtable import QTable, load_qtable, read_qtable, write_qtable
+from qzoo.resolve import resolve
 from qzoo.schedules import ExponentialSchedule
 from qzoo.tabular import train_tabular
 

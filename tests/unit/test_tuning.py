@@ -5,7 +5,8 @@ import math
 import optuna
 import pytest
 
-from qzoo.config import ConfigError, resolve
+from qzoo.config import ConfigError
+from qzoo.resolve import resolve
 from qzoo.tuning import (
     NET_ARCHS,
     SPACES,

@@ -115,7 +115,8 @@ def add_results_commands(sub) -> None:
     pl = sub.add_parser("plot", help="learning curves of runs (mean and bootstrap CI across seeds), or with --final "
                         "the final scores of Atari runs")
     pl.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories or folders of runs (searched at any "
-                    "depth); LABEL=PATH groups those runs under LABEL (default label: the algo)")
+                    "depth); LABEL=PATH groups those runs under LABEL (LABEL:algo where they are of several algos; "
+                    "default label: the algo)")
     pl.add_argument("-o", "--output", help="image file: .png, .svg or .pdf (default: curves.png; with --final: "
                     "scores.png)")
     pl.add_argument("--env", help="only runs of this env id")

@@ -129,7 +129,9 @@ def load_run(path: str | Path, label: str | None = None) -> Run:
 
 def find_runs(targets: list[str], env_id: str | None = None) -> list[Run]:
     """Runs named on the command line: each target is a run directory or a folder searched for run directories
-    (any depth), optionally ``LABEL=PATH`` to group it under LABEL. ``env_id`` keeps only runs of that env."""
+    (any depth), optionally ``LABEL=PATH`` to group it under LABEL. A LABEL=PATH folder that holds runs of several
+    algos labels them ``LABEL:algo``: the seeds of one label are averaged, and two algos' runs are no seeds of one
+    curve. ``env_id`` keeps only runs of that env."""
     from qzoo.checkpoint import CONFIG_FILE
 
     runs = []
@@ -142,7 +144,11 @@ def find_runs(targets: list[str], env_id: str | None = None) -> list[Run]:
             raise ConfigError(f"'{where}' does not exist (expected a run directory or a folder of runs)")
         dirs = [where] if (where / CONFIG_FILE).is_file() else sorted(
             p.parent for p in where.rglob(CONFIG_FILE) if (p.parent / "progress.csv").is_file())
-        runs += [load_run(d, label) for d in dirs]
+        found = [load_run(d, label) for d in dirs]
+        if label is not None and len({r.algo for r in found}) > 1:
+            for run in found:
+                run.label = f"{label}:{run.algo}"
+        runs += found
     if env_id is not None:
         runs = [r for r in runs if r.env_id == env_id]
     if not runs:

@@ -151,3 +151,30 @@ def test_a_curve_of_one_evaluation_is_drawn_as_a_point_with_its_ci():
         assert [line.get_marker() for line in ax.lines][:1] == ["o"]
         assert len(ax.collections) == bars  # the error bar's line collection
         np.testing.assert_allclose(ax.lines[0].get_ydata(), [0.75 if bars else 0.25])
+
+
+def _run_dir(path: Path, algo: str, seed: int, scores: list[float]) -> Path:
+    """A run directory as a run leaves it: config.yaml, progress.csv and evaluations.csv."""
+    path.mkdir(parents=True)
+    (path / "config.yaml").write_text(f"env_id: ALE/Pong-v5\nalgo: {algo}\nseed: {seed}\nn_timesteps: 200\n")
+    (path / "progress.csv").write_text("step,return_mean\n100,0\n200,1\n")
+    rows = "".join(f"{100 * (i + 1)},{s}\n" for i, s in enumerate(scores))
+    (path / "evaluations.csv").write_text("step,return_mean\n" + rows)
+    return path
+
+
+def test_a_labelled_folder_of_two_algos_gives_each_algo_its_own_curve(tmp_path):
+    """`b=DIR` over DER and DrQ(eps) runs: two curves b:der and b:drq_eps, not one curve averaging both algos as
+    seeds; a labelled folder of one algo keeps its label, and an unlabelled folder is labelled by algo."""
+    from qzoo.plotting import find_runs
+
+    _run_dir(tmp_path / "mixed" / "der_s0", "der", 0, [-21, -19])
+    _run_dir(tmp_path / "mixed" / "drq_eps_s0", "drq_eps", 0, [-21, -9])
+    _run_dir(tmp_path / "mixed" / "drq_eps_s1", "drq_eps", 1, [-21, -13])
+    _run_dir(tmp_path / "one" / "der_s1", "der", 1, [-20, -15])
+    runs = find_runs([f"b={tmp_path / 'mixed'}", f"a={tmp_path / 'one'}"])
+    assert sorted((r.label, r.seed) for r in runs) == [("a", 1), ("b:der", 0), ("b:drq_eps", 0), ("b:drq_eps", 1)]
+    by_label = {c.label: c for c in curves(runs, "eval", n_boot=50)}
+    np.testing.assert_allclose(by_label["b:drq_eps"].mean, [-21, -11])  # (-9 + -13) / 2: its own two seeds
+    np.testing.assert_allclose(by_label["b:der"].mean, [-21, -19])
+    assert {r.label for r in find_runs([str(tmp_path / "mixed")])} == {"der", "drq_eps"}

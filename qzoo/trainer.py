@@ -11,6 +11,7 @@ environment transitions (all envs together); ``train_freq`` counts vector-env st
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -52,6 +53,28 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def flushing_denormals() -> bool:
+    """Whether torch flushes denormal floats to zero now (torch has a setter, no getter: 1e-39 is a float32
+    denormal, and a CPU flushing them reads it as zero)."""
+    return (torch.tensor([1e-39], dtype=torch.float32) * 1.0).item() == 0.0
+
+
+@contextlib.contextmanager
+def process_state_kept():
+    """A run sets process-wide state for itself: torch's intra-op threads, flushing denormal floats, the global
+    numpy and torch generators (its seed). All are put back as they were when the run returns or raises, so a
+    later run in the same process (a bench worker's next job, a tuning trial, a notebook) starts from what a
+    first run would: an MLP run's one thread no longer carries over to a Nature-CNN run after it."""
+    threads, flushing, numpy_state = torch.get_num_threads(), flushing_denormals(), np.random.get_state()
+    with torch.random.fork_rng():
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+            torch.set_flush_denormal(flushing)
+            np.random.set_state(numpy_state)
+
+
 def close_all(envs: list) -> None:
     for env in envs:
         env.close()
@@ -67,7 +90,16 @@ def train(config: Config, run_dir: Path | None = None, *, command: str = "",
     ``run_dir`` from that checkpoint.
 
     SIGINT / SIGTERM (Ctrl-C, a scheduler's pre-emption) finish the current step, write a checkpoint and return
-    with ``interrupted``; a second signal stops at once, keeping the last checkpoint written."""
+    with ``interrupted``; a second signal stops at once, keeping the last checkpoint written.
+
+    The process-wide state the run sets (threads, denormal flushing, the global generators) is restored when it
+    returns or raises (:func:`process_state_kept`)."""
+    with process_state_kept():
+        return _train(config, run_dir, command=command, on_eval=on_eval, out=out, resume=resume)
+
+
+def _train(config: Config, run_dir: Path | None, *, command: str, on_eval: Callable[[int, EvalResult], None] | None,
+           out, resume: ckpt.Resume | None) -> RunResult:
     env_info = check_env(config)
     seed_everything(config.seed)
     device = resolve_device(config.device)

@@ -120,3 +120,39 @@ def test_exploration_delay_holds_epsilon_then_decays_in_the_logged_run(tmp_path)
     # (the logged epsilon is the one the step's action used: step t acts with epsilon(t - 1))
     assert eps[250] == 1.0 and eps[500] == 1.0
     assert abs(eps[750] - 0.76) < 0.002 and abs(eps[1000] - 0.52) < 0.002 and eps[1750] == 0.04
+
+
+def test_a_run_puts_back_the_process_wide_state_it_set(monkeypatch):
+    """train() sets torch's threads (here torch_threads=1), flushes denormal floats and seeds the global numpy and
+    torch generators for its run; when it returns, and when it raises, each is as it was: the next run in the
+    process (a bench worker's next job, a tuning trial) starts as a first one would."""
+    import numpy as np
+    import pytest
+
+    from qzoo import trainer
+    from qzoo.trainer import flushing_denormals
+
+    config = resolve("CartPole-v1", flags={"n_timesteps": 300, "seed": 7}, sets=FAST + [
+        "learning_starts=100", "torch_threads=1", "eval_freq=0", "eval_episodes=1"])
+    before = torch.get_num_threads()
+    try:
+        for outcome in ("returns", "raises"):
+            torch.set_num_threads(2)
+            torch.set_flush_denormal(False)
+            np.random.seed(123)
+            torch.manual_seed(456)
+            if outcome == "raises":  # after the threads and denormal flushing are set, before the loop
+                def broken(config):
+                    assert torch.get_num_threads() == 1 and flushing_denormals()  # the run's own state, set
+                    raise RuntimeError("no env")
+                monkeypatch.setattr(trainer, "make_vec_env", broken)
+                with pytest.raises(RuntimeError, match="no env"):
+                    train(config, None, out=None)
+            else:
+                train(config, None, out=None)
+            assert torch.get_num_threads() == 2, outcome
+            assert not flushing_denormals(), outcome
+            assert np.random.random() == np.random.RandomState(123).random_sample(), outcome
+            assert torch.rand(1).item() == torch.rand(1, generator=torch.Generator().manual_seed(456)).item(), outcome
+    finally:
+        torch.set_num_threads(before)

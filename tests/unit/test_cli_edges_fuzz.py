@@ -52,7 +52,6 @@ def no_training(monkeypatch):
     for target in ("qzoo.trainer.train", "qzoo.tabular.train_tabular", "qzoo.bench.run_suite",
                    "qzoo.video.render_env", "qzoo.evaluation.evaluate"):
         monkeypatch.setattr(target, refuse)
-    torch.set_flush_denormal(False)  # see test_cli_fuzz.py: hypothesis needs subnormal floats
 
 
 def tree() -> dict:

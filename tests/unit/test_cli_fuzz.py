@@ -7,7 +7,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -107,9 +106,6 @@ def no_training(monkeypatch):
 
     monkeypatch.setattr("qzoo.trainer.train", refuse)
     monkeypatch.setattr("qzoo.tabular.train_tabular", refuse)
-    # A training run earlier in this process (another test) flushed denormal floats to zero (qzoo.trainer does, for
-    # speed), which breaks hypothesis's float generation: subnormals must exist while it draws.
-    torch.set_flush_denormal(False)
 
 
 @settings(max_examples=260, deadline=None, database=None, derandomize=True,

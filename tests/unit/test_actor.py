@@ -236,7 +236,8 @@ def test_the_second_thread_changes_no_number(tmp_path, monkeypatch, settings, sw
     """target_thread: the target network's pass at s_t (and the weight gradients: test_split_grads) run on a second
     thread beside the online passes; the run is the in-line one bit for bit (progress, weights), and the pass did
     run on that thread, every update (also DrQ(eps)'s, whose target pass reads the online net itself). With 'auto'
-    switching between the two ways every few phases, still the same run."""
+    switching between the two ways every few phases, still the same run. One torch thread in both runs (in line,
+    float32 would otherwise take torch's default: another reduction order, other numbers)."""
     import functools
     import threading
 
@@ -254,7 +255,7 @@ def test_the_second_thread_changes_no_number(tmp_path, monkeypatch, settings, sw
     config = Config(**{**dict(env_id="ALE/Pong-v5", n_timesteps=600, learning_starts=300, buffer_size=1000,
                               batch_size=16, train_freq=4, target_update_interval=100, max_episode_frames=800,
                               exploration_fraction=0.5, log_interval=100, eval_freq=0, eval_episodes=1,
-                              progress_bar=False, tensorboard=False, seed=0, overlap="false"), **settings})
+                              progress_bar=False, tensorboard=False, seed=0, overlap="false", torch_threads=1), **settings})
     threaded = train(config.replace(target_thread="true"), tmp_path / "threaded", out=None)
     assert "target_thread: 'true'" in (tmp_path / "threaded" / "config.yaml").read_text()
     assert len(threads) == threaded.agent.updates == 75

@@ -1,4 +1,4 @@
-"""The one deep Q-learning agent. Variants (Double DQN, and later dueling, PER, n-step, noisy, C51) are
+"""The one deep Q-learning agent. Variants (Double DQN, dueling, PER, n-step, noisy nets, C51, augmentation) are
 settings that change which pure target/loss function it calls or which network it was given, never a
 subclass. Components are passed in and wired in one place (:func:`build_agent`)."""
 

@@ -9,7 +9,8 @@ Design decisions (Rainbow building blocks):
 - :class:`NoisyLinear` keeps its factorised noise in two small buffers (eps_in, eps_out), not a full matrix;
   the weight noise f(eps_out) f(eps_in)^T is formed in ``forward``. The buffers are non-persistent: noise is
   not learned, so it is neither saved in nor loaded from a state dict. New noise is drawn only by
-  ``reset_noise()`` (the agent decides when: once per update / per acting step), never implicitly.
+  ``reset_noise()``, never implicitly: the agent draws it once per update, in both networks, and acts with
+  the noise of the last update.
 - ``eval()`` mode uses the mean weights only, which makes evaluation deterministic.
 - :func:`dueling_combine` is a pure function so it serves both scalar heads (B, A) and distributional heads
   (B, A, N): the mean is always over the action axis, dim 1.

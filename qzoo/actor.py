@@ -120,7 +120,7 @@ class PhaseBatches:
     and keeps the new priorities for the main thread to apply (the real buffer is being added to meanwhile)."""
 
     def __init__(self, replay: ReplayBuffer, n_updates: int, batch_size: int, step: int):
-        self.sampler = replay.sampler
+        self.uses_priorities = replay.uses_priorities
         self.phase = replay.sample_phase(n_updates, batch_size, step)
         self._next = 0
         self.priorities: list[tuple[np.ndarray, torch.Tensor]] = []

@@ -118,7 +118,7 @@ class QAgent:
         centered RMSprop on the CPU in :class:`qzoo.fastpath_cnn.MinAtarPhase` (bit-identical weights); other networks
         update batch by batch."""
         t0 = time.perf_counter()
-        if replay.sampler.uses_priorities or self.noisy or self.q_net.support is not None:
+        if replay.uses_priorities or self.noisy or self.q_net.support is not None:
             sample_s = 0.0
             for _ in range(n_updates):  # each batch is drawn with the priorities the previous update left
                 t1 = time.perf_counter()

@@ -6,6 +6,9 @@
               FrameStorage       stacked frames (Atari): each frame stored once, stacks and n-step returns
                                  rebuilt when sampling (qzoo/replay/frames.py)
     sampler:  UniformSampler | PrioritizedSampler (proportional, on a sum tree)
+
+    The parts' seams are declared: any :class:`~qzoo.replay.storage.Storage` with any
+    :class:`~qzoo.replay.samplers.Sampler` (typing Protocols); the buffer never asks which one it holds.
     augment:  None | random_shift of s and s' in each sampled batch (qzoo/replay/augment.py; training only)
 
 Design decisions:
@@ -34,8 +37,8 @@ import numpy as np
 from qzoo.config import ConfigError
 from qzoo.replay.augment import augmentation_problem, make_augment
 from qzoo.replay.frames import FrameStorage
-from qzoo.replay.samplers import PrioritizedSampler, UniformSampler
-from qzoo.replay.storage import TransitionStorage
+from qzoo.replay.samplers import PrioritizedSampler, Sampler, UniformSampler
+from qzoo.replay.storage import Storage, TransitionStorage
 from qzoo.schedules import LinearSchedule
 
 
@@ -63,8 +66,7 @@ def batch_slice(batch: Batch, i: int, batch_size: int) -> Batch:
 
 
 class ReplayBuffer:
-    def __init__(self, storage: TransitionStorage | FrameStorage, sampler: UniformSampler | PrioritizedSampler,
-                 seed: int = 0, augment=None):
+    def __init__(self, storage: Storage, sampler: Sampler, seed: int = 0, augment=None):
         self.storage = storage
         self.sampler = sampler
         self.rng = np.random.default_rng(seed)
@@ -72,6 +74,11 @@ class ReplayBuffer:
 
     def __len__(self) -> int:
         return self.storage.size
+
+    @property
+    def uses_priorities(self) -> bool:
+        """Whether each batch's TD errors must come back (:meth:`update_priorities`) before the next is drawn."""
+        return self.sampler.uses_priorities
 
     def add(self, obs_tm1, action_tm1, reward_t, obs_t, terminated_t, truncated_t) -> None:
         """Add one environment step per env (leading axis = env)."""
@@ -91,7 +98,7 @@ class ReplayBuffer:
         [i * batch_size, (i + 1) * batch_size) (:func:`batch_slice`). The same rows, from the same generator draws
         in the same order, as ``n_batches`` calls of :meth:`sample`; uniform sampling without augmentation reads
         the storage once for all of them instead of once per batch."""
-        if self.augment is not None or self.sampler.uses_priorities:  # draws interleave with the rows' draws
+        if self.augment is not None or self.uses_priorities:  # draws interleave with the rows' draws
             return concat_batches([self.sample(batch_size, step) for _ in range(n_batches)])
         rows = np.concatenate([self.sampler.sample(self.storage, batch_size, self.rng, step)[0]
                                for _ in range(n_batches)])
@@ -99,7 +106,7 @@ class ReplayBuffer:
 
     def update_priorities(self, indices: np.ndarray, td_errors) -> None:
         """New priorities from the TD errors (or C51 losses) of a batch; a no-op for uniform sampling."""
-        if self.sampler.uses_priorities:
+        if self.uses_priorities:
             td = td_errors.cpu().numpy() if hasattr(td_errors, "cpu") else np.asarray(td_errors)  # torch or numpy
             self.sampler.update_priorities(indices, td)
 
@@ -139,8 +146,7 @@ def make_replay(config, observation_space) -> ReplayBuffer:
                                     gamma=config.gamma, n_envs=config.n_envs)
     if config.prioritized:
         beta = LinearSchedule(config.prioritized_beta, config.prioritized_beta_final, config.schedule_horizon)
-        capacity = storage.capacity if isinstance(storage, TransitionStorage) else storage.n_rows
-        sampler = PrioritizedSampler(capacity, config.prioritized_alpha, beta, config.prioritized_eps)
+        sampler = PrioritizedSampler(storage.max_rows, config.prioritized_alpha, beta, config.prioritized_eps)
     else:
         sampler = UniformSampler()
     return ReplayBuffer(storage, sampler, seed=config.seed,

@@ -98,6 +98,11 @@ class FrameStorage:
         self._offsets = np.arange(1 - stack, 1)  # a stack: the rows [row - stack + 1, row]
 
     @property
+    def max_rows(self) -> int:
+        """Rows it can ever hold (every row may hold a transition): a prioritized sampler's tree size."""
+        return self.n_rows
+
+    @property
     def nbytes(self) -> int:
         return sum(a.nbytes for a in (self.frames, self.action, self.reward, self.flags, self.valid))
 

@@ -16,10 +16,33 @@ Design decisions (:class:`PrioritizedSampler`, proportional PER, Schaul et al. 2
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from qzoo.replay.sumtree import SumTree
+
+
+@runtime_checkable
+class Sampler(Protocol):
+    """Which stored rows form a batch (:class:`UniformSampler`, :class:`PrioritizedSampler`; as Dopamine's
+    ``SamplingDistribution``): told of the rows a storage adds and removes, asked for rows and weights."""
+
+    uses_priorities: bool  # whether a batch's TD errors must come back (update_priorities) before the next draw
+
+    def on_add(self, rows: np.ndarray) -> None: ...
+
+    def on_remove(self, rows: np.ndarray) -> None: ...
+
+    def sample(self, storage, batch_size: int, rng: np.random.Generator,
+               step: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+        """(rows, importance weights or None) of one batch."""
+
+    def update_priorities(self, indices: np.ndarray, td_errors: np.ndarray) -> None: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
 
 
 class UniformSampler:

@@ -4,12 +4,46 @@ as :class:`qzoo.replay.frames.FrameStorage` and the replay buffer treats both al
 
 from __future__ import annotations
 
+from typing import Protocol, runtime_checkable
+
 import numpy as np
 
 from qzoo.replay.frames import AddResult
 from qzoo.replay.nstep import NStepAccumulator
 
 _NO_ROWS = np.zeros(0, np.int64)
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """Where a replay buffer's steps live (:class:`TransitionStorage`, :class:`qzoo.replay.frames.FrameStorage`):
+    all that :class:`qzoo.replay.ReplayBuffer` and the samplers use of one."""
+
+    size: int  # transitions stored
+
+    @property
+    def n_rows(self) -> int:
+        """Rows [0, n_rows) a sampler may draw from (a row without a valid transition has priority 0)."""
+
+    @property
+    def max_rows(self) -> int:
+        """Rows it can ever hold: a prioritized sampler's tree size."""
+
+    def add(self, obs_tm1, action_tm1, reward_t, obs_t, terminated_t, truncated_t) -> AddResult:
+        """One environment step per env; the rows that became sampleable and those that stopped being so."""
+
+    def get(self, rows: np.ndarray) -> tuple:
+        """(obs_tm1, action_tm1, reward_t, discount_t, obs_t) of ``rows``."""
+
+    def sample_uniform(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+        """``batch_size`` sampleable rows, uniformly with replacement."""
+
+    def reset(self) -> None:
+        """Forget the steps of unfinished episodes; stored transitions stay."""
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
 
 
 class TransitionStorage:
@@ -29,6 +63,10 @@ class TransitionStorage:
     def n_rows(self) -> int:
         """Rows that may be sampled: [0, size)."""
         return self.size
+
+    @property
+    def max_rows(self) -> int:
+        return self.capacity
 
     def add(self, obs_tm1, action_tm1, reward_t, obs_t, terminated_t, truncated_t) -> AddResult:
         """One environment step per env (leading axis = env); writes the transitions whose n-step window is

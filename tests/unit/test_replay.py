@@ -74,3 +74,27 @@ def test_make_replay_stores_atari_frames_once_and_flat_observations_as_transitio
     assert isinstance(frames.storage, FrameStorage) and frames.storage.nbytes < 1.05 * 1000 * 84 * 84 + 1024
     flat = make_replay(resolve("CartPole-v1"), gym.spaces.Box(-1, 1, (4,), np.float32))
     assert isinstance(flat.storage, TransitionStorage)
+
+
+def test_both_storages_and_both_samplers_fill_the_declared_seams():
+    """Storage and Sampler are typing Protocols: both storages and both samplers have every member, a
+    prioritized sampler's tree covers every row its storage can hold (flat: capacity; frames: every env's rows,
+    the buffer size rounded down to a multiple of n_envs), and the buffer answers uses_priorities itself."""
+    import gymnasium as gym
+
+    from qzoo.replay import make_replay
+    from qzoo.replay.frames import FrameStorage
+    from qzoo.replay.samplers import PrioritizedSampler, Sampler
+    from qzoo.replay.storage import Storage
+    from qzoo.resolve import resolve
+
+    assert isinstance(TransitionStorage(10, (2,)), Storage) and isinstance(FrameStorage(20, (4, 4), 2), Storage)
+    assert isinstance(UniformSampler(), Sampler) and isinstance(PrioritizedSampler(8, 0.5, lambda s: 0.4), Sampler)
+    assert not isinstance(object(), Storage) and not isinstance(TransitionStorage(10, (2,)), Sampler)
+    frames = make_replay(resolve("ALE/Pong-v5", algo="der", sets=["buffer_size=1001", "n_envs=2"]),
+                         gym.spaces.Box(0, 255, (4, 84, 84), np.uint8))
+    flat = make_replay(resolve("CartPole-v1", sets=["buffer_size=37", "batch_size=8", "prioritized=true"]),
+                       gym.spaces.Box(-1, 1, (4,), np.float32))
+    assert frames.storage.max_rows == 1000 and flat.storage.max_rows == 37
+    assert [r.sampler.tree.capacity for r in (frames, flat)] == [1000, 37]
+    assert frames.uses_priorities and flat.uses_priorities and not make().uses_priorities

@@ -192,7 +192,10 @@ def _atomic_json(path: Path, data: dict) -> None:
 def _last_return(progress_csv: Path) -> float | None:
     import csv
 
-    rows = list(csv.DictReader(open(progress_csv))) if progress_csv.is_file() else []
+    if not progress_csv.is_file():
+        return None
+    with open(progress_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
     values = [r["return_mean"] for r in rows if r.get("return_mean") not in (None, "", "nan")]
     return float(values[-1]) if values else None
 

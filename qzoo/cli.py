@@ -326,13 +326,13 @@ def best_evaluation_line(result, tabular: bool) -> str | None:
 
 def cmd_eval(args) -> int:
     from qzoo.env_ids import atari_game, is_atari_id
-    from qzoo.envs import make_env
+    from qzoo.envs import make_eval_env
     from qzoo.evaluation import evaluate, human_normalized
     from qzoo.policy import load_policy
 
     agent, config, path = load_policy(Path(args.run_dir), args.model, args.device)
     epsilon = config.eval_epsilon if args.epsilon is None else args.epsilon
-    env = make_env(config.env_id, config.env_kwargs, one_hot=not config.is_tabular, config=config)()
+    env = make_eval_env(config)
     result = evaluate(agent, env, args.episodes, epsilon, args.seed)
     env.close()
     print(f"{config.env_id}  {path}  epsilon {epsilon}  seed {args.seed}")

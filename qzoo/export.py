@@ -68,7 +68,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, which: str = "final"
     from safetensors.torch import save_file
 
     from qzoo.env_ids import atari_game, is_atari_id
-    from qzoo.envs import make_env, render_problem
+    from qzoo.envs import make_eval_env, render_problem
     from qzoo.evaluation import evaluate, human_normalized
     from qzoo.plotting import read_csv_columns
 
@@ -92,7 +92,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, which: str = "final"
     (out_dir / WEIGHTS_FILE).chmod(0o644)  # safetensors creates it owner-only; this folder is for publishing
     ckpt.write_config(out_dir, config)
 
-    env = make_env(config.env_id, config.env_kwargs, one_hot=not config.is_tabular, config=config)()
+    env = make_eval_env(config)
     result = evaluate(agent, env, episodes, config.eval_epsilon, seed)
     env.close()
     game = atari_game(config.env_id) if is_atari_id(config.env_id) else None

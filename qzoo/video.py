@@ -20,7 +20,7 @@ import numpy as np
 
 from qzoo.config import Config, ConfigError
 from qzoo.env_ids import is_atari_id
-from qzoo.envs import make_env, render_problem
+from qzoo.envs import make_eval_env, render_problem
 from qzoo.evaluation import EvalResult, evaluate
 
 VIDEO_DIR = "videos"  # periodic captures during training: <run_dir>/videos/step_<N>.mp4
@@ -39,9 +39,8 @@ class Recording:
 def render_env(config: Config):
     """The evaluation env of ``config`` (whole games, raw rewards for Atari) with ``render_mode='rgb_array'``."""
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame-drawn envs: no display wanted (nor its warnings)
-    kwargs = {**config.env_kwargs, "render_mode": "rgb_array"}
     try:
-        return make_env(config.env_id, kwargs, one_hot=not config.is_tabular, config=config)()
+        return make_eval_env(config, render_mode="rgb_array")
     except Exception as e:  # an env whose class claims rgb_array and still refuses it
         said = " ".join(str(e).split()) or "(no message)"
         raise ConfigError(f"environment '{config.env_id}' cannot render video frames: {type(e).__name__}: "

@@ -197,6 +197,14 @@ def make_env(env_id: str, env_kwargs: dict | None = None, *, one_hot: bool = Tru
     return thunk
 
 
+def make_eval_env(config: Config, **env_kwargs) -> gym.Env:
+    """One evaluation env of a run's ``config`` (Atari: whole games, raw score; discrete observations one-hot unless
+    the run is tabular), as ``qzoo eval``, ``export`` and ``record`` play it; ``env_kwargs`` go on top of the
+    config's (a video's ``render_mode``)."""
+    return make_env(config.env_id, {**config.env_kwargs, **env_kwargs}, one_hot=not config.is_tabular,
+                    config=config)()
+
+
 def make_eval_envs(config: Config, episodes: int | None = None, one_hot: bool = True) -> list[gym.Env]:
     """The evaluation envs of ``config`` (Atari: whole games, raw score): ``config.resolved_eval_envs`` of them, to
     be played side by side by :func:`qzoo.evaluation.evaluate`."""

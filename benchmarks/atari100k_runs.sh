@@ -18,6 +18,7 @@ cd "$(dirname "$0")/.."
 repo=$(pwd)
 pending=${QZOO_PENDING:-$HOME/qzoo-pending}
 frozen=${QZOO_FROZEN:-$HOME/qzoo-frozen}
+sets=(--set bf16=true --set checkpoint_freq=10000)  # start and finish: a bench run's settings must match
 usage() { sed -n '4,6p' "$0" | sed 's/^# *//' >&2; exit 2; }
 
 case "${1:-}" in
@@ -29,7 +30,7 @@ start)
     log="$pending/${game}_${algo}.log"
     (cd "$frozen" && PYTHONPATH="$frozen" OMP_WAIT_POLICY=PASSIVE setsid nohup taskset -c "$core" \
         "$repo/.venv/bin/qzoo" bench atari100k --algos "$algo" --seeds 1 --envs "ALE/$game-v5" --jobs 1 \
-        --bench-dir "$pending" --set bf16=true --set checkpoint_freq=10000 >>"$log" 2>&1 &)
+        --bench-dir "$pending" "${sets[@]}" >>"$log" 2>&1 &)
     echo "started $algo $game seed 0 on core $core (code of $(git -C "$frozen" rev-parse --short HEAD)); log $log"
     ;;
 status)
@@ -50,7 +51,7 @@ finish)
     mkdir -p "$dst"
     cp "$src"/{command.txt,config.yaml,evaluations.csv,progress.csv,result.json} "$dst/"
     OMP_WAIT_POLICY=PASSIVE .venv/bin/qzoo bench atari100k --algos "$algo" --seeds 1 --envs "ALE/$game-v5" \
-        --jobs 1 --bench-dir benchmarks/results
+        --jobs 1 --bench-dir benchmarks/results "${sets[@]}"
     echo "copied into $dst; tables rewritten (commit them with the run's files)"
     ;;
 *) usage ;;

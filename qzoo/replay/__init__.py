@@ -6,10 +6,10 @@
               FrameStorage       stacked frames (Atari): each frame stored once, stacks and n-step returns
                                  rebuilt when sampling (qzoo/replay/frames.py)
     sampler:  UniformSampler | PrioritizedSampler (proportional, on a sum tree)
+    augment:  None | random_shift of s and s' in each sampled batch (qzoo/replay/augment.py; training only)
 
     The parts' seams are declared: any :class:`~qzoo.replay.storage.Storage` with any
     :class:`~qzoo.replay.samplers.Sampler` (typing Protocols); the buffer never asks which one it holds.
-    augment:  None | random_shift of s and s' in each sampled batch (qzoo/replay/augment.py; training only)
 
 Design decisions:
 - Both storages take environment steps, ``add(obs_tm1, a, r, obs_t, terminated, truncated)``, and answer with

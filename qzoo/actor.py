@@ -107,6 +107,8 @@ class ActingCopy:
         torch._foreach_copy_(self.tensors(self.net), list(tensors))
 
     def greedy(self, obs: np.ndarray) -> np.ndarray:
+        if self.agent.acting_noise is not None:  # (acting_noise: fresh; drawn here, on the loop's thread)
+            self.net.reset_noise(self.agent.acting_noise)
         with torch.no_grad():
             q = self.net(torch.as_tensor(obs, device=self.agent.device))
         return q.argmax(dim=1).cpu().numpy()

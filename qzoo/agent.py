@@ -68,6 +68,8 @@ class QAgent:
         self.second_thread: SecondThread | None = None
         self._weight_grads: WeightGrads | None = None
         self._beside = None  # the second thread's run, in a phase that uses it
+        # acting_noise 'fresh': new noise before every action while training, from this generator (build_agent)
+        self.acting_noise: torch.Generator | None = None
 
     @property
     def compiled_kernels_apply(self) -> bool:
@@ -77,6 +79,8 @@ class QAgent:
 
     # ---- acting -------------------------------------------------------------------------------------------
     def greedy(self, obs: np.ndarray) -> np.ndarray:
+        if self.acting_noise is not None and self.q_net.training:  # (evaluation: the mean weights, no noise)
+            self.q_net.reset_noise(self.acting_noise)
         if self._numpy_q is not None:
             return self._numpy_q(obs).argmax(axis=1)
         if self._phase_q is not None:
@@ -338,7 +342,8 @@ class QAgent:
                 "noise": {"q_net": dict(self.q_net.named_buffers()),
                           "target_net": dict(self.target_net.named_buffers())},
                 "metrics": {"loss_sum": self._loss_sum.cpu(), "q_sum": self._q_sum.cpu(),
-                            "updates_at_pop": self._updates_at_pop}}
+                            "updates_at_pop": self._updates_at_pop},
+                "acting_noise": None if self.acting_noise is None else self.acting_noise.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         self.q_net.load_state_dict(state["q_net"])
@@ -356,6 +361,8 @@ class QAgent:
                     buffer.copy_(state["noise"][name][buffer_name])
         if self._phase is not None:
             self._phase.drain_metrics()  # (the losses of updates before the load are not this run's)
+        if self.acting_noise is not None and state.get("acting_noise") is not None:
+            self.acting_noise.set_state(state["acting_noise"])
         metrics = state["metrics"]
         self._loss_sum.copy_(metrics["loss_sum"])
         self._q_sum.copy_(metrics["q_sum"])
@@ -394,12 +401,21 @@ def build_agent(config: Config, observation_space, n_actions: int, device: torch
     agent = QAgent(q_net, make_optimizer(config, q_net.parameters()), n_actions, double=config.double,
                    loss=config.loss, max_grad_norm=config.max_grad_norm, device=device, noisy=config.noisy)
     agent.lazy_sync = syncs_after_every_update(config) and agent._phase is None
+    if config.noisy and config.acting_noise == "fresh":
+        agent.acting_noise = acting_noise_generator(config.seed, device)
     # target_thread: 'auto' here is the trainer's resolved value (two cores or more: timed, qzoo.actor)
     if config.target_thread in ("true", "auto") and agent._phase is None:
         agent.second_thread = SecondThread(adaptive=config.target_thread == "auto")
         if isinstance(q_net.torso, NatureCNN) and device.type == "cpu":
             agent._weight_grads = q_net.torso.weight_grads = WeightGrads(agent.second_thread.run)
     return agent
+
+
+def acting_noise_generator(seed: int, device: torch.device) -> torch.Generator:
+    """The generator of ``acting_noise: fresh``: seeded from ``seed`` and a tag of its own, so its draws are not
+    torch's global stream (which ``torch.manual_seed(seed)`` starts at the same state for the initial weights)."""
+    state = np.random.SeedSequence([seed, 0x6E6F6973]).generate_state(2, dtype=np.uint32)  # (tag: "nois")
+    return torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
 def syncs_after_every_update(config: Config) -> bool:

@@ -186,6 +186,12 @@ class Config:
         one_of("auto", "true", "false"), "network")
     noisy_sigma: float = setting(0.5, "initial noise scale sigma0 of noisy layers", noisy_sigma_check,
                                "network")
+    acting_noise: str = setting(
+        "update", "noise a noisy net acts with while training: 'update' (the noise of the last update, drawn once "
+                  "per update for both networks; fixed until learning starts) or 'fresh' (a new draw before every "
+                  "action, from a generator of its own seeded by seed: Dopamine's full Rainbow agent, whose warm-up "
+                  "actions then vary too); evaluation always uses the mean weights",
+        one_of("update", "fresh"), "network")
     distributional: str = setting("none", "distributional head: none or c51 (Bellemare et al. 2017)",
                                   one_of("none", "c51"), "network")
     n_atoms: int = setting(51, "atoms of the c51 support", at_least(2), "network")

@@ -10,7 +10,8 @@ Design decisions (Rainbow building blocks):
   the weight noise f(eps_out) f(eps_in)^T is formed in ``forward``. The buffers are non-persistent: noise is
   not learned, so it is neither saved in nor loaded from a state dict. New noise is drawn only by
   ``reset_noise()``, never implicitly: the agent draws it once per update, in both networks, and acts with
-  the noise of the last update.
+  the noise of the last update (``acting_noise: update``) or draws new noise before each action
+  (``acting_noise: fresh``, from a generator of its own).
 - ``eval()`` mode uses the mean weights only, which makes evaluation deterministic.
 - :func:`dueling_combine` is a pure function so it serves both scalar heads (B, A) and distributional heads
   (B, A, N): the mean is always over the action axis, dim 1.
@@ -246,10 +247,11 @@ class QNetwork(nn.Module):
             return logits.squeeze(-1)
         return (logits.softmax(dim=-1) * self.support).sum(dim=-1)
 
-    def reset_noise(self) -> None:
+    def reset_noise(self, generator: torch.Generator | None = None) -> None:
+        """New noise in every noisy layer, from ``generator`` (torch's global one when None)."""
         for module in self.modules():
             if isinstance(module, NoisyLinear):
-                module.reset_noise()
+                module.reset_noise(generator)
 
 
 def build_q_network(config: Config, observation_space: gym.spaces.Space, n_actions: int) -> QNetwork:

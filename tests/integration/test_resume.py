@@ -294,11 +294,15 @@ def simulate_kill_after(run: Path, step: int) -> None:
     (run / "model.pt").unlink()
 
 
-def test_rainbow_resumes_exactly_noise_and_distributions_included(tmp_path, capsys):
+@pytest.mark.parametrize("acting_noise", ["update", "fresh"])
+def test_rainbow_resumes_exactly_noise_and_distributions_included(tmp_path, capsys, acting_noise):
+    # fresh: the acting noise's own generator is in the checkpoint; the warm-up acts with the noisy net, whose
+    # sigma 4 lets the noise flip actions (at 0.5 no Corridor action depended on it: a lost state went unseen)
     args = ["train", "qzoo/Corridor-v0", "--algo", "rainbow", "-n", "800", "--quiet"] + sets(
             "learning_starts=100", "log_interval=100", "eval_freq=400", "eval_episodes=2", "train_freq=1",
             "checkpoint_freq=400", "target_update_interval=50", "tensorboard=false", "batch_size=16",
-            "save_replay=true")
+            "save_replay=true", f"acting_noise={acting_noise}",
+            *(["warmup_actions=policy", "noisy_sigma=4"] if acting_noise == "fresh" else []))
     assert main([*args, "--runs-dir", str(tmp_path / "straight")]) == 0
     straight = only_run(tmp_path / "straight")
     run = tmp_path / "run"

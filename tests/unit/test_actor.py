@@ -312,3 +312,20 @@ def test_the_target_thread_resolves_from_the_network_the_device_and_the_cores(mo
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
     assert resolve_target_thread(pong, image, cpu) == "false"  # one core: nothing to run it beside
     assert resolve_target_thread(pong.replace(target_thread="true"), image, cpu) == "true"
+
+
+def test_the_acting_copy_draws_fresh_noise_from_the_agents_generator():
+    """acting_noise: fresh, overlapped: the acting copy redraws its noise before every action, on the loop's thread,
+    from the agent's generator, so its first actions are those the agent in line would choose."""
+    config = Config(env_id="CartPole-v1", batch_size=8, buffer_size=200, noisy=True, acting_noise="fresh")
+    agent, replay = parts(config)
+    in_line, _ = parts(config)
+    phases = TrainingPhases(agent, replay, config, dict.fromkeys(TIMING, 0.0), overlap=True)
+    obs = np.random.default_rng(2).uniform(-1, 1, (6, 4)).astype(np.float32)
+    for _ in range(3):
+        before = [b.clone() for b in phases.policy.net.buffers()]
+        np.testing.assert_array_equal(phases.policy.greedy(obs), in_line.greedy(obs))
+        assert not same(before, list(phases.policy.net.buffers()))
+        assert same(list(phases.policy.net.buffers()), list(in_line.q_net.buffers()))
+    assert torch.equal(agent.acting_noise.get_state(), in_line.acting_noise.get_state())
+    phases.close()

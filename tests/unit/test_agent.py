@@ -210,3 +210,70 @@ def test_max_grad_norm_inf_skips_the_norm_and_updates_as_an_unreached_bound_does
     for a, b in zip(agents[1e10].q_net.parameters(), agents[float("inf")].q_net.parameters(), strict=True):
         assert torch.equal(a, b)
     assert not torch.equal(agents[1e10].q_net.advantage.weight_mu, before["advantage.weight_mu"])  # they learned
+
+
+def _noise(net) -> list[torch.Tensor]:
+    return [b.clone() for b in net.buffers()]
+
+
+def test_acting_noise_update_acts_with_the_last_updates_noise():
+    agent = corridor_agent(noisy=True)
+    obs = np.eye(8, dtype=np.float32)[[2, 5]]
+    before = _noise(agent.q_net)
+    for _ in range(3):
+        agent.act(obs, 0.0, np.random.default_rng(0))
+    assert all(torch.equal(a, b) for a, b in zip(before, _noise(agent.q_net), strict=True))  # no draw when acting
+    batch = Batch(obs, np.array([1, 0]), np.array([1.0, -1.0], np.float32), np.array([0.0, 0.9], np.float32), obs,
+                  None, np.array([0, 1]))
+    agent.update(batch)
+    assert not any(torch.equal(a, b) for a, b in zip(before, _noise(agent.q_net), strict=True))  # the update draws
+
+
+def test_acting_noise_fresh_draws_before_every_action_from_its_own_seeded_generator():
+    """Dopamine's full Rainbow agent samples new noise for each action. With 'fresh' every greedy choice in
+    training mode first redraws every noisy layer's noise from the agent's generator (seeded by the run's seed,
+    not torch's global stream), so two actions on the same observation see different Q-values; evaluation (the
+    mean weights) draws nothing."""
+    from qzoo.agent import acting_noise_generator
+    from qzoo.networks import NoisyLinear, scale_noise
+
+    torch.manual_seed(0)
+    agent = corridor_agent(noisy=True, acting_noise="fresh", seed=7)
+    obs = np.eye(8, dtype=np.float32)[[2, 5]]
+    expected = acting_noise_generator(7, torch.device("cpu"))
+    layers = [m for m in agent.q_net.modules() if isinstance(m, NoisyLinear)]
+    seen_q = []
+    for _ in range(2):
+        global_state = torch.get_rng_state()
+        action = agent.act(obs, 0.0, np.random.default_rng(0))
+        assert torch.equal(torch.get_rng_state(), global_state)  # torch's global stream untouched
+        for layer in layers:  # the layers' order in modules(), each eps_in then eps_out, from the generator
+            torch.testing.assert_close(layer.eps_in, scale_noise(torch.randn(layer.in_features, generator=expected)),
+                                       rtol=0, atol=0)
+            torch.testing.assert_close(layer.eps_out, scale_noise(torch.randn(layer.out_features, generator=expected)),
+                                       rtol=0, atol=0)
+        with torch.no_grad():
+            q = agent.q_net(torch.as_tensor(obs))
+        np.testing.assert_array_equal(action, q.argmax(1).numpy())  # the action is greedy under the new noise
+        seen_q.append(q)
+    assert not torch.equal(seen_q[0], seen_q[1])
+    state = expected.get_state()
+    with agent.evaluating():
+        agent.act(obs, 0.0, np.random.default_rng(0))
+    assert torch.equal(agent.acting_noise.get_state(), state)  # evaluation drew nothing
+    assert corridor_agent(noisy=False, acting_noise="fresh").acting_noise is None  # no noisy layers: nothing to draw
+    assert not torch.equal(acting_noise_generator(7, torch.device("cpu")).get_state(),
+                           acting_noise_generator(8, torch.device("cpu")).get_state())
+
+
+def test_acting_noise_generator_state_survives_a_checkpoint():
+    agent = corridor_agent(noisy=True, acting_noise="fresh", seed=3)
+    obs = np.eye(8, dtype=np.float32)[[1]]
+    agent.act(obs, 0.0, np.random.default_rng(0))
+    saved = copy.deepcopy(agent.state_dict())
+    agent.act(obs, 0.0, np.random.default_rng(0))
+    after_one_more = [b.clone() for b in agent.q_net.buffers()]
+    other = corridor_agent(noisy=True, acting_noise="fresh", seed=3)
+    other.load_state_dict(saved)
+    other.act(obs, 0.0, np.random.default_rng(0))  # the same next draw as the original's
+    assert all(torch.equal(a, b) for a, b in zip(after_one_more, other.q_net.buffers(), strict=True))

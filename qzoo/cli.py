@@ -475,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         allocator.restart_with_jemalloc(sys.argv[1:])  # training processes: jemalloc when found (qzoo/allocator.py)
     args = build_parser().parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)  # for command.txt
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM takes the same clean path as Ctrl-C
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM takes the same clean path as Ctrl-C
     try:
         check_args(args)  # devices, seeds, output folders, input files: once, before any command runs
         commands = {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot, "record": cmd_record, "report": cmd_report,
@@ -488,10 +488,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("qzoo: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

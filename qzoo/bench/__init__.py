@@ -206,7 +206,7 @@ def run_job(job: Job) -> dict:
     result.json: it counts as unfinished)."""
     import torch
 
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM stops a run cleanly (checkpoint, logs), as Ctrl-C
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # (raises KeyboardInterrupt): a clean stop, as Ctrl-C
     torch.set_num_threads(1)
     run_dir = Path(job.run_dir)
     resume = continuable(job, run_dir)
@@ -400,10 +400,6 @@ class LocalPool:
                 pool.shutdown(wait=True, cancel_futures=True)
                 interrupted = True
         return failed, interrupted
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def _plot(suite_dir: Path, summary: list[dict], anchors: dict) -> None:

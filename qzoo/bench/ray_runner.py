@@ -33,7 +33,7 @@ import uuid
 from pathlib import Path
 
 from qzoo import scaleout
-from qzoo.bench import Job, _atomic_json, _raise_interrupt, finished_result, run_line, train_job
+from qzoo.bench import Job, _atomic_json, finished_result, run_line, train_job
 from qzoo.config import ConfigError
 
 ATTEMPT_FILE = ".qzoo-ray-attempt.json"
@@ -130,7 +130,7 @@ def run_task(job: Job, cwd: str, marker: str, token: str, attempt_token: str) ->
         raise ConfigError(f"node {socket.gethostname()} cannot use the bench directory: {problem}; it must be on "
                           "storage every node mounts at the same path")
     with contextlib.suppress(ValueError):  # SIGTERM stops a run cleanly, as in a local bench
-        signal.signal(signal.SIGTERM, _raise_interrupt)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     before = os.getcwd()
     os.chdir(cwd)  # the driver's relative paths mean the same directories here
     try:

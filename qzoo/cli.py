@@ -365,7 +365,7 @@ def cmd_plot(args) -> int:
 
 def cmd_plot_final(args) -> int:
     from qzoo.bench.figures import plot_final
-    from qzoo.bench.tables import human_normalized_score
+    from qzoo.bench.tables import ci_text, human_normalized_score
 
     given = [flag for flag, on in (("--metric", args.metric != "eval"), ("--smooth", args.smooth != 1),
                                    ("--normalized", args.normalized is not None)) if on]
@@ -382,7 +382,7 @@ def cmd_plot_final(args) -> int:
     for a in aggregate:
         published = "".join(f"; {key} published {p['iqm']:.3f}" for key, p in a["anchors"].items())
         print(f"IQM {a['algo']} over {a['games']} game(s) x {a['runs_per_game']} run(s): {a['iqm']:.3f} "
-              f"[{a['low']:.3f}, {a['high']:.3f}]{published}")
+              f"{ci_text(a)}{published}")
     for run in left_out:
         print(f"left out (no final evaluation yet): {run.path}")
     print(f"plot: {path}")

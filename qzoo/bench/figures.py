@@ -91,8 +91,11 @@ def score_figure(summary: list[dict], anchors: dict, *, dpi: int = 100, interval
     if aggregate is None:
         aggregate = iqm_rows(rows, anchors, interval=interval)
     for i, a in enumerate(aggregate):
-        ax_iqm.errorbar(i, a["iqm"], yerr=[[a["iqm"] - a["low"]], [a["high"] - a["iqm"]]], fmt="o", capsize=5,
-                        color=colors[a["algo"]])
+        if a["low"] is None:  # one run per game: no interval to draw
+            ax_iqm.plot(i, a["iqm"], "o", color=colors[a["algo"]])
+        else:
+            ax_iqm.errorbar(i, a["iqm"], yerr=[[a["iqm"] - a["low"]], [a["high"] - a["iqm"]]], fmt="o", capsize=5,
+                            color=colors[a["algo"]])
         for j, (key, published) in enumerate(a["anchors"].items()):
             ax_iqm.plot(i + 0.15 * (j + 1), published["iqm"], markers.get(key, "x"), color="0.15",
                         markerfacecolor="none", markersize=8)
@@ -102,8 +105,9 @@ def score_figure(summary: list[dict], anchors: dict, *, dpi: int = 100, interval
     ax_iqm.set_xlim(-0.5, len(aggregate) - 0.2)
     ax_iqm.set_title(f"IQM [{interval * 100:g}% CI]\n(markers: published, same games)", fontsize=9)
     ax_iqm.grid(axis="y", alpha=0.3)
-    low = min([0.0] + [a["low"] for a in aggregate])
-    high = max([1.0] + [a["high"] for a in aggregate] + [p["iqm"] for a in aggregate for p in a["anchors"].values()])
+    low = min([0.0] + [a["iqm"] if a["low"] is None else a["low"] for a in aggregate])
+    high = max([1.0] + [a["iqm"] if a["high"] is None else a["high"] for a in aggregate]
+               + [p["iqm"] for a in aggregate for p in a["anchors"].values()])
     ax_iqm.set_ylim(low - 0.05 * (high - low), high + 0.05 * (high - low))
     fig.tight_layout()
     return fig

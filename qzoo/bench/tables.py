@@ -89,7 +89,8 @@ def iqm_rows(summary: list[dict], anchors: dict, n_boot: int = 2000, interval: f
     published for every one of those games at the runs' budget (the anchor's ``steps``), the anchors' IQM and the games
     where the algo's mean beats them.
     Every game contributes the same number of runs (its first seeds, as many as the game with the fewest),
-    as the stratified bootstrap needs."""
+    as the stratified bootstrap needs. With one run per game there is nothing to resample within a game (every
+    resample is the runs themselves): ``low`` and ``high`` are then None, not a zero-width interval."""
     from qzoo.plotting import iqm, stratified_bootstrap_ci
 
     rows = []
@@ -100,6 +101,8 @@ def iqm_rows(summary: list[dict], anchors: dict, n_boot: int = 2000, interval: f
         n_runs = min(len(r["finals"]) for r in games)
         scores = np.array([[human_normalized_score(r["env"], f) for f in r["finals"][:n_runs]] for r in games]).T
         point, low, high = stratified_bootstrap_ci(scores, n_boot=n_boot, interval=interval)
+        if n_runs < 2:
+            low = high = None
         row = {"algo": algo, "games": len(games), "runs_per_game": n_runs, "iqm": point, "low": low, "high": high,
                "anchors": {}}
         anchor_algos = dict.fromkeys(a for r in games for a in (anchors.get(r["env"]) or {}) if a != "threshold")
@@ -113,6 +116,13 @@ def iqm_rows(summary: list[dict], anchors: dict, n_boot: int = 2000, interval: f
             row["anchors"][a] = {"iqm": iqm(hns), "beats": beats}
         rows.append(row)
     return rows
+
+
+def ci_text(row: dict) -> str:
+    """An :func:`iqm_rows` row's interval as printed: '[low, high]', or why there is none."""
+    if row["low"] is None:
+        return "(no CI: one run per game)"
+    return f"[{row['low']:.3f}, {row['high']:.3f}]"
 
 
 def speed_rows(summary: list[dict], peer_algo: str = "sb3-dqn", algo: str = "dqn") -> list[dict]:
@@ -155,8 +165,8 @@ def markdown(summary: list[dict], description: str = "", anchors: dict | None = 
         for a in aggregate:
             published = "; ".join(f"{k} {v['iqm']:.3f}" for k, v in a["anchors"].items())
             above = "; ".join(f"{k} {v['beats']}/{a['games']}" for k, v in a["anchors"].items())
-            lines.append(f"| {a['algo']} | {a['games']} | {a['runs_per_game']} | {a['iqm']:.3f} [{a['low']:.3f}, "
-                         f"{a['high']:.3f}] | {published} | {above} |")
+            lines.append(f"| {a['algo']} | {a['games']} | {a['runs_per_game']} | {a['iqm']:.3f} {ci_text(a)} "
+                         f"| {published} | {above} |")
     speed = speed_rows(summary)
     if speed:
         lines += ["", "qzoo DQN beside stable-baselines3's DQN (same env, settings and seeds):", "",

@@ -56,6 +56,9 @@ def test_bars_dots_and_anchors_are_the_human_normalised_scores():
     # the IQM panel: drq_eps pools 4 scores 0.2, 0.4, 0.5, 0 -> the middle two, 0.3; der on Pong alone 0.0
     iqm_points = _points(ax_iqm)
     assert sorted(y for _, y in iqm_points["o"]) == pytest.approx([0.0, 0.3])
+    # an interval for drq_eps (2 runs a game) only: der's one run has no bootstrap to draw
+    (bars_iqm,) = ax_iqm.containers
+    assert bars_iqm.lines[0].get_ydata() == pytest.approx([0.3])
     # DER's published IQM on drq_eps's two games: the mean of both (trim 25% of 2 drops none)
     assert sorted(y for _, y in iqm_points["v"]) == pytest.approx(sorted([1.4 / 35.3, (1.4 / 35.3 + 0.2 / 28.8) / 2]))
 

@@ -187,6 +187,13 @@ def test_atari_iqm_of_human_normalised_scores_beside_the_anchors_iqm():
     assert row["anchors"] == {"der": {"iqm": pytest.approx(0.25), "beats": 2}}
     md = markdown(summary, "", anchors)
     assert "| drq_eps | 4 | 2 | 0.625 [" in md and "| der 0.250 | der 2/4 |" in md
+    # one run per game: a stratified bootstrap has nothing to resample, so no interval (not a zero-width one)
+    one = [r for r in results if r["seed"] == 0 and r["env"].startswith("ALE/")]
+    (single,) = iqm_rows(summarize(one, anchors), anchors)
+    assert single["runs_per_game"] == 1 and single["low"] is None and single["high"] is None
+    # seed 0's normalised scores 0.5, 0, 1, 2 -> the middle two: IQM 0.75
+    assert single["iqm"] == pytest.approx(0.75)
+    assert "| drq_eps | 4 | 1 | 0.750 (no CI: one run per game) |" in markdown(summarize(one, anchors), "", anchors)
 
 
 def test_minatar_breakout_is_not_normalised_by_atari_breakouts_scores(tmp_path):

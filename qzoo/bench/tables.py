@@ -100,9 +100,10 @@ def iqm_rows(summary: list[dict], anchors: dict, n_boot: int = 2000, interval: f
             continue
         n_runs = min(len(r["finals"]) for r in games)
         scores = np.array([[human_normalized_score(r["env"], f) for f in r["finals"][:n_runs]] for r in games]).T
-        point, low, high = stratified_bootstrap_ci(scores, n_boot=n_boot, interval=interval)
         if n_runs < 2:
-            low = high = None
+            point, low, high = iqm(scores), None, None
+        else:
+            point, low, high = stratified_bootstrap_ci(scores, n_boot=n_boot, interval=interval)
         row = {"algo": algo, "games": len(games), "runs_per_game": n_runs, "iqm": point, "low": low, "high": high,
                "anchors": {}}
         anchor_algos = dict.fromkeys(a for r in games for a in (anchors.get(r["env"]) or {}) if a != "threshold")

@@ -2,6 +2,7 @@
 # Long Atari-100k runs beside a working session, one per core, and their small files into benchmarks/results.
 #
 #   bash benchmarks/atari100k_runs.sh start CORE GAME [ALGO [SEED]]  # e.g. start 0 MsPacman der (default: der, 0)
+#   bash benchmarks/atari100k_runs.sh chain CORE ALGO SEED GAME...    # those games one after another on CORE
 #   bash benchmarks/atari100k_runs.sh status                         # the last logged step of every run
 #   bash benchmarks/atari100k_runs.sh finish GAME [ALGO [SEED]]      # copy a finished run's small files, tables
 #
@@ -10,6 +11,9 @@
 # nothing it imports), into $QZOO_PENDING (default ~/qzoo-pending) with a checkpoint every 10k steps (replay
 # included). Started again after the run was cut (a session's end), it continues from the newest intact checkpoint
 # exactly (`qzoo bench` does that for an unfinished run). A DER run takes ~2 h on one Zen 4 core, DrQ(ε) ~1.2 h.
+# `chain` queues several games on one core (each as `start` would run it, the next when the last one exits: a
+# session's worth of runs in one command); cut by a session's end, the same `chain` again continues the cut run
+# and skips the finished ones.
 # A seed above 0 is run as `qzoo bench --seeds SEED+1`, which needs seeds 0..SEED-1 finished in $QZOO_PENDING:
 # `start` copies the committed ones from benchmarks/results there first (their small files are a finished run).
 # `finish` copies config.yaml, progress.csv, evaluations.csv, result.json and command.txt (never checkpoints) into
@@ -21,7 +25,7 @@ repo=$(pwd)
 pending=${QZOO_PENDING:-$HOME/qzoo-pending}
 frozen=${QZOO_FROZEN:-$HOME/qzoo-frozen}
 sets=(--set bf16=true --set checkpoint_freq=10000)  # start and finish: a bench run's settings must match
-usage() { sed -n '4,6p' "$0" | sed 's/^# *//' >&2; exit 2; }
+usage() { sed -n '4,7p' "$0" | sed 's/^# *//' >&2; exit 2; }
 seeds_before() {  # seeds 0..$2-1 of game $1, algo $3, finished: from benchmarks/results into $pending
     local s
     for ((s = 0; s < $2; s++)); do
@@ -33,18 +37,38 @@ seeds_before() {  # seeds 0..$2-1 of game $1, algo $3, finished: from benchmarks
     done
 }
 
+run_one() {  # core game algo seed: one bench run in the foreground, from the frozen worktree, into its log
+    (cd "$frozen" && PYTHONPATH="$frozen" OMP_WAIT_POLICY=PASSIVE taskset -c "$1" "$repo/.venv/bin/qzoo" bench \
+        atari100k --algos "$3" --seeds $(($4 + 1)) --envs "ALE/$2-v5" --jobs 1 --bench-dir "$pending" "${sets[@]}" \
+        >>"$pending/${2}_${3}_s${4}.log" 2>&1)
+}
+prepare() {  # game... (algo seed in $algo $seed): the frozen worktree, the pending folder, the seeds before
+    if [ ! -d "$frozen" ]; then git worktree add --detach "$frozen" HEAD >/dev/null; fi
+    mkdir -p "$pending"
+    local game
+    for game in "$@"; do seeds_before "$game" "$seed" "$algo"; done
+}
+
 case "${1:-}" in
 start)
     [ $# -ge 3 ] || usage
     core=$2 game=$3 algo=${4:-der} seed=${5:-0}
-    if [ ! -d "$frozen" ]; then git worktree add --detach "$frozen" HEAD >/dev/null; fi
-    mkdir -p "$pending"
-    seeds_before "$game" "$seed" "$algo"
-    log="$pending/${game}_${algo}_s${seed}.log"
-    (cd "$frozen" && PYTHONPATH="$frozen" OMP_WAIT_POLICY=PASSIVE setsid nohup taskset -c "$core" \
-        "$repo/.venv/bin/qzoo" bench atari100k --algos "$algo" --seeds $((seed + 1)) --envs "ALE/$game-v5" --jobs 1 \
-        --bench-dir "$pending" "${sets[@]}" >>"$log" 2>&1 &)
-    echo "started $algo $game seed $seed on core $core (code of $(git -C "$frozen" rev-parse --short HEAD)); log $log"
+    prepare "$game"
+    (setsid nohup bash "$repo/benchmarks/atari100k_runs.sh" _run "$core" "$algo" "$seed" "$game" >/dev/null 2>&1 &)
+    echo "started $algo $game seed $seed on core $core (code of $(git -C "$frozen" rev-parse --short HEAD));" \
+        "log $pending/${game}_${algo}_s${seed}.log"
+    ;;
+chain)
+    [ $# -ge 5 ] || usage
+    core=$2 algo=$3 seed=$4; shift 4
+    prepare "$@"
+    (setsid nohup bash "$repo/benchmarks/atari100k_runs.sh" _run "$core" "$algo" "$seed" "$@" >/dev/null 2>&1 &)
+    echo "started $algo seed $seed of $* one after another on core $core (code of" \
+        "$(git -C "$frozen" rev-parse --short HEAD)); logs $pending/<game>_${algo}_s${seed}.log"
+    ;;
+_run)  # core algo seed game...: the games in turn (start and chain run this in the background)
+    core=$2 algo=$3 seed=$4; shift 4
+    for game in "$@"; do run_one "$core" "$game" "$algo" "$seed" || true; done
     ;;
 status)
     for progress in "$pending"/atari100k/ALE/*/*/progress.csv; do

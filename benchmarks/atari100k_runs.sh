@@ -42,29 +42,25 @@ run_one() {  # core game algo seed: one bench run in the foreground, from the fr
         atari100k --algos "$3" --seeds $(($4 + 1)) --envs "ALE/$2-v5" --jobs 1 --bench-dir "$pending" "${sets[@]}" \
         >>"$pending/${2}_${3}_s${4}.log" 2>&1)
 }
-prepare() {  # game... (algo seed in $algo $seed): the frozen worktree, the pending folder, the seeds before
+launch() {  # core algo seed game...: prepare, then the games in turn in the background (start: one game)
+    local core=$1 algo=$2 seed=$3 game
+    shift 3
     if [ ! -d "$frozen" ]; then git worktree add --detach "$frozen" HEAD >/dev/null; fi
     mkdir -p "$pending"
-    local game
     for game in "$@"; do seeds_before "$game" "$seed" "$algo"; done
+    (setsid nohup bash "$repo/benchmarks/atari100k_runs.sh" _run "$core" "$algo" "$seed" "$@" >/dev/null 2>&1 &)
+    echo "started $algo seed $seed of $* on core $core, one after another (code of" \
+        "$(git -C "$frozen" rev-parse --short HEAD)); logs $pending/<game>_${algo}_s${seed}.log"
 }
 
 case "${1:-}" in
 start)
     [ $# -ge 3 ] || usage
-    core=$2 game=$3 algo=${4:-der} seed=${5:-0}
-    prepare "$game"
-    (setsid nohup bash "$repo/benchmarks/atari100k_runs.sh" _run "$core" "$algo" "$seed" "$game" >/dev/null 2>&1 &)
-    echo "started $algo $game seed $seed on core $core (code of $(git -C "$frozen" rev-parse --short HEAD));" \
-        "log $pending/${game}_${algo}_s${seed}.log"
+    launch "$2" "${4:-der}" "${5:-0}" "$3"
     ;;
 chain)
     [ $# -ge 5 ] || usage
-    core=$2 algo=$3 seed=$4; shift 4
-    prepare "$@"
-    (setsid nohup bash "$repo/benchmarks/atari100k_runs.sh" _run "$core" "$algo" "$seed" "$@" >/dev/null 2>&1 &)
-    echo "started $algo seed $seed of $* one after another on core $core (code of" \
-        "$(git -C "$frozen" rev-parse --short HEAD)); logs $pending/<game>_${algo}_s${seed}.log"
+    launch "$2" "$3" "$4" "${@:5}"
     ;;
 _run)  # core algo seed game...: the games in turn (start and chain run this in the background)
     core=$2 algo=$3 seed=$4; shift 4

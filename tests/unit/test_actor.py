@@ -255,7 +255,8 @@ def test_the_second_thread_changes_no_number(tmp_path, monkeypatch, settings, sw
     config = Config(**{**dict(env_id="ALE/Pong-v5", n_timesteps=600, learning_starts=300, buffer_size=1000,
                               batch_size=16, train_freq=4, target_update_interval=100, max_episode_frames=800,
                               exploration_fraction=0.5, log_interval=100, eval_freq=0, eval_episodes=1,
-                              progress_bar=False, tensorboard=False, seed=0, overlap="false", torch_threads=1), **settings})
+                              progress_bar=False, tensorboard=False, seed=0, overlap="false", torch_threads=1),
+                           **settings})
     threaded = train(config.replace(target_thread="true"), tmp_path / "threaded", out=None)
     assert "target_thread: 'true'" in (tmp_path / "threaded" / "config.yaml").read_text()
     assert len(threads) == threaded.agent.updates == 75

@@ -40,8 +40,8 @@ LAYERS = [
     # tools: commands built on trainers and trained runs (export, report, plots, tuning, benchmarks).
     ("tools", ["qzoo.export", "qzoo.report", "qzoo.plotting", "qzoo.tuning", "qzoo.bench",
                 "qzoo.scaleout"]),
-    # entry: the command line.
-    ("entry", ["qzoo.cli", "qzoo.__main__"]),
+    # entry: the command line (what it accepts, and what each command does).
+    ("entry", ["qzoo.cli", "qzoo.cli_parser", "qzoo.__main__"]),
 ]
 
 
